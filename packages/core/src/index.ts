@@ -1,0 +1,12 @@
+/**
+ * @airlock/core — the engine of airlock: references, digests, manifests, transports, the registry
+ * client and the copy pipeline. No CLI, YAML or OpenPGP code lives here.
+ */
+export * from "./errors.js";
+export * from "./digest.js";
+export * from "./mediatype.js";
+export * from "./manifest.js";
+export * from "./platform.js";
+export * from "./fsutil.js";
+export * from "./transports/types.js";
+export * from "./transports/index.js";

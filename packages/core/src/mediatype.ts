@@ -1,0 +1,59 @@
+/**
+ * Media types airlock knows, as a closed set with predicates.
+ * @see https://github.com/opencontainers/image-spec/blob/main/media-types.md
+ * @see https://distribution.github.io/distribution/spec/manifest-v2-2/
+ */
+
+/** OCI and Docker manifest, config and layer media types. */
+export const MediaType = {
+  OCIManifest: "application/vnd.oci.image.manifest.v1+json",
+  OCIIndex: "application/vnd.oci.image.index.v1+json",
+  OCIConfig: "application/vnd.oci.image.config.v1+json",
+  OCILayer: "application/vnd.oci.image.layer.v1.tar",
+  OCILayerGzip: "application/vnd.oci.image.layer.v1.tar+gzip",
+  OCILayerZstd: "application/vnd.oci.image.layer.v1.tar+zstd",
+  OCILayerNondistributableGzip: "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+  OCIEmpty: "application/vnd.oci.empty.v1+json",
+  DockerManifest: "application/vnd.docker.distribution.manifest.v2+json",
+  DockerManifestList: "application/vnd.docker.distribution.manifest.list.v2+json",
+  DockerConfig: "application/vnd.docker.container.image.v1+json",
+  DockerLayerGzip: "application/vnd.docker.image.rootfs.diff.tar.gzip",
+  DockerForeignLayerGzip: "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+  DockerSchema1: "application/vnd.docker.distribution.manifest.v1+json",
+  DockerSchema1Signed: "application/vnd.docker.distribution.manifest.v1+prettyjws",
+} as const;
+
+/** One of the manifest media types airlock reads and writes. */
+export type ManifestMediaType =
+  | typeof MediaType.OCIManifest
+  | typeof MediaType.OCIIndex
+  | typeof MediaType.DockerManifest
+  | typeof MediaType.DockerManifestList;
+
+/** The four manifest media types airlock supports, in the order a registry client asks for them. */
+export const MANIFEST_MEDIA_TYPES: readonly ManifestMediaType[] = [
+  MediaType.OCIManifest,
+  MediaType.OCIIndex,
+  MediaType.DockerManifest,
+  MediaType.DockerManifestList,
+];
+
+/** Reports whether `mt` is an index (OCI image index or Docker manifest list). */
+export function isIndex(mt: string | undefined): boolean {
+  return mt === MediaType.OCIIndex || mt === MediaType.DockerManifestList;
+}
+
+/** Reports whether `mt` is a single-image manifest (OCI image manifest or Docker v2 schema 2). */
+export function isImageManifest(mt: string | undefined): boolean {
+  return mt === MediaType.OCIManifest || mt === MediaType.DockerManifest;
+}
+
+/** Reports whether `mt` is one of the four supported manifest media types. */
+export function isManifestMediaType(mt: string | undefined): mt is ManifestMediaType {
+  return isIndex(mt) || isImageManifest(mt);
+}
+
+/** Reports whether `mt` is a Docker schema 1 manifest, which airlock refuses. */
+export function isSchema1(mt: string | undefined): boolean {
+  return mt === MediaType.DockerSchema1 || mt === MediaType.DockerSchema1Signed;
+}

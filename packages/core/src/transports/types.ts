@@ -1,0 +1,144 @@
+/**
+ * The transport contract, after containers/image's `types.ImageReference`, `ImageSource` and
+ * `ImageDestination`. A transport is one folder with `transport.ts`, `reference.ts`, `source.ts`
+ * and `destination.ts`.
+ *
+ * Call order for a destination (enforced by the copy pipeline, relied upon by every destination):
+ *   1. `tryReuseBlob` or `putBlob` for every blob of an image (concurrently when
+ *      `capabilities.concurrentWrites`);
+ *   2. `putManifest` for every image manifest, then for the index that lists them (children
+ *      before their index), the top-level one last with `topLevel: true`;
+ *   3. `commit()`; then, always, `close()`.
+ * Before `commit`, nothing at the destination may look like a complete image: no tag, no
+ * index.json entry, no `manifest.json`, no finished archive. A destination that is closed without
+ * a commit leaves whatever it held before untouched (blobs it added may remain: they are
+ * content-addressed and harmless).
+ */
+import type { Readable } from "node:stream";
+import type { Digest } from "../digest.js";
+import type { Descriptor, Manifest } from "../manifest.js";
+import type { ManifestMediaType } from "../mediatype.js";
+
+/** Settings a transport may need to reach an image: credentials, TLS, temp dirs. Plain data. */
+export interface SystemContext {
+  /** Directory for large temporary files (default: os.tmpdir()). */
+  tmpDir?: string;
+  /** Registry (docker://) settings. */
+  docker?: DockerContext;
+}
+
+/** Registry settings for one side of a copy, as skopeo's `--src-*` / `--dest-*` flags. */
+export interface DockerContext {
+  /** `--tls-verify`: undefined = verify (loopback registries may use HTTP); false = skip verification and allow plain HTTP. */
+  tlsVerify?: boolean;
+  /** `--cert-dir`: directory with `*.crt` CAs and a `*.cert`/`*.key` client pair. */
+  certDir?: string;
+  /** `--creds USER[:PASS]` / `--username` and `--password`. */
+  credentials?: { username: string; password: string };
+  /** `--registry-token`: used verbatim as a bearer token. */
+  registryToken?: string;
+  /** `--no-creds`: access anonymously. */
+  noCreds?: boolean;
+  /** `--authfile`: the only auth file consulted. */
+  authFile?: string;
+  /** `--retry-times`. */
+  retryTimes?: number;
+  /** `--retry-delay` in milliseconds (0 = exponential backoff). */
+  retryDelayMs?: number;
+  /** User-Agent prefix. */
+  userAgent?: string;
+}
+
+/** A transport: a name (the part before the first colon) and a parser for the rest. */
+export interface Transport {
+  /** The transport's name as typed by users, e.g. `oci`, `dir`, `docker`. */
+  readonly name: string;
+  /** Parses the part after `NAME:` without any I/O. Throws ERR_INVALID_REFERENCE. */
+  parseReference(spec: string): ImageReference;
+}
+
+/** An immutable, parsed reference to an image in some transport. */
+export interface ImageReference {
+  /** The transport this reference belongs to. */
+  readonly transport: Transport;
+  /** The reference as the user would type it, including the `transport:` prefix. Round-trips. */
+  toString(): string;
+  /**
+   * The Docker reference (e.g. `docker.io/library/busybox:latest`) this image is known by, if any:
+   * used for signature identities and for naming images in archives.
+   */
+  dockerReference(): string | undefined;
+  /** Opens the image for reading. */
+  newSource(ctx?: SystemContext): Promise<ImageSource>;
+  /** Opens the location for writing. */
+  newDestination(ctx?: SystemContext): Promise<ImageDestination>;
+}
+
+/** What a blob read returns: a stream of the raw bytes and, when the source knows it, the size. */
+export interface BlobReader {
+  stream: Readable;
+  size?: number;
+}
+
+/** Options of {@link ImageSource.getBlob}. */
+export interface GetBlobOptions {
+  signal?: AbortSignal;
+  /** Start reading at this byte offset (resume). Sources that cannot seek throw ERR_UNSUPPORTED. */
+  offset?: number;
+}
+
+/**
+ * Reads an image. Sources return raw bytes and promise nothing about digests: the copy pipeline
+ * verifies every blob and manifest against the digest it asked for.
+ */
+export interface ImageSource {
+  readonly reference: ImageReference;
+  /**
+   * Returns the top-level manifest when `digest` is undefined, else the manifest with that digest
+   * (a child of the top-level index). The returned Manifest's bytes are exactly the stored bytes.
+   */
+  getManifest(digest?: Digest, signal?: AbortSignal): Promise<Manifest>;
+  /** Opens a blob for reading. Throws ERR_BLOB_NOT_FOUND when it is missing. */
+  getBlob(desc: Descriptor, options?: GetBlobOptions): Promise<BlobReader>;
+  /** Releases everything the source holds. Always called. */
+  close(): Promise<void>;
+}
+
+/** What a destination can store, as data (containers/image's destination properties). */
+export interface DestinationCapabilities {
+  /** The manifest media types it accepts. */
+  manifestMediaTypes: readonly ManifestMediaType[];
+  /** Whether putBlob may be called concurrently. */
+  concurrentWrites: boolean;
+  /** Whether it can store indexes (multi-arch images). */
+  indexes: boolean;
+}
+
+/** Options of {@link ImageDestination.putManifest}. */
+export interface PutManifestOptions {
+  /** True for the manifest the reference names (the last one put); false for an index's children. */
+  topLevel: boolean;
+  signal?: AbortSignal;
+}
+
+/** Writes an image. See the call order in this file's comment. */
+export interface ImageDestination {
+  readonly reference: ImageReference;
+  readonly capabilities: DestinationCapabilities;
+  /** Returns true if the blob is already present (or was made present cheaply, e.g. by a mount). */
+  tryReuseBlob(desc: Descriptor, signal?: AbortSignal): Promise<boolean>;
+  /**
+   * Stores a blob from `stream`. The stream fails (errors) if its content does not match `desc`;
+   * the destination MUST then keep nothing under `desc.digest`. Destinations that write files
+   * hash while writing, write to a temporary name, check, then rename.
+   */
+  putBlob(desc: Descriptor, stream: Readable, signal?: AbortSignal): Promise<void>;
+  /** Returns true if a manifest with this digest is already stored (lets a re-run skip work). */
+  hasManifest(digest: Digest, signal?: AbortSignal): Promise<boolean>;
+  /** Stores a manifest's exact bytes. */
+  putManifest(manifest: Manifest, options: PutManifestOptions): Promise<void>;
+  /** Makes the top-level manifest visible under the reference's name. */
+  commit(signal?: AbortSignal): Promise<void>;
+  /** Releases everything; without a commit, leaves the destination as it was. Always called. */
+  close(): Promise<void>;
+}
