@@ -10,3 +10,8 @@ export * from "./platform.js";
 export * from "./fsutil.js";
 export * from "./transports/types.js";
 export * from "./transports/index.js";
+// Registers the built-in transports, so that parseImageName knows them.
+import "./transports/all.js";
+export * from "./progress.js";
+export * from "./copy/copy.js";
+export * from "./inspect.js";
