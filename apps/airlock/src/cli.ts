@@ -57,7 +57,7 @@ export async function main(argv: string[], make: (signal: AbortSignal, globals: 
   process.once("SIGTERM", onSignal);
   let timer: NodeJS.Timeout | undefined;
   program.hook("preAction", () => {
-    const ms = (program?.opts() as GlobalOptions).commandTimeout;
+    const ms = ((program?.opts() ?? {}) as GlobalOptions).commandTimeout;
     if (ms) timer = setTimeout(() => controller.abort(new Error(`--command-timeout of ${ms} ms expired`)), ms);
   });
   try {
