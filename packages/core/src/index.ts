@@ -15,3 +15,4 @@ import "./transports/all.js";
 export * from "./progress.js";
 export * from "./copy/copy.js";
 export * from "./inspect.js";
+export * from "./reference/docker.js";
