@@ -1,0 +1,17 @@
+/**
+ * Builds the packages once before the suite, so tests that run the real `airlock` binary (and
+ * child processes importing packages/core/dist) see the current sources. A failed build is
+ * reported but does not stop in-process tests; tests that need the binary then fail on their own.
+ */
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+export default function setup(): void {
+  const root = fileURLToPath(new URL("..", import.meta.url));
+  const tsc = fileURLToPath(new URL("../node_modules/typescript/bin/tsc", import.meta.url));
+  try {
+    execFileSync(process.execPath, [tsc, "-b", "apps/airlock"], { cwd: root, stdio: "pipe" });
+  } catch (err) {
+    process.stderr.write(`global setup: build failed; tests that run the binary will fail:\n${(err as { stdout?: Buffer }).stdout ?? err}\n`);
+  }
+}
