@@ -1,0 +1,273 @@
+#!/usr/bin/env node
+// airlock's benchmarks, side by side with skopeo on the same machine, data and run.
+//
+//   npm run bench [-- --runs 3 --only export,import --keep]
+//
+// Generates a corpus (cached under .bench/corpus): ten images sharing a 5 MiB base plus 1 MiB
+// each, two images of one 200 MiB incompressible layer, an amd64+arm64 index, and an image of 50
+// small layers. Pushes it to a local docker-registry, then times each job for airlock and for
+// skopeo, reporting medians, ratios and peak RSS (GNU time). Not a test: it asserts nothing.
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const airlockBin = join(root, "apps/airlock/bin/airlock.js");
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const RUNS = Number(opt("runs", "3"));
+const ONLY = opt("only", "")?.split(",").filter(Boolean) ?? [];
+const KEEP = args.includes("--keep");
+const benchDir = join(root, ".bench");
+const MiB = 1024 * 1024;
+
+// ---------------------------------------------------------------- corpus (an OCI layout)
+
+function sha256(buf) {
+  return `sha256:${createHash("sha256").update(buf).digest("hex")}`;
+}
+
+/** A one-file uncompressed tar (incompressible content), deterministic from `seed`. */
+function tarLayer(seed, size) {
+  const data = Buffer.alloc(size);
+  let state = createHash("sha256").update(seed).digest();
+  for (let off = 0; off < size; off += 32) {
+    state = createHash("sha256").update(state).digest();
+    state.copy(data, off, 0, Math.min(32, size - off));
+  }
+  const header = Buffer.alloc(512);
+  const name = `${seed}.bin`;
+  header.write(name, 0);
+  header.write("0000644\0", 100);
+  header.write("0000000\0", 108);
+  header.write("0000000\0", 116);
+  header.write(`${size.toString(8).padStart(11, "0")}\0`, 124);
+  header.write("00000000000\0", 136);
+  header.write("        ", 148);
+  header.write("0", 156);
+  header.write("ustar\0", 257);
+  header.write("00", 263);
+  let sum = 0;
+  for (const b of header) sum += b;
+  header.write(`${sum.toString(8).padStart(6, "0")}\0 `, 148);
+  const pad = Buffer.alloc((512 - (size % 512)) % 512);
+  return Buffer.concat([header, data, pad, Buffer.alloc(1024)]);
+}
+
+function makeCorpus(dir) {
+  const marker = join(dir, "corpus.json");
+  if (existsSync(marker)) return JSON.parse(readFileSync(marker, "utf8"));
+  console.error("bench: generating the corpus (once, cached in .bench/corpus)…");
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(join(dir, "blobs/sha256"), { recursive: true });
+  const put = (buf) => {
+    const d = sha256(buf);
+    writeFileSync(join(dir, "blobs/sha256", d.slice(7)), buf);
+    return d;
+  };
+  const cache = new Map();
+  const layer = (seed, size) => {
+    if (!cache.has(seed)) {
+      const buf = tarLayer(seed, size);
+      cache.set(seed, { mediaType: "application/vnd.oci.image.layer.v1.tar", digest: put(buf), size: buf.length, diff: sha256(buf) });
+    }
+    const { diff, ...desc } = cache.get(seed);
+    return { desc, diff };
+  };
+  const image = (layers, arch = "amd64") => {
+    const config = Buffer.from(JSON.stringify({ architecture: arch, os: "linux", created: "2024-01-01T00:00:00Z", config: { Env: ["PATH=/usr/bin"] }, rootfs: { type: "layers", diff_ids: layers.map((l) => l.diff) } }));
+    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: put(config), size: config.length }, layers: layers.map((l) => l.desc) }));
+    return { mediaType: "application/vnd.oci.image.manifest.v1+json", digest: put(manifest), size: manifest.length };
+  };
+  const entries = [];
+  const name = (n, desc) => entries.push({ ...desc, annotations: { "org.opencontainers.image.ref.name": n } });
+  for (let i = 0; i < 10; i++) name(`app${i}`, image([layer("base", 5 * MiB), layer(`app${i}`, MiB)]));
+  for (let i = 0; i < 2; i++) name(`big${i}`, image([layer(`big${i}`, 200 * MiB)]));
+  const amd = image([layer("multi-amd64", 2 * MiB)], "amd64");
+  const arm = image([layer("multi-arm64", 2 * MiB)], "arm64");
+  const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: [{ ...amd, platform: { os: "linux", architecture: "amd64" } }, { ...arm, platform: { os: "linux", architecture: "arm64", variant: "v8" } }] }));
+  name("multi", { mediaType: "application/vnd.oci.image.index.v1+json", digest: put(index), size: index.length });
+  name("many", image(Array.from({ length: 50 }, (_, i) => layer(`small${i}`, 64 * 1024 + i))));
+  writeFileSync(join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+  writeFileSync(join(dir, "index.json"), JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: entries }));
+  const corpus = { images: entries.map((e) => e.annotations["org.opencontainers.image.ref.name"]) };
+  writeFileSync(marker, JSON.stringify(corpus));
+  return corpus;
+}
+
+// ---------------------------------------------------------------- registries
+
+async function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startRegistry() {
+  const dir = mkdtempSync(join(tmpdir(), "airlock-bench-registry-"));
+  const port = await freePort();
+  writeFileSync(
+    join(dir, "config.yml"),
+    `version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage:\n  filesystem: {rootdirectory: ${dir}/data}\n  delete: {enabled: true}\n  cache: {blobdescriptor: inmemory}\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: bench\n`,
+  );
+  const child = spawn("docker-registry", ["serve", join(dir, "config.yml")], { stdio: "ignore" });
+  for (let i = 0; i < 100; i++) {
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}/v2/`);
+      if (r.ok) break;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    host: `127.0.0.1:${port}`,
+    async stop() {
+      child.kill();
+      await new Promise((r) => child.once("exit", r));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+// ---------------------------------------------------------------- timing
+
+/** Runs a shell command under GNU time; returns seconds and peak RSS in MiB. */
+function timed(cmd) {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync("/usr/bin/time", ["-f", "%M", "bash", "-c", cmd], { encoding: "utf8", maxBuffer: 64 * MiB });
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.status !== 0) throw new Error(`command failed (${r.status}): ${cmd}\n${r.stderr.slice(-2000)}`);
+  const lines = r.stderr.trim().split("\n");
+  const kib = Number(lines.at(-1));
+  return { secs, rssMiB: kib / 1024 };
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+const results = [];
+
+/** Times `job` for each tool; `prepare()` runs before every run (untimed). */
+async function bench(name, variants) {
+  if (ONLY.length && !ONLY.includes(name)) return;
+  const row = { job: name };
+  for (const [tool, { prepare, cmd, skip }] of Object.entries(variants)) {
+    if (skip) {
+      row[tool] = { skipped: skip };
+      continue;
+    }
+    const secs = [];
+    let rss = 0;
+    for (let i = 0; i < RUNS; i++) {
+      const ctx = prepare ? await prepare() : {};
+      const r = timed(typeof cmd === "function" ? cmd(ctx) : cmd);
+      secs.push(r.secs);
+      rss = Math.max(rss, r.rssMiB);
+      if (ctx.cleanup) await ctx.cleanup();
+    }
+    row[tool] = { median: median(secs), runs: secs, peakRssMiB: rss };
+    console.error(`bench: ${name} ${tool}: median ${median(secs).toFixed(2)} s, peak RSS ${rss.toFixed(0)} MiB`);
+  }
+  if (row.airlock?.median && row.skopeo?.median) row.speedup = row.skopeo.median / row.airlock.median;
+  results.push(row);
+}
+
+function airlockHas(verb) {
+  const r = spawnSync(process.execPath, [airlockBin, verb, "--help"], { encoding: "utf8" });
+  return r.status === 0;
+}
+
+// ---------------------------------------------------------------- main
+
+async function main() {
+  for (const tool of ["skopeo", "docker-registry", "/usr/bin/time"]) {
+    if (spawnSync("bash", ["-c", `command -v ${tool}`]).status !== 0) throw new Error(`bench needs ${tool} (apt-get install skopeo docker-registry time)`);
+  }
+  execFileSync(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-b", "apps/airlock"], { cwd: root, stdio: "inherit" });
+  mkdirSync(benchDir, { recursive: true });
+  const corpusDir = join(benchDir, "corpus");
+  const { images } = makeCorpus(corpusDir);
+  const work = mkdtempSync(join(benchDir, "run-"));
+  const src = await startRegistry();
+  const regs = [src];
+  try {
+    console.error(`bench: pushing the corpus to ${src.host} with skopeo (untimed)…`);
+    for (const img of images) execFileSync("skopeo", ["copy", "--all", "--preserve-digests", "-q", `oci:${corpusDir}:${img}`, `docker://${src.host}/bench/${img}:1`, "--dest-tls-verify=false"], { stdio: "inherit" });
+    const airlock = `"${process.execPath}" "${airlockBin}"`;
+    const loop = (fn) => images.map(fn).join(" && ");
+    const freshLayout = async () => {
+      const dir = mkdtempSync(join(work, "layout-"));
+      return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+    };
+    const freshRegistry = async () => {
+      const r = await startRegistry();
+      regs.push(r);
+      return { host: r.host, cleanup: () => r.stop() };
+    };
+
+    await bench("registry-to-layout", {
+      skopeo: { prepare: freshLayout, cmd: ({ dir }) => loop((i) => `skopeo copy -q --all --preserve-digests --src-tls-verify=false docker://${src.host}/bench/${i}:1 oci:${dir}:${i}`) },
+      airlock: { prepare: freshLayout, cmd: ({ dir }) => loop((i) => `${airlock} copy -q --all docker://${src.host}/bench/${i}:1 oci:${dir}:${i}`) },
+    });
+    await bench("layout-to-registry", {
+      skopeo: { prepare: freshRegistry, cmd: ({ host }) => loop((i) => `skopeo copy -q --all --preserve-digests --dest-tls-verify=false oci:${corpusDir}:${i} docker://${host}/bench/${i}:1`) },
+      airlock: { prepare: freshRegistry, cmd: ({ host }) => loop((i) => `${airlock} copy -q --all oci:${corpusDir}:${i} docker://${host}/bench/${i}:1`) },
+    });
+
+    const imagesYaml = join(work, "images.yaml");
+    writeFileSync(imagesYaml, `version: 1\nregistries:\n  "${src.host}": {tlsVerify: false}\nimages:\n${images.map((i) => `  - name: ${src.host}/bench/${i}\n    tags: ["1"]\n`).join("")}`);
+    const hasExport = airlockHas("export");
+    await bench("export", {
+      skopeo: { prepare: freshLayout, cmd: ({ dir }) => `${loop((i) => `skopeo copy -q --all --preserve-digests --src-tls-verify=false docker://${src.host}/bench/${i}:1 oci:${dir}:${i}`)} && tar -cf ${dir}.tar -C ${dir} . && rm -f ${dir}.tar` },
+      airlock: hasExport ? { prepare: freshLayout, cmd: ({ dir }) => `${airlock} export -q -f ${imagesYaml} -o ${dir}/bundle.tar` } : { skip: "airlock export not available yet" },
+    });
+    const bundle = join(work, "bundle.tar");
+    const skopeoLayout = join(work, "skopeo-layout");
+    if (hasExport && airlockHas("import")) {
+      execFileSync("bash", ["-c", `${airlock} export -q -f ${imagesYaml} -o ${bundle}`], { stdio: "inherit" });
+      execFileSync("bash", ["-c", loop((i) => `skopeo copy -q --all --preserve-digests --src-tls-verify=false docker://${src.host}/bench/${i}:1 oci:${skopeoLayout}:${i}`)], { stdio: "inherit" });
+      await bench("import", {
+        skopeo: { prepare: freshRegistry, cmd: ({ host }) => loop((i) => `skopeo copy -q --all --preserve-digests --dest-tls-verify=false oci:${skopeoLayout}:${i} docker://${host}/bench/${i}:1`) },
+        airlock: { prepare: freshRegistry, cmd: ({ host }) => `${airlock} import -q ${bundle} --to ${host}` },
+      });
+      const full = await startRegistry();
+      regs.push(full);
+      execFileSync("bash", ["-c", `${airlock} import -q ${bundle} --to ${full.host}`], { stdio: "inherit" });
+      execFileSync("bash", ["-c", loop((i) => `skopeo copy -q --all --preserve-digests --dest-tls-verify=false oci:${skopeoLayout}:${i} docker://${full.host}/skopeo/${i}:1`)], { stdio: "inherit" });
+      await bench("import-again", {
+        skopeo: { cmd: loop((i) => `skopeo copy -q --all --preserve-digests --dest-tls-verify=false oci:${skopeoLayout}:${i} docker://${full.host}/skopeo/${i}:1`) },
+        airlock: { cmd: `${airlock} import -q ${bundle} --to ${full.host}` },
+      });
+    }
+  } finally {
+    for (const r of regs) await r.stop().catch(() => {});
+    if (!KEEP) rmSync(work, { recursive: true, force: true });
+  }
+  const out = join(benchDir, "results.json");
+  writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), runs: RUNS, results }, null, 2));
+  console.log("| job | skopeo median (s) | airlock median (s) | airlock/skopeo speed-up | skopeo peak RSS (MiB) | airlock peak RSS (MiB) |");
+  console.log("|---|---|---|---|---|---|");
+  for (const r of results) {
+    const f = (t) => (r[t]?.median !== undefined ? r[t].median.toFixed(2) : r[t]?.skipped ? "n/a" : "");
+    const m = (t) => (r[t]?.peakRssMiB !== undefined ? r[t].peakRssMiB.toFixed(0) : "");
+    console.log(`| ${r.job} | ${f("skopeo")} | ${f("airlock")} | ${r.speedup ? `${r.speedup.toFixed(2)}×` : ""} | ${m("skopeo")} | ${m("airlock")} |`);
+  }
+  console.error(`bench: results in ${out}`);
+}
+
+main().catch((err) => {
+  console.error(`bench: ${err.stack ?? err}`);
+  process.exit(1);
+});
