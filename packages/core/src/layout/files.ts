@@ -1,0 +1,183 @@
+/**
+ * File primitives shared by every transport that stores content-addressed files (the OCI layout,
+ * skopeo's `dir:` layout, later the bundle): write a blob so that no partial or unverified file is
+ * ever visible under its final name, and open a stored blob for reading from an offset.
+ */
+import { createReadStream, promises as fs } from "node:fs";
+import { addAbortSignal, type Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { Digester, digestAlgorithm, type Expected, VerifyingStream } from "../digest.js";
+import { AirlockError } from "../errors.js";
+import { tempPathFor } from "../fsutil.js";
+import type { BlobReader, GetBlobOptions } from "../transports/types.js";
+
+/** Bytes gathered before one write(2): large writes are what makes the file-write path fast. */
+const WRITE_BATCH = 1 << 20;
+
+/** Options of {@link writeVerifiedFile}. */
+export interface WriteVerifiedOptions {
+  signal?: AbortSignal | undefined;
+  /** Names the content in error messages, e.g. "blob sha256:… for oci:/srv/layout:app". */
+  what?: string;
+}
+
+/**
+ * Writes `stream` to `path` so that `path` only ever holds verified content: the bytes go to a
+ * temporary file beside `path` while being hashed, and only when the stream ended cleanly with the
+ * expected digest (and size, when known) is the file fsynced and renamed onto `path`. When the
+ * stream errors, is aborted, or does not match, the temporary file is removed and `path` is
+ * untouched. The stream is always consumed to its end or destroyed.
+ */
+export async function writeVerifiedFile(path: string, expected: Expected, stream: Readable, options: WriteVerifiedOptions = {}): Promise<void> {
+  const what = options.what ?? `blob ${expected.digest}`;
+  const tmp = tempPathFor(path);
+  let fh: fs.FileHandle;
+  try {
+    fh = await fs.open(tmp, "wx", 0o644);
+  } catch (cause) {
+    stream.destroy();
+    throw ioError(`cannot create a temporary file for ${what} in ${tmp}`, cause);
+  }
+  let open = true;
+  let done = false;
+  try {
+    const verifier = new VerifyingStream(expected, what);
+    await pipeline(
+      stream,
+      verifier,
+      async (source: AsyncIterable<Buffer>) => {
+        let batch: Buffer[] = [];
+        let n = 0;
+        for await (const chunk of source) {
+          batch.push(chunk);
+          n += chunk.length;
+          if (n >= WRITE_BATCH) {
+            await writeAll(fh, batch.length === 1 ? batch[0]! : Buffer.concat(batch, n));
+            batch = [];
+            n = 0;
+          }
+        }
+        if (n > 0) await writeAll(fh, batch.length === 1 ? batch[0]! : Buffer.concat(batch, n));
+      },
+      options.signal ? { signal: options.signal } : {},
+    );
+    await fh.sync();
+    open = false;
+    await fh.close();
+    await fs.rename(tmp, path);
+    done = true;
+  } catch (err) {
+    if (err instanceof AirlockError) throw err;
+    if ((err as Error).name === "AbortError") throw new AirlockError("ERR_ABORTED", `writing ${what} was aborted`, { cause: err });
+    throw ioError(`storing ${what} as ${path} failed`, err);
+  } finally {
+    if (open) await fh.close().catch(() => {});
+    if (!done) await fs.rm(tmp, { force: true }).catch(() => {});
+  }
+}
+
+async function writeAll(fh: fs.FileHandle, buf: Buffer): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesWritten } = await fh.write(buf, off, buf.length - off);
+    off += bytesWritten;
+  }
+}
+
+/**
+ * Opens the file at `path` for reading from byte `offset` (default 0). `notFound` builds the error
+ * thrown when there is no such file. The returned size is the number of bytes the stream will
+ * deliver (the file's size minus `offset`).
+ */
+export async function openBlobFile(path: string, options: GetBlobOptions, notFound: () => AirlockError): Promise<BlobReader> {
+  options.signal?.throwIfAborted();
+  let fh: fs.FileHandle;
+  try {
+    fh = await fs.open(path, "r");
+  } catch (cause) {
+    if (isNotFoundError(cause)) throw notFound();
+    throw ioError(`cannot open ${path}`, cause);
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw notFound();
+    const offset = options.offset ?? 0;
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset > st.size) {
+      throw new AirlockError("ERR_INVALID_ARGUMENT", `cannot read ${path} from offset ${offset}: the file has ${st.size} bytes`);
+    }
+    const stream = fh.createReadStream({ start: offset, highWaterMark: WRITE_BATCH });
+    if (options.signal) addAbortSignal(options.signal, stream);
+    return { stream, size: st.size - offset };
+  } catch (err) {
+    await fh.close().catch(() => {});
+    throw err;
+  }
+}
+
+/**
+ * Reads a small file (a manifest, index.json) whole, refusing one larger than `maxSize` bytes.
+ * `notFound` builds the error thrown when there is no such file.
+ */
+export async function readSmallFile(path: string, maxSize: number, notFound: () => AirlockError): Promise<Buffer> {
+  let fh: fs.FileHandle;
+  try {
+    fh = await fs.open(path, "r");
+  } catch (cause) {
+    if (isNotFoundError(cause)) throw notFound();
+    throw ioError(`cannot open ${path}`, cause);
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw notFound();
+    if (st.size > maxSize) {
+      throw new AirlockError("ERR_MANIFEST_INVALID", `${path} is ${st.size} bytes, more than the ${maxSize} airlock reads for a manifest or index`);
+    }
+    return await fh.readFile();
+  } finally {
+    await fh.close().catch(() => {});
+  }
+}
+
+/** Returns the size of the regular file at `path`, or undefined when there is none. */
+export async function fileSize(path: string): Promise<number | undefined> {
+  try {
+    const st = await fs.stat(path);
+    return st.isFile() ? st.size : undefined;
+  } catch (cause) {
+    if (isNotFoundError(cause)) return undefined;
+    throw ioError(`cannot stat ${path}`, cause);
+  }
+}
+
+/**
+ * Reports whether the regular file at `path` has exactly the expected content (size when
+ * non-negative, then digest, by hashing the file). False when there is no such file.
+ */
+export async function fileMatches(path: string, expected: Expected, signal?: AbortSignal): Promise<boolean> {
+  const size = await fileSize(path);
+  if (size === undefined) return false;
+  if (expected.size !== undefined && expected.size >= 0 && size !== expected.size) return false;
+  const digester = new Digester(digestAlgorithm(expected.digest));
+  const stream = createReadStream(path, { highWaterMark: WRITE_BATCH });
+  if (signal) addAbortSignal(signal, stream);
+  try {
+    for await (const chunk of stream) digester.update(chunk as Buffer);
+  } catch (cause) {
+    if (isNotFoundError(cause)) return false;
+    if ((cause as Error).name === "AbortError") throw new AirlockError("ERR_ABORTED", `checking ${path} was aborted`, { cause });
+    throw ioError(`cannot read ${path}`, cause);
+  }
+  return digester.digest() === expected.digest;
+}
+
+/** Reports whether `err` is a file-system "no such file" (ENOENT, or ENOTDIR for a path through a file). */
+export function isNotFoundError(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === "ENOENT" || code === "ENOTDIR";
+}
+
+/** Wraps a file-system error as ERR_IO with a message that says what failed. */
+export function ioError(message: string, cause: unknown): AirlockError {
+  const detail = (cause as Error | undefined)?.message;
+  return new AirlockError("ERR_IO", detail ? `${message}: ${detail}` : message, { cause });
+}
