@@ -2,9 +2,11 @@
  * Registers every built-in transport. Import this module once (the CLI and tests do) before
  * calling `parseImageName`.
  */
+import { dirTransport } from "./dir/transport.js";
 import { registerTransport } from "./index.js";
+import { ociTransport } from "./oci/transport.js";
 
 // Each transport folder exports its Transport object from transport.ts; register it here.
-const builtins: Parameters<typeof registerTransport>[0][] = [];
+const builtins: Parameters<typeof registerTransport>[0][] = [ociTransport, dirTransport];
 
 for (const t of builtins) registerTransport(t);

@@ -1,0 +1,92 @@
+/**
+ * Writes an image into an OCI image layout. Manifests of all four supported media types are
+ * stored as their exact bytes (airlock preserves digests; skopeo converts Docker manifests to
+ * OCI). Blobs and manifests are blobs; only `commit()` touches index.json, under the layout's
+ * lock, so several airlock processes can write different names into one layout at once without
+ * losing an entry (skopeo loses entries there: containers/skopeo#1018).
+ * @see https://github.com/opencontainers/image-spec/blob/main/image-layout.md
+ */
+import type { Readable } from "node:stream";
+import { type Digest, parseDigest } from "../../digest.js";
+import { AirlockError } from "../../errors.js";
+import { addIndexEntry, OciLayout } from "../../layout/layout.js";
+import { type Descriptor, Manifest } from "../../manifest.js";
+import { MANIFEST_MEDIA_TYPES } from "../../mediatype.js";
+import type { DestinationCapabilities, ImageDestination, PutManifestOptions } from "../types.js";
+import type { OciReference } from "./reference.js";
+
+/** What an OCI layout destination stores: every supported manifest type, indexes, concurrent blob writes. */
+export const OCI_DESTINATION_CAPABILITIES: DestinationCapabilities = {
+  manifestMediaTypes: MANIFEST_MEDIA_TYPES,
+  concurrentWrites: true,
+  indexes: true,
+};
+
+/** An {@link ImageDestination} that adds one image to an OCI layout. */
+export class OciImageDestination implements ImageDestination {
+  readonly reference: OciReference;
+  readonly capabilities = OCI_DESTINATION_CAPABILITIES;
+  /** The layout being written. */
+  readonly layout: OciLayout;
+  private topLevel: Descriptor | undefined;
+
+  private constructor(reference: OciReference, layout: OciLayout) {
+    this.reference = reference;
+    this.layout = layout;
+  }
+
+  /**
+   * Opens `ref` for writing without changing anything yet: the directory may be missing or empty
+   * (it is created by the first write) or must already be an OCI layout.
+   */
+  static async open(ref: OciReference): Promise<OciImageDestination> {
+    if (ref.position !== undefined) {
+      throw new AirlockError("ERR_INVALID_REFERENCE", `cannot write to ${ref}: @N selects an existing image for reading; name the image instead, e.g. oci:${ref.path}:NAME`);
+    }
+    return new OciImageDestination(ref, await OciLayout.open(ref.path, { create: true }));
+  }
+
+  /** True when the blob is already in the layout with the expected size. */
+  async tryReuseBlob(desc: Descriptor, signal?: AbortSignal): Promise<boolean> {
+    signal?.throwIfAborted();
+    return this.layout.hasBlob(desc);
+  }
+
+  /** Stores a blob: temporary file, verified against `desc`, renamed; nothing is kept on failure. */
+  putBlob(desc: Descriptor, stream: Readable, signal?: AbortSignal): Promise<void> {
+    return this.layout.writeBlob({ digest: desc.digest, size: desc.size }, stream, signal);
+  }
+
+  /** True when a blob with this digest is stored and has exactly that digest. */
+  async hasManifest(digest: Digest, signal?: AbortSignal): Promise<boolean> {
+    signal?.throwIfAborted();
+    if (!(await this.layout.hasBlob({ digest: parseDigest(digest) }))) return false;
+    try {
+      Manifest.parse(await this.layout.readBlobBytes(digest), { expected: digest });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Stores the manifest's exact bytes as a blob; the top-level one is named at commit. */
+  async putManifest(manifest: Manifest, options: PutManifestOptions): Promise<void> {
+    options.signal?.throwIfAborted();
+    await this.layout.writeBlobBytes(manifest.bytes, manifest.digest);
+    if (options.topLevel) this.topLevel = manifest.descriptor();
+  }
+
+  /**
+   * Adds the top-level manifest to index.json — named by the reference's name, which moves from
+   * any entry that had it — under the layout's lock, replacing the file atomically.
+   */
+  async commit(signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    const desc = this.topLevel;
+    if (!desc) throw new AirlockError("ERR_DESTINATION", `nothing to commit to ${this.reference}: no top-level manifest was written`);
+    await this.layout.updateIndex((index) => addIndexEntry(index, desc, this.reference.name));
+  }
+
+  /** Nothing to release; without a commit, index.json was never touched. */
+  async close(): Promise<void> {}
+}
