@@ -7,6 +7,7 @@ export default defineConfig({
   resolve: {
     alias: {
       "@airlock/core": src("./packages/core/src/index.ts"),
+      "@airlock/sign": src("./packages/sign/src/index.ts"),
     },
   },
   test: {

@@ -28,7 +28,10 @@ export type ErrorCode =
   | "ERR_NETWORK"
   | "ERR_TIMEOUT"
   | "ERR_ABORTED"
-  | "ERR_IO";
+  | "ERR_IO"
+  | "ERR_SIGNATURE"
+  | "ERR_POLICY"
+  | "ERR_POLICY_REJECTED";
 
 /** Error codes that mean "the image (or repository) does not exist": skopeo exits with 2 for them. */
 export const NOT_FOUND_CODES: ReadonlySet<ErrorCode> = new Set(["ERR_IMAGE_NOT_FOUND"]);
