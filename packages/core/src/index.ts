@@ -27,3 +27,4 @@ export * from "./transports/dir/format.js";
 export * from "./transports/dir/reference.js";
 export * from "./transports/dir/source.js";
 export * from "./transports/dir/destination.js";
+export * from "./bundle/index.js";

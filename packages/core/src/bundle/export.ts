@@ -1,0 +1,642 @@
+/**
+ * exportBundle: images from any transport into one bundle archive (optionally in volumes).
+ *
+ * Every manifest is fetched first, so every blob's size is known; the archive is then planned
+ * (plan.ts) and blobs are downloaded in parallel, each streamed straight into its region of the
+ * output with positional writes and verified as it passes. Nothing half-done looks done: data goes
+ * to `.partial` files, airlock/bundle.json and the end-of-archive marker are written last, the
+ * files are synced and renamed only when everything is verified, and `OUT.journal.json` records
+ * finished blobs so that a rerun of the same export resumes.
+ */
+import { createHash, randomUUID } from "node:crypto";
+import { createReadStream, promises as fs } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
+import { type Digest, digestOf } from "../digest.js";
+import { AirlockError, isAirlockError } from "../errors.js";
+import { writeFileAtomic } from "../fsutil.js";
+import { type Descriptor, type IndexJSON, type Manifest, REF_NAME_ANNOTATION } from "../manifest.js";
+import { MediaType } from "../mediatype.js";
+import { formatPlatform } from "../platform.js";
+import { limiter } from "../progress.js";
+import type { ImageReference, ImageSource, SystemContext } from "../transports/types.js";
+import type { BundleListener } from "./events.js";
+import {
+  BUNDLE_FORMAT_VERSION,
+  BUNDLE_MEDIA_TYPE,
+  BUNDLE_METADATA_PATH,
+  type BundleBlob,
+  type BundleImage,
+  type BundleMetadata,
+  type BundleVolume,
+  blobPath,
+  checksumFileName,
+  checksumLine,
+  INDEX_PATH,
+  journalFileName,
+  MIN_SPLIT_SIZE,
+  OCI_LAYOUT_CONTENT,
+  OCI_LAYOUT_PATH,
+  partialFileName,
+  volumeFileName,
+} from "./format.js";
+import { type BundlePlan, type LayoutItem, type PlannedEntry, padJson, planLayout, volumeDescriptionBytes } from "./plan.js";
+import { type PlatformSelection, type ResolvedImage, resolveImage } from "./resolve.js";
+import { END_OF_ARCHIVE_SIZE, paddedSize } from "./tar.js";
+import { VolumeFiles } from "./volumes.js";
+import { checkBlobData, Journal, type JournalData, WRITE_CHUNK_SIZE, writeBlobData } from "./writer.js";
+
+/** One image to export. */
+export interface ExportImage {
+  /** Where to read it from (any transport). */
+  source: ImageReference;
+  /**
+   * The name it gets in the bundle (index.json's `org.opencontainers.image.ref.name`), e.g.
+   * `docker.io/library/busybox:1.36`. Unique within a bundle.
+   */
+  name: string;
+  /** For an index: keep every platform (default, the digest stays), or only these (a new index). */
+  platforms?: PlatformSelection;
+}
+
+/** Options of {@link exportBundle}. */
+export interface ExportOptions {
+  /** Settings for reading the sources. */
+  ctx?: SystemContext;
+  /** Blobs downloaded at once (default 6). */
+  concurrency?: number;
+  /** Largest size of a volume in bytes; the bundle is then written as OUT.000, OUT.001, … */
+  splitSize?: number;
+  signal?: AbortSignal;
+  onProgress?: BundleListener;
+  /** Interval of blob-progress events per blob in milliseconds (default 500). */
+  progressIntervalMs?: number;
+  /** Resolve and plan only: report what would be written, write nothing. */
+  dryRun?: boolean;
+  /** Resume from OUT.journal.json when it matches this export (default true). */
+  resume?: boolean;
+  /** Recorded as `lock` in bundle.json (e.g. the resolved images.lock). */
+  lock?: unknown;
+  /** The tool version recorded in bundle.json (default: @airlock/core's). */
+  toolVersion?: string;
+}
+
+/** An image as exported. */
+export interface ExportedImage {
+  name: string;
+  source: string;
+  /** Digest of the top-level manifest in the bundle. */
+  digest: Digest;
+  mediaType: string;
+  /** The source's index digest when a platform list subset it (then ≠ `digest`). */
+  sourceDigest?: Digest;
+}
+
+/** A volume file written. */
+export interface ExportedVolume {
+  volume: number;
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+/** What {@link exportBundle} did (or, with dryRun, would do). */
+export interface ExportResult {
+  /** The bundle's id. */
+  bundle: string;
+  /** The output path as given. */
+  path: string;
+  /** The volume files (one, named `path`, unless split). */
+  volumes: ExportedVolume[];
+  /** The sidecar checksum file. */
+  checksumFile: string;
+  images: ExportedImage[];
+  manifests: number;
+  /** Distinct blobs stored (configs and layers). */
+  blobs: number;
+  /** Bytes of distinct blobs stored. */
+  blobBytes: number;
+  /** Blobs downloaded by this run (the rest were resumed from a partial bundle). */
+  blobsWritten: number;
+  /** Bytes downloaded by this run. */
+  bytesWritten: number;
+  /** Blobs found complete in the partial bundle of an earlier run. */
+  blobsResumed: number;
+  /** Blob references beyond the first of each digest: stored once. */
+  duplicateBlobs: number;
+  duplicateBytes: number;
+  /** Total size of the bundle. */
+  size: number;
+  durationMs: number;
+  dryRun: boolean;
+}
+
+const DEFAULT_CONCURRENCY = 6;
+const METADATA_SLACK = 64;
+
+// The OCI ref.name grammar as containers/image checks it, so skopeo can address every image.
+const REF_NAME_RE = /^(?:[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*)(?:\/(?:[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*))*$/;
+
+/** Reports whether `name` is a valid `org.opencontainers.image.ref.name` (as skopeo checks it). */
+export function isValidBundleName(name: string): boolean {
+  return REF_NAME_RE.test(name);
+}
+
+interface BlobTask {
+  desc: Descriptor;
+  src: ImageSource;
+  image: string;
+  entry: PlannedEntry;
+}
+
+/**
+ * Exports `images` into the bundle `out`: one tar holding a valid OCI image layout plus
+ * airlock's metadata (see FORMAT.md). With `splitSize`, the tar is written as volumes
+ * `out.000`, `out.001`, … Returns a summary; throws on the first failure, keeping the
+ * `.partial` files and the journal so that rerunning the same export resumes.
+ */
+export async function exportBundle(images: ExportImage[], out: string, options: ExportOptions = {}): Promise<ExportResult> {
+  const started = Date.now();
+  const { signal, onProgress } = options;
+  validateExport(images, options);
+  signal?.throwIfAborted();
+  const sources: ImageSource[] = [];
+  try {
+    // 1. Every manifest, before any blob.
+    const resolveLimit = limiter(8);
+    const resolved = await Promise.all(
+      images.map((img) =>
+        resolveLimit(async () => {
+          signal?.throwIfAborted();
+          const src = await img.source.newSource(options.ctx);
+          sources.push(src);
+          onProgress?.({ type: "image-start", image: img.name });
+          const r = await resolveImage(src, img.name, img.platforms ?? "all", signal);
+          if (r.sourceTop) {
+            const platforms = (r.platforms ?? []).map((p) => (p.platform ? formatPlatform(p.platform) : p.digest));
+            onProgress?.({ type: "index-rewritten", image: img.name, sourceDigest: r.sourceTop.digest, digest: r.top.digest, platforms });
+          }
+          return { r, src };
+        }),
+      ),
+    );
+
+    // 2. What the bundle holds: manifests and blobs, each once.
+    const manifests = new Map<string, Manifest>();
+    const blobs = new Map<string, { desc: Descriptor; src: ImageSource; image: string }>();
+    let duplicateBlobs = 0;
+    let duplicateBytes = 0;
+    for (const { r, src } of resolved) {
+      for (const m of r.manifests) if (!manifests.has(m.digest)) manifests.set(m.digest, m);
+      for (const d of r.blobs) {
+        const have = blobs.get(d.digest);
+        if (!have) {
+          blobs.set(d.digest, { desc: d, src, image: r.name });
+        } else if (have.desc.size !== d.size) {
+          throw new AirlockError("ERR_MANIFEST_INVALID", `blob ${d.digest} is listed with size ${have.desc.size} by ${have.image} and ${d.size} by ${r.name}; one of the manifests is wrong`);
+        } else {
+          duplicateBlobs++;
+          duplicateBytes += d.size;
+        }
+      }
+    }
+    for (const d of manifests.keys()) {
+      if (blobs.has(d)) throw new AirlockError("ERR_MANIFEST_INVALID", `${d} is both a manifest and a layer or config; airlock cannot export such images`);
+    }
+    const indexBytes = buildIndexJson(resolved.map(({ r }) => r));
+    const items: LayoutItem[] = [
+      { path: OCI_LAYOUT_PATH, size: OCI_LAYOUT_CONTENT.length, kind: "file", digest: digestOf(OCI_LAYOUT_CONTENT) },
+      { path: INDEX_PATH, size: indexBytes.length, kind: "file", digest: digestOf(indexBytes) },
+      ...[...manifests.values()].map((m): LayoutItem => ({ path: blobPath(m.digest), size: m.bytes.length, kind: "manifest", digest: m.digest })),
+      ...[...blobs.values()].map(({ desc }): LayoutItem => ({ path: blobPath(desc.digest), size: desc.size, kind: "blob", digest: desc.digest })),
+    ];
+
+    // 3. The plan, and whether a partial bundle of the same plan can be resumed.
+    const split = options.splitSize !== undefined;
+    const finalPaths = (plan: BundlePlan) => (split ? plan.volumes.map((v) => volumeFileName(out, v.number)) : [out]);
+    const journalPath = journalFileName(out);
+    let bundleId: string = randomUUID();
+    let created = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString();
+    const toolVersion = options.toolVersion ?? (await coreVersion());
+    const metaBase = (): Omit<BundleMetadata, "manifests" | "blobs" | "volumes"> => {
+      const m: Omit<BundleMetadata, "manifests" | "blobs" | "volumes"> = {
+        mediaType: BUNDLE_MEDIA_TYPE,
+        formatVersion: BUNDLE_FORMAT_VERSION,
+        bundle: bundleId,
+        tool: { name: "airlock", version: toolVersion },
+        created,
+        images: resolved.map(({ r }) => bundleImage(r)),
+      };
+      if (options.lock !== undefined) m.lock = options.lock;
+      return m;
+    };
+    const makePlan = () => planWithMetadata(items, metaBase(), manifests, blobs, out, split, options.splitSize, Date.parse(created) / 1000);
+    let { plan, metadataReserve } = makePlan();
+    const planKey = digestOf(JSON.stringify({ v: 1, split: options.splitSize ?? null, volumes: plan.volumes.map((v) => v.size), entries: plan.entries.map((e) => [e.path, e.size, e.headerOffset]) }));
+    const previous = options.dryRun || options.resume === false ? undefined : await Journal.load(journalPath);
+    let resumed = false;
+    if (previous && previous.plan === planKey && (await allExist(finalPaths(plan).map(partialFileName)))) {
+      bundleId = previous.bundle;
+      created = previous.created;
+      ({ plan, metadataReserve } = makePlan());
+      resumed = true;
+    }
+    const bytes = [...blobs.values()].reduce((n, b) => n + b.desc.size, 0);
+    onProgress?.({ type: "bundle-plan", images: images.length, manifests: manifests.size, blobs: blobs.size, bytes, duplicateBlobs, duplicateBytes, volumes: plan.volumes.length, size: plan.size, resumed });
+
+    const result: ExportResult = {
+      bundle: bundleId,
+      path: out,
+      volumes: [],
+      checksumFile: checksumFileName(out),
+      images: resolved.map(({ r }) => exportedImage(r)),
+      manifests: manifests.size,
+      blobs: blobs.size,
+      blobBytes: bytes,
+      blobsWritten: 0,
+      bytesWritten: 0,
+      blobsResumed: 0,
+      duplicateBlobs,
+      duplicateBytes,
+      size: plan.size,
+      durationMs: 0,
+      dryRun: options.dryRun ?? false,
+    };
+    if (options.dryRun) {
+      result.volumes = finalPaths(plan).map((path, i) => ({ volume: i, path, size: plan.volumes[i]?.size ?? 0, sha256: "" }));
+      result.durationMs = Date.now() - started;
+      return result;
+    }
+
+    // 4. Write.
+    const paths = finalPaths(plan);
+    const partials = paths.map(partialFileName);
+    await fs.mkdir(dirname(resolve(out)), { recursive: true });
+    if (!resumed) await fs.rm(journalPath, { force: true });
+    await checkFreeSpace(out, plan.size, resumed ? partials : []);
+    const files = await VolumeFiles.open(plan.volumes, partials, resumed ? "r+" : "w");
+    const journal = new Journal(journalPath, resumed && previous ? { ...previous, done: [] } : ({ version: 1, plan: planKey, bundle: bundleId, created, done: [] } satisfies JournalData));
+    const doneBefore = new Set<string>(resumed && previous ? previous.done : []);
+    const sums: string[] = [];
+    try {
+      journal.save();
+      await writeSmallEntries(files, plan, bundleId, indexBytes, manifests);
+      for (const { r } of resolved) for (const m of r.manifests) onProgress?.({ type: "manifest", image: r.name, digest: m.digest, mediaType: m.mediaType, topLevel: m === r.top });
+
+      const entryByPath = new Map(plan.entries.map((e) => [e.path, e]));
+      const tasks: BlobTask[] = [...blobs.values()].map((b) => ({ ...b, entry: entryByPath.get(blobPath(b.desc.digest)) as PlannedEntry }));
+      // Largest first: the longest downloads start early and the small ones fill in around them.
+      tasks.sort((a, b) => b.desc.size - a.desc.size);
+      const remainingPerImage = new Map<string, number>();
+      for (const { r } of resolved) remainingPerImage.set(r.name, new Set(r.blobs.map((d) => d.digest)).size);
+      const imagesOf = new Map<string, string[]>();
+      for (const { r } of resolved) for (const d of new Set(r.blobs.map((x) => x.digest))) imagesOf.set(d, [...(imagesOf.get(d) ?? []), r.name]);
+      const blobDone = (d: Digest) => {
+        for (const name of imagesOf.get(d) ?? []) {
+          const left = (remainingPerImage.get(name) ?? 1) - 1;
+          remainingPerImage.set(name, left);
+          const img = resolved.find(({ r }) => r.name === name)?.r;
+          if (left === 0 && img) onProgress?.({ type: "image-done", image: name, digest: img.top.digest });
+        }
+      };
+      for (const [name, left] of remainingPerImage) {
+        if (left === 0) onProgress?.({ type: "image-done", image: name, digest: resolved.find(({ r }) => r.name === name)?.r.top.digest as Digest });
+      }
+
+      const inner = new AbortController();
+      const onOuterAbort = () => inner.abort(signal?.reason);
+      signal?.addEventListener("abort", onOuterAbort, { once: true });
+      const run = limiter(Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY));
+      let firstError: unknown;
+      try {
+        await Promise.all(
+          tasks.map((t) =>
+            run(async () => {
+              if (inner.signal.aborted) return;
+              const d = t.desc.digest;
+              if (doneBefore.has(d) && (await checkBlobData(files, t.entry, d))) {
+                result.blobsResumed++;
+                journal.markDone(d);
+                onProgress?.({ type: "blob-skipped", image: t.image, digest: d, size: t.desc.size, reason: "already in the partial bundle" });
+                blobDone(d);
+                return;
+              }
+              await downloadBlob(files, t, inner.signal, options);
+              await files.write(t.entry.header, 0, t.entry.header.length, t.entry.headerOffset);
+              journal.markDone(d);
+              result.blobsWritten++;
+              result.bytesWritten += t.desc.size;
+              onProgress?.({ type: "blob-done", image: t.image, digest: d, size: t.desc.size });
+              blobDone(d);
+            }).catch((err) => {
+              if (firstError === undefined) firstError = err;
+              inner.abort(err);
+            }),
+          ),
+        );
+      } finally {
+        signal?.removeEventListener("abort", onOuterAbort);
+      }
+      if (firstError !== undefined) throw firstError;
+      signal?.throwIfAborted();
+
+      // 5. Finish: checksums of the volumes before bundle.json, bundle.json, end of archive, the rest.
+      const meta = plan.entries.find((e) => e.kind === "metadata") as PlannedEntry;
+      for (const v of plan.volumes) {
+        if (v.offset + v.size > meta.headerOffset) break;
+        sums.push(await sha256File(partials[v.number] as string, signal));
+      }
+      const metadata = buildMetadata(metaBase(), manifests, blobs, plan, paths, sums);
+      const metaBytes = padJson(JSON.stringify(metadata, null, 2), metadataReserve, BUNDLE_METADATA_PATH);
+      await files.write(entryBytes(meta, metaBytes), 0, meta.header.length + paddedSize(meta.size), meta.headerOffset);
+      await files.write(Buffer.alloc(END_OF_ARCHIVE_SIZE), 0, END_OF_ARCHIVE_SIZE, plan.endOffset);
+      for (let i = sums.length; i < plan.volumes.length; i++) sums.push(await sha256File(partials[i] as string, signal));
+      await checkSizes(plan, partials);
+      await files.sync();
+    } catch (err) {
+      await files.close();
+      await journal.flush();
+      throw explainFailure(err, out, partials, journalPath);
+    }
+    await files.close();
+    await journal.flush();
+
+    // 6. Only now do the files get their final names; the sidecar comes last.
+    result.volumes = [];
+    for (const [i, p] of partials.entries()) {
+      await fs.rename(p, paths[i] as string);
+    }
+    for (const [i, p] of paths.entries()) {
+      const v = { volume: i, path: p, size: plan.volumes[i]?.size ?? 0, sha256: sums[i] as string };
+      result.volumes.push(v);
+      onProgress?.({ type: "volume-done", ...v });
+    }
+    await writeFileAtomic(checksumFileName(out), paths.map((p, i) => checksumLine(sums[i] as string, p)).join(""));
+    await journal.remove();
+    await removeStale(out, split, paths.length);
+    await syncDir(dirname(resolve(out)));
+    result.durationMs = Date.now() - started;
+    return result;
+  } finally {
+    await Promise.all(sources.map((s) => s.close().catch(() => {})));
+  }
+}
+
+function validateExport(images: ExportImage[], options: ExportOptions): void {
+  if (images.length === 0) throw new AirlockError("ERR_INVALID_ARGUMENT", "nothing to export: the image list is empty");
+  const names = new Set<string>();
+  for (const img of images) {
+    if (!isValidBundleName(img.name)) {
+      throw new AirlockError("ERR_INVALID_ARGUMENT", `invalid bundle name ${JSON.stringify(img.name)} for ${img.source}: use letters, digits and . _ - : @ + / (e.g. docker.io/library/busybox:1.36), as an OCI layout's ref.name`);
+    }
+    if (names.has(img.name)) throw new AirlockError("ERR_INVALID_ARGUMENT", `the bundle name ${img.name} is given to more than one image; names must be unique`);
+    names.add(img.name);
+  }
+  if (options.splitSize !== undefined && (!Number.isSafeInteger(options.splitSize) || options.splitSize < MIN_SPLIT_SIZE)) {
+    throw new AirlockError("ERR_INVALID_ARGUMENT", `split size ${options.splitSize} is too small: volumes must be at least ${MIN_SPLIT_SIZE} bytes`);
+  }
+  if (options.concurrency !== undefined && (!Number.isInteger(options.concurrency) || options.concurrency < 1)) {
+    throw new AirlockError("ERR_INVALID_ARGUMENT", `concurrency must be a positive integer, got ${options.concurrency}`);
+  }
+}
+
+function bundleImage(r: ResolvedImage): BundleImage {
+  const b: BundleImage = { name: r.name, source: r.source.toString(), digest: r.top.digest, mediaType: r.top.mediaType, size: r.top.bytes.length };
+  if (r.sourceTop) b.sourceDigest = r.sourceTop.digest;
+  if (r.platforms) b.platforms = r.platforms;
+  return b;
+}
+
+function exportedImage(r: ResolvedImage): ExportedImage {
+  const e: ExportedImage = { name: r.name, source: r.source.toString(), digest: r.top.digest, mediaType: r.top.mediaType };
+  if (r.sourceTop) e.sourceDigest = r.sourceTop.digest;
+  return e;
+}
+
+/** index.json: one entry per image, named by ref.name. */
+function buildIndexJson(images: ResolvedImage[]): Buffer {
+  const index: IndexJSON = {
+    schemaVersion: 2,
+    mediaType: MediaType.OCIIndex,
+    manifests: images.map((r) => r.top.descriptor({ annotations: { [REF_NAME_ANNOTATION]: r.name } })),
+  };
+  return Buffer.from(JSON.stringify(index));
+}
+
+type MetaBase = Omit<BundleMetadata, "manifests" | "blobs" | "volumes">;
+type BlobMap = Map<string, { desc: Descriptor }>;
+
+function buildMetadata(base: MetaBase, manifests: Map<string, Manifest>, blobs: BlobMap, plan: BundlePlan | undefined, paths: string[] | undefined, sums: (string | null)[], placeholderVolumes = 0): BundleMetadata {
+  const volumeOf = new Map<string, number>();
+  if (plan) for (const e of plan.entries) volumeOf.set(e.path, e.volume);
+  const vol = (d: Digest) => volumeOf.get(blobPath(d)) ?? 999_999;
+  const mlist: BundleBlob[] = [...manifests.values()].map((m) => ({ digest: m.digest, size: m.bytes.length, mediaType: m.mediaType, volume: vol(m.digest) }));
+  const blist: BundleBlob[] = [...blobs.values()].map(({ desc }) => ({ digest: desc.digest, size: desc.size, mediaType: desc.mediaType, volume: vol(desc.digest) }));
+  let volumes: BundleVolume[];
+  if (plan && paths) {
+    volumes = plan.volumes.map((v, i) => ({ volume: v.number, name: basename(paths[i] as string), size: v.size, sha256: sums[i] ?? null }));
+  } else {
+    volumes = Array.from({ length: placeholderVolumes }, () => ({ volume: 999_999, name: "", size: Number.MAX_SAFE_INTEGER, sha256: "0".repeat(64) }));
+  }
+  // Key order as in the BundleMetadata interface, lock last.
+  const { lock, ...rest } = base;
+  const m: BundleMetadata = { ...rest, manifests: mlist, blobs: blist, volumes };
+  if (lock !== undefined) m.lock = lock;
+  return m;
+}
+
+/**
+ * Plans the layout with a bundle.json of reserved size. Its size depends on the number of volumes
+ * (one line each), which depends on the plan: reserve for a guess, plan, and plan again with a
+ * larger guess until the reservation covers the plan's volume count.
+ */
+function planWithMetadata(items: LayoutItem[], base: MetaBase, manifests: Map<string, Manifest>, blobs: BlobMap, out: string, split: boolean, splitSize: number | undefined, mtime: number): { plan: BundlePlan; metadataReserve: number } {
+  const nameWidth = basename(out).length + 8;
+  let guess = 1;
+  for (;;) {
+    const placeholder = buildMetadata(base, manifests, blobs, undefined, undefined, [], guess);
+    for (const v of placeholder.volumes) v.name = "x".repeat(split ? nameWidth : basename(out).length);
+    const reserve = Buffer.byteLength(JSON.stringify(placeholder, null, 2)) + METADATA_SLACK;
+    const plan = planLayout([...items, { path: BUNDLE_METADATA_PATH, size: reserve, kind: "metadata" }], { splitSize, mtime });
+    if (plan.volumes.length <= guess) return { plan, metadataReserve: reserve };
+    guess = plan.volumes.length;
+  }
+}
+
+/** Header, data and zero padding of a small entry, as one buffer. */
+function entryBytes(e: PlannedEntry, data: Uint8Array): Buffer {
+  const out = Buffer.alloc(e.header.length + paddedSize(e.size));
+  e.header.copy(out, 0);
+  out.set(data, e.header.length);
+  return out;
+}
+
+/** Writes the volume descriptions, oci-layout, index.json and manifests, merging neighbours into large writes. */
+async function writeSmallEntries(files: VolumeFiles, plan: BundlePlan, bundleId: string, indexBytes: Buffer, manifests: Map<string, Manifest>): Promise<void> {
+  const writes: { at: number; bytes: Buffer }[] = [];
+  for (const v of plan.volumes) {
+    if (v.description) writes.push({ at: v.description.headerOffset, bytes: entryBytes(v.description, volumeDescriptionBytes(plan, v, bundleId)) });
+  }
+  for (const e of plan.entries) {
+    let data: Uint8Array | undefined;
+    if (e.path === OCI_LAYOUT_PATH) data = Buffer.from(OCI_LAYOUT_CONTENT);
+    else if (e.path === INDEX_PATH) data = indexBytes;
+    else if (e.kind === "manifest" && e.digest) data = manifests.get(e.digest)?.bytes;
+    if (data) writes.push({ at: e.headerOffset, bytes: entryBytes(e, data) });
+  }
+  writes.sort((a, b) => a.at - b.at);
+  let batch: Buffer[] = [];
+  let batchAt = 0;
+  let batchLen = 0;
+  const flush = async () => {
+    if (batch.length > 0) {
+      const b = Buffer.concat(batch);
+      await files.write(b, 0, b.length, batchAt);
+    }
+    batch = [];
+    batchLen = 0;
+  };
+  for (const w of writes) {
+    if (batch.length > 0 && (w.at !== batchAt + batchLen || batchLen + w.bytes.length > WRITE_CHUNK_SIZE)) await flush();
+    if (batch.length === 0) batchAt = w.at;
+    batch.push(w.bytes);
+    batchLen += w.bytes.length;
+  }
+  await flush();
+}
+
+async function downloadBlob(files: VolumeFiles, t: BlobTask, signal: AbortSignal, options: ExportOptions): Promise<void> {
+  const { onProgress } = options;
+  const d = t.desc.digest;
+  const interval = options.progressIntervalMs ?? 500;
+  for (let attempt = 1; ; attempt++) {
+    onProgress?.({ type: "blob-start", image: t.image, digest: d, size: t.desc.size, mediaType: t.desc.mediaType });
+    let last = 0;
+    try {
+      const { stream } = await t.src.getBlob(t.desc, { signal });
+      await writeBlobData(files, t.entry, d, stream, {
+        signal,
+        what: `blob ${d} of ${t.src.reference}`,
+        onBytes: (bytes) => {
+          const now = Date.now();
+          if (onProgress && now - last >= interval) {
+            last = now;
+            onProgress({ type: "blob-progress", image: t.image, digest: d, bytes, size: t.desc.size });
+          }
+        },
+      });
+      return;
+    } catch (err) {
+      if (!(isAirlockError(err) && err.retryable) || attempt >= 3 || signal.aborted) throw err;
+      onProgress?.({ type: "warning", image: t.image, message: `blob ${d}: ${err.message}; retrying (${attempt}/2)` });
+    }
+  }
+}
+
+async function sha256File(path: string, signal?: AbortSignal): Promise<string> {
+  const hash = createHash("sha256");
+  const stream = createReadStream(path, { highWaterMark: WRITE_CHUNK_SIZE, signal });
+  for await (const chunk of stream) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+async function checkSizes(plan: BundlePlan, partials: string[]): Promise<void> {
+  for (const v of plan.volumes) {
+    const st = await fs.stat(partials[v.number] as string);
+    if (st.size !== v.size) {
+      throw new AirlockError("ERR_IO", `internal error: ${partials[v.number]} is ${st.size} bytes, the plan says ${v.size}`);
+    }
+  }
+}
+
+async function allExist(paths: string[]): Promise<boolean> {
+  for (const p of paths) {
+    try {
+      await fs.access(p);
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** Refuses to start when the file system visibly lacks the space (when it can tell). */
+async function checkFreeSpace(out: string, size: number, existing: string[]): Promise<void> {
+  let available: number;
+  try {
+    const st = await fs.statfs(dirname(resolve(out)));
+    available = Number(st.bavail) * Number(st.bsize);
+  } catch {
+    return;
+  }
+  let have = 0;
+  for (const p of existing) {
+    try {
+      const st = await fs.stat(p);
+      have += st.blocks * 512;
+    } catch {}
+  }
+  const need = size - have;
+  if (need > available) {
+    throw new AirlockError("ERR_IO", `not enough space for bundle ${out}: it needs ${need} more bytes, ${dirname(resolve(out))} has ${available} available; free space or write the bundle elsewhere`);
+  }
+}
+
+function explainFailure(err: unknown, out: string, partials: string[], journal: string): unknown {
+  const kept = `the unfinished bundle is kept as ${partials.join(", ")} (see ${journal}); rerun the same export to resume, or delete those files`;
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code === "ENOSPC" || code === "EDQUOT") {
+    return new AirlockError("ERR_IO", `disk full while writing bundle ${out}; ${kept} after freeing space`, { cause: err });
+  }
+  if (isAirlockError(err)) {
+    return new AirlockError(err.code, `${err.message}; ${kept}`, { cause: err, retryable: err.retryable });
+  }
+  return new AirlockError("ERR_IO", `writing bundle ${out} failed: ${(err as Error)?.message ?? String(err)}; ${kept}`, { cause: err });
+}
+
+/** Removes files of an earlier bundle at the same name that this one does not replace. */
+async function removeStale(out: string, split: boolean, count: number): Promise<void> {
+  const dir = dirname(resolve(out));
+  const base = basename(out);
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const m = /^\.(\d{3,})$/.exec(n.slice(base.length));
+    if (!n.startsWith(base) || !m) continue;
+    if (!split || Number.parseInt(m[1] as string, 10) >= count) await fs.rm(join(dir, n), { force: true });
+  }
+  if (split) {
+    const st = await fs.lstat(out).catch(() => undefined);
+    if (st?.isFile()) await fs.rm(out, { force: true });
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  try {
+    const h = await fs.open(dir, "r");
+    try {
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+  } catch {
+    // Not every platform can sync a directory (Windows); the files themselves are synced.
+  }
+}
+
+let cachedVersion: string | undefined;
+
+/** @airlock/core's version, from its package.json (src/ and dist/ are both one level below it). */
+async function coreVersion(): Promise<string> {
+  if (cachedVersion) return cachedVersion;
+  try {
+    const pkg = JSON.parse(await fs.readFile(new URL("../../package.json", import.meta.url), "utf8")) as { version?: string };
+    cachedVersion = pkg.version ?? "unknown";
+  } catch {
+    cachedVersion = "unknown";
+  }
+  return cachedVersion;
+}

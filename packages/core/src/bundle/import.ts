@@ -1,0 +1,277 @@
+/**
+ * importBundle: every image of a bundle into destinations of any transport, reading blobs straight
+ * out of the archive (no extraction).
+ *
+ * Order, so that a tampered or damaged bundle is detected before anything wrong is pushed:
+ *   1. check: every manifest is read and checked against its digest, every blob they list must be
+ *      in the archive with the right size and readable (no missing volume), and bundle.json must
+ *      agree with index.json — all before a destination is opened;
+ *   2. blobs of every image, in parallel, each verified while it streams into the destination (a
+ *      mismatch fails the stream, and the destination keeps nothing); blobs the destination
+ *      already has are skipped;
+ *   3. only when every blob arrived: per image, child manifests, then the top-level one, then
+ *      commit (the tag).
+ */
+import { pipeline } from "node:stream";
+import { type Digest, VerifyingStream } from "../digest.js";
+import { AirlockError } from "../errors.js";
+import type { Descriptor, Manifest } from "../manifest.js";
+import { limiter } from "../progress.js";
+import type { ImageDestination, ImageReference, SystemContext } from "../transports/types.js";
+import type { BundleListener } from "./events.js";
+import type { BundleMetadata } from "./format.js";
+import { BundleReader } from "./reader.js";
+
+/** Options of {@link importBundle}. */
+export interface ImportOptions {
+  /** Where each image goes, by its bundle name. */
+  destinationFor(name: string): ImageReference;
+  /** Settings for writing the destinations. */
+  ctx?: SystemContext;
+  /** Blobs pushed at once (default 6). */
+  concurrency?: number;
+  /** Only these images (bundle names); default all. */
+  images?: string[];
+  /** Check the bundle and report what would be pushed; push nothing. */
+  dryRun?: boolean;
+  signal?: AbortSignal;
+  onProgress?: BundleListener;
+  /** Interval of blob-progress events per blob in milliseconds (default 500). */
+  progressIntervalMs?: number;
+}
+
+/** An image as imported. */
+export interface ImportedImage {
+  name: string;
+  destination: string;
+  digest: Digest;
+  mediaType: string;
+  /** `pushed`; `present` when the destination already had it; `planned` in a dry run. */
+  status: "pushed" | "present" | "planned";
+  blobs: number;
+  bytes: number;
+}
+
+/** What {@link importBundle} did. */
+export interface ImportResult {
+  path: string;
+  images: ImportedImage[];
+  blobsPushed: number;
+  blobsSkipped: number;
+  bytesPushed: number;
+  manifestsPushed: number;
+  durationMs: number;
+  dryRun: boolean;
+}
+
+interface ImageWork {
+  name: string;
+  ref: ImageReference;
+  top: Manifest;
+  /** Children before the indexes that list them; `top` last. */
+  manifests: Manifest[];
+  /** Distinct blobs. */
+  blobs: Descriptor[];
+  dest?: ImageDestination;
+  present?: boolean;
+}
+
+const DEFAULT_CONCURRENCY = 6;
+
+/**
+ * Imports the bundle at `path` (a file, or the base name of its volumes): checks it, then pushes
+ * each image to `destinationFor(name)`. Throws before opening any destination when the bundle is
+ * damaged, and before writing any manifest when a blob fails verification.
+ */
+export async function importBundle(path: string | string[], options: ImportOptions): Promise<ImportResult> {
+  const started = Date.now();
+  const { signal, onProgress } = options;
+  const reader = await BundleReader.open(path, { signal });
+  const work: ImageWork[] = [];
+  try {
+    // 1. Check everything that can be checked without pushing.
+    const images = await selectImages(reader, options.images);
+    const metadata = await reader.metadata();
+    for (const { name, descriptor } of images) {
+      signal?.throwIfAborted();
+      checkAgainstMetadata(reader, metadata, name, descriptor);
+      const manifests: Manifest[] = [];
+      const blobs = new Map<string, Descriptor>();
+      const visit = async (desc: Descriptor): Promise<Manifest> => {
+        const m = await reader.getManifest(desc);
+        if (m.isIndex) {
+          for (const child of m.index.manifests) {
+            if (!manifests.some((x) => x.digest === child.digest)) await visit(child);
+          }
+        } else {
+          for (const b of m.blobs()) {
+            const have = blobs.get(b.digest);
+            if (have && have.size !== b.size) throw new AirlockError("ERR_MANIFEST_INVALID", `image ${name} in bundle ${reader.path} lists blob ${b.digest} with sizes ${have.size} and ${b.size}`);
+            blobs.set(b.digest, b);
+          }
+        }
+        manifests.push(m);
+        return m;
+      };
+      let top: Manifest;
+      try {
+        top = await visit(descriptor);
+        for (const b of blobs.values()) {
+          reader.locateBlob(b); // present, of the right size, no part in a missing or truncated volume
+        }
+      } catch (err) {
+        throw refuse(reader, name, err);
+      }
+      work.push({ name, ref: options.destinationFor(name), top, manifests, blobs: [...blobs.values()] });
+    }
+    const result: ImportResult = { path: reader.path, images: [], blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0, manifestsPushed: 0, durationMs: 0, dryRun: options.dryRun ?? false };
+    if (options.dryRun) {
+      result.images = work.map((w) => ({ name: w.name, destination: w.ref.toString(), digest: w.top.digest, mediaType: w.top.mediaType, status: "planned", blobs: w.blobs.length, bytes: sum(w.blobs) }));
+      result.durationMs = Date.now() - started;
+      return result;
+    }
+
+    // 2. Destinations, what they already hold, then every blob.
+    for (const w of work) {
+      signal?.throwIfAborted();
+      const dest = await w.ref.newDestination(options.ctx);
+      w.dest = dest;
+      for (const m of w.manifests) {
+        if (!dest.capabilities.manifestMediaTypes.includes(m.mediaType)) {
+          throw new AirlockError("ERR_UNSUPPORTED", `${w.ref} does not accept ${m.mediaType} manifests (image ${w.name}), and airlock does not convert manifest formats; import into another destination`);
+        }
+      }
+      if (w.top.isIndex && !dest.capabilities.indexes) {
+        throw new AirlockError("ERR_UNSUPPORTED", `${w.ref} cannot store a multi-arch index (image ${w.name}); import into a registry or an oci: layout`);
+      }
+      w.present = (await Promise.all(w.manifests.map((m) => dest.hasManifest(m.digest, signal)))).every(Boolean);
+      onProgress?.({ type: "image-start", image: w.name, digest: w.top.digest, blobs: w.blobs.length, bytes: sum(w.blobs) });
+    }
+    const inner = new AbortController();
+    const onOuterAbort = () => inner.abort(signal?.reason);
+    signal?.addEventListener("abort", onOuterAbort, { once: true });
+    const run = limiter(Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY));
+    const serial = new Map<ImageDestination, <T>(fn: () => Promise<T>) => Promise<T>>();
+    const byDigest = new Map<string, Promise<void>>();
+    let firstError: unknown;
+    try {
+      const tasks: Promise<void>[] = [];
+      for (const w of work) {
+        const dest = w.dest as ImageDestination;
+        if (!dest.capabilities.concurrentWrites) serial.set(dest, limiter(1));
+        for (const b of w.blobs) {
+          if (w.present) {
+            result.blobsSkipped++;
+            onProgress?.({ type: "blob-skipped", image: w.name, digest: b.digest, size: b.size, reason: "image already present" });
+            continue;
+          }
+          // The same blob for two images waits for the first push, so the second can reuse it.
+          const before = byDigest.get(b.digest) ?? Promise.resolve();
+          const task = before
+            .catch(() => {})
+            .then(() => run(() => (serial.get(dest) ?? ((fn) => fn()))(() => pushBlob(reader, w, dest, b, inner.signal, options, result))))
+            .catch((err) => {
+              if (firstError === undefined) firstError = err;
+              inner.abort(err);
+            });
+          byDigest.set(b.digest, task);
+          tasks.push(task);
+        }
+      }
+      await Promise.all(tasks);
+    } finally {
+      signal?.removeEventListener("abort", onOuterAbort);
+    }
+    if (firstError !== undefined) throw firstError;
+    signal?.throwIfAborted();
+
+    // 3. Manifests, children first, the top-level one last; then the tag.
+    for (const w of work) {
+      const dest = w.dest as ImageDestination;
+      for (const m of w.manifests) {
+        const topLevel = m === w.top;
+        if (!topLevel && (await dest.hasManifest(m.digest, signal))) continue;
+        await dest.putManifest(m, { topLevel, signal });
+        result.manifestsPushed++;
+        onProgress?.({ type: "manifest", image: w.name, digest: m.digest, mediaType: m.mediaType, topLevel });
+      }
+      await dest.commit(signal);
+      result.images.push({ name: w.name, destination: w.ref.toString(), digest: w.top.digest, mediaType: w.top.mediaType, status: w.present ? "present" : "pushed", blobs: w.blobs.length, bytes: sum(w.blobs) });
+      onProgress?.({ type: "image-done", image: w.name, digest: w.top.digest });
+    }
+    result.durationMs = Date.now() - started;
+    return result;
+  } finally {
+    await Promise.all(work.map((w) => w.dest?.close().catch(() => {})));
+    await reader.close();
+  }
+}
+
+async function pushBlob(reader: BundleReader, w: ImageWork, dest: ImageDestination, b: Descriptor, signal: AbortSignal, options: ImportOptions, result: ImportResult): Promise<void> {
+  const { onProgress } = options;
+  signal.throwIfAborted();
+  if (await dest.tryReuseBlob(b, signal)) {
+    result.blobsSkipped++;
+    onProgress?.({ type: "blob-skipped", image: w.name, digest: b.digest, size: b.size, reason: "already exists" });
+    return;
+  }
+  onProgress?.({ type: "blob-start", image: w.name, digest: b.digest, size: b.size, mediaType: b.mediaType });
+  const verifier = new VerifyingStream({ digest: b.digest, size: b.size }, `blob ${b.digest} of ${w.name} in bundle ${reader.path}`);
+  const verified = pipeline(reader.openBlob(b), verifier, () => {});
+  const timer = onProgress
+    ? setInterval(() => onProgress({ type: "blob-progress", image: w.name, digest: b.digest, bytes: verifier.bytes, size: b.size }), options.progressIntervalMs ?? 500)
+    : undefined;
+  try {
+    await dest.putBlob(b, verified, signal);
+  } catch (err) {
+    verified.destroy();
+    throw verifier.errored ?? err;
+  } finally {
+    if (timer) clearInterval(timer);
+  }
+  if (verifier.errored) throw verifier.errored;
+  if (!verifier.readableEnded) throw new AirlockError("ERR_DESTINATION", `${dest.reference} accepted blob ${b.digest} without reading all of it`);
+  result.blobsPushed++;
+  result.bytesPushed += b.size;
+  onProgress?.({ type: "blob-done", image: w.name, digest: b.digest, size: b.size });
+}
+
+async function selectImages(reader: BundleReader, wanted: string[] | undefined): Promise<{ name: string; descriptor: Descriptor }[]> {
+  const all = await reader.images();
+  const named = all.filter((i): i is { name: string; descriptor: Descriptor } => i.name !== undefined);
+  if (!wanted) {
+    if (named.length === 0) throw new AirlockError("ERR_IMAGE_NOT_FOUND", `bundle ${reader.path} names no images (index.json has no org.opencontainers.image.ref.name annotations)`);
+    return named;
+  }
+  return wanted.map((name) => {
+    const found = named.find((i) => i.name === name);
+    if (!found) throw new AirlockError("ERR_IMAGE_NOT_FOUND", `no image named ${name} in bundle ${reader.path} (it holds: ${named.map((i) => i.name).join(", ")})`);
+    return found;
+  });
+}
+
+/** bundle.json and index.json must agree about an image: a mismatch means the archive was altered. */
+function checkAgainstMetadata(reader: BundleReader, metadata: BundleMetadata | undefined, name: string, desc: Descriptor): void {
+  if (!metadata) {
+    if (reader.bundleId) {
+      throw new AirlockError("ERR_INVALID_LAYOUT", `bundle ${reader.path} has no airlock/bundle.json: it was not finished${reader.missingVolumes().length ? `, or its last volume is missing (missing: ${reader.missingVolumes().join(", ")})` : ""}; run airlock verify`);
+    }
+    return;
+  }
+  const img = metadata.images.find((i) => i.name === name);
+  if (!img) throw new AirlockError("ERR_INVALID_LAYOUT", `image ${name} is in index.json but not in airlock/bundle.json of ${reader.path}: the bundle was altered; run airlock verify`);
+  if (img.digest !== desc.digest || img.size !== desc.size) {
+    throw new AirlockError("ERR_DIGEST_MISMATCH", `image ${name}: index.json of ${reader.path} names ${desc.digest}, airlock/bundle.json names ${img.digest}: the bundle was altered; nothing was imported`);
+  }
+}
+
+function refuse(reader: BundleReader, name: string, err: unknown): AirlockError {
+  const e = err instanceof AirlockError ? err : new AirlockError("ERR_IO", String((err as Error)?.message ?? err), { cause: err });
+  const missing = reader.missingVolumes();
+  const hint = missing.length > 0 ? ` (missing volume${missing.length > 1 ? "s" : ""}: ${missing.join(", ")})` : "";
+  return new AirlockError(e.code, `bundle ${reader.path}, image ${name}: ${e.message}${hint}; nothing was imported — run airlock verify for the full list of faults`, { cause: err });
+}
+
+function sum(blobs: Descriptor[]): number {
+  return blobs.reduce((n, b) => n + b.size, 0);
+}

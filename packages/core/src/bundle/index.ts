@@ -1,0 +1,28 @@
+/**
+ * Bundles: one portable archive (a tar holding an OCI image layout plus airlock's metadata, in
+ * volumes when asked) that carries images across an air gap. See FORMAT.md.
+ */
+export type { BundleEvent, BundleListener, BundleOnlyEvent } from "./events.js";
+export { type ExportImage, type ExportOptions, type ExportResult, type ExportedImage, type ExportedVolume, exportBundle, isValidBundleName } from "./export.js";
+export {
+  BUNDLE_FORMAT_VERSION,
+  BUNDLE_MEDIA_TYPE,
+  BUNDLE_METADATA_PATH,
+  type BundleBlob,
+  type BundleImage,
+  type BundleMetadata,
+  type BundlePlatformImage,
+  type BundleVolume,
+  checksumFileName,
+  journalFileName,
+  MIN_SPLIT_SIZE,
+  VOLUME_MEDIA_TYPE,
+  type VolumeDescription,
+  type VolumeEntry,
+  volumeFileName,
+} from "./format.js";
+export { type ImportedImage, type ImportOptions, type ImportResult, importBundle } from "./import.js";
+export { type BundleProblem, BundleReader, type OpenBlobOptions, type OpenBundleOptions, type ProblemKind, type ReaderVolume, type Segment, type TarEntry } from "./reader.js";
+export type { PlatformSelection } from "./resolve.js";
+export { BundleReference, type BundleSourceOptions, bundleImageSource, bundleTransport } from "./source.js";
+export { type VerifiedImage, type VerifiedVolume, type VerifyOptions, type VerifyReport, verifyBundle } from "./verify.js";

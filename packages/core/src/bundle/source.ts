@@ -1,0 +1,120 @@
+/**
+ * An ImageSource over one image of a bundle, so the copy pipeline can read from a bundle by name,
+ * and a `bundle:` transport (`bundle:PATH:NAME`) built on it. Blobs are streamed out of the
+ * archive; manifests are checked against their digests as they are read.
+ */
+import type { Digest } from "../digest.js";
+import { AirlockError } from "../errors.js";
+import type { Descriptor, Manifest } from "../manifest.js";
+import { DockerReference } from "../reference/docker.js";
+import type { BlobReader, GetBlobOptions, ImageDestination, ImageReference, ImageSource, SystemContext, Transport } from "../transports/types.js";
+import { BundleReader } from "./reader.js";
+
+/** The `bundle:` transport: `bundle:PATH:NAME` names image NAME of the bundle at PATH (read only). */
+export const bundleTransport: Transport = {
+  name: "bundle",
+  parseReference(spec: string): ImageReference {
+    return BundleReference.parse(spec);
+  },
+};
+
+/** A reference to one image of a bundle: `bundle:PATH:NAME`. */
+export class BundleReference implements ImageReference {
+  readonly transport = bundleTransport;
+  /** The bundle's path (a file, or the base name of its volumes). */
+  readonly path: string;
+  /** The image's name in the bundle. */
+  readonly name: string;
+
+  constructor(path: string, name: string) {
+    this.path = path;
+    this.name = name;
+  }
+
+  /** Parses `PATH:NAME` (the name is everything after the first colon). */
+  static parse(spec: string): BundleReference {
+    const i = spec.indexOf(":");
+    if (i <= 0 || i === spec.length - 1) {
+      throw new AirlockError("ERR_INVALID_REFERENCE", `invalid bundle reference ${JSON.stringify(spec)}: expected bundle:PATH:NAME, e.g. bundle:/media/usb/bundle.tar:docker.io/library/busybox:1.36`);
+    }
+    return new BundleReference(spec.slice(0, i), spec.slice(i + 1));
+  }
+
+  toString(): string {
+    return `bundle:${this.path}:${this.name}`;
+  }
+
+  dockerReference(): string | undefined {
+    try {
+      return DockerReference.parse(this.name).toString();
+    } catch {
+      return undefined;
+    }
+  }
+
+  async newSource(_ctx?: SystemContext): Promise<ImageSource> {
+    const reader = await BundleReader.open(this.path);
+    try {
+      return await bundleImageSource(reader, this.name, { reference: this, closeReader: true });
+    } catch (err) {
+      await reader.close();
+      throw err;
+    }
+  }
+
+  async newDestination(_ctx?: SystemContext): Promise<ImageDestination> {
+    throw new AirlockError("ERR_UNSUPPORTED", `${this} cannot be written: bundles are written by airlock export (exportBundle), which plans the whole archive`);
+  }
+}
+
+/** Options of {@link bundleImageSource}. */
+export interface BundleSourceOptions {
+  /** The reference the source reports (default: `bundle:PATH:NAME`). */
+  reference?: ImageReference;
+  /** Close the reader when the source is closed (default false: the caller owns it). */
+  closeReader?: boolean;
+}
+
+/**
+ * Returns an ImageSource reading image `name` of an open bundle. Throws ERR_IMAGE_NOT_FOUND when
+ * the bundle has no image of that name.
+ */
+export async function bundleImageSource(reader: BundleReader, name: string, options: BundleSourceOptions = {}): Promise<ImageSource> {
+  const top = await reader.image(name);
+  return new BundleImageSource(reader, top, options.reference ?? new BundleReference(reader.path, name), options.closeReader ?? false);
+}
+
+class BundleImageSource implements ImageSource {
+  readonly reference: ImageReference;
+  private readonly reader: BundleReader;
+  private readonly top: Descriptor;
+  private readonly closeReader: boolean;
+  /** Descriptors seen in indexes read so far, for the media types of their children. */
+  private readonly known = new Map<string, Descriptor>();
+
+  constructor(reader: BundleReader, top: Descriptor, reference: ImageReference, closeReader: boolean) {
+    this.reader = reader;
+    this.top = top;
+    this.reference = reference;
+    this.closeReader = closeReader;
+  }
+
+  async getManifest(digest?: Digest, signal?: AbortSignal): Promise<Manifest> {
+    signal?.throwIfAborted();
+    const desc = digest === undefined ? this.top : (this.known.get(digest) ?? { digest });
+    const m = await this.reader.getManifest(desc);
+    if (m.isIndex) for (const d of m.index.manifests) this.known.set(d.digest, d);
+    return m;
+  }
+
+  async getBlob(desc: Descriptor, options: GetBlobOptions = {}): Promise<BlobReader> {
+    options.signal?.throwIfAborted();
+    const offset = options.offset ?? 0;
+    const stream = this.reader.openBlob(desc, { offset });
+    return { stream, size: desc.size - offset };
+  }
+
+  async close(): Promise<void> {
+    if (this.closeReader) await this.reader.close();
+  }
+}

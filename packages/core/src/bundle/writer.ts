@@ -1,0 +1,216 @@
+/**
+ * Writing blob data into its planned region of a bundle: the stream is hashed as it passes,
+ * coalesced into large buffers and written with positional writes, with one write in flight
+ * while the next buffer fills. Memory per blob is two buffers, whatever the blob's size.
+ * Also the export journal, which records finished blobs so that a rerun can resume.
+ */
+import { promises as fs } from "node:fs";
+import type { Readable } from "node:stream";
+import { type Digest, Digester, digestAlgorithm } from "../digest.js";
+import { AirlockError } from "../errors.js";
+import type { PlannedEntry } from "./plan.js";
+import { paddedSize } from "./tar.js";
+import type { VolumeFiles } from "./volumes.js";
+
+/** Size of the buffers writes are coalesced into. */
+export const WRITE_CHUNK_SIZE = 1024 * 1024;
+
+/** Options of {@link writeBlobData}. */
+export interface WriteBlobOptions {
+  signal?: AbortSignal | undefined;
+  /** Called with the running byte count after every write. */
+  onBytes?: ((bytes: number) => void) | undefined;
+  /** Names the blob in error messages, e.g. "blob sha256:… of docker://…". */
+  what: string;
+}
+
+/**
+ * Streams `stream` into the data region of `entry` (its data then zero padding to a whole
+ * block), verifying digest and size while streaming. Throws ERR_SIZE_MISMATCH as soon as more
+ * bytes than expected arrive, and ERR_DIGEST_MISMATCH / ERR_SIZE_MISMATCH at the end. The header
+ * is not written: the caller writes it once the data is verified.
+ */
+export async function writeBlobData(files: VolumeFiles, entry: PlannedEntry, digest: Digest, stream: Readable, options: WriteBlobOptions): Promise<void> {
+  const { signal, onBytes, what } = options;
+  const size = entry.size;
+  const digester = new Digester(digestAlgorithm(digest));
+  let pos = entry.dataOffset;
+  // Coalescing buffers: one fills while the other is being written.
+  const pool: Buffer[] = [];
+  const nextBuffer = () => pool.pop() ?? Buffer.allocUnsafe(WRITE_CHUNK_SIZE);
+  let buf = nextBuffer();
+  let fill = 0;
+  let pending: Promise<void> | undefined;
+  let pendingPooled: Buffer | undefined;
+
+  // Waits for the write in flight, then starts writing `b[0, n)` at `pos`.
+  const flush = async (b: Buffer, n: number, pooled: boolean): Promise<void> => {
+    if (pending) {
+      await pending;
+      pending = undefined;
+      if (pendingPooled) pool.push(pendingPooled);
+      pendingPooled = undefined;
+    }
+    const write = files.write(b, 0, n, pos);
+    write.catch(() => {}); // awaited by the next flush; this only keeps it from being "unhandled"
+    pending = write;
+    pendingPooled = pooled ? b : undefined;
+    pos += n;
+    onBytes?.(Math.min(pos - entry.dataOffset, size));
+  };
+
+  const onAbort = () => stream.destroy(signal?.reason ?? new AirlockError("ERR_ABORTED", `${what}: aborted`));
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    signal?.throwIfAborted();
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      digester.update(chunk);
+      if (digester.size > size) {
+        throw new AirlockError("ERR_SIZE_MISMATCH", `${what}: more than the expected ${size} bytes arrived; the source is corrupt or does not match its manifest`);
+      }
+      if (fill === 0 && chunk.length >= WRITE_CHUNK_SIZE) {
+        // A large chunk is written as it is, without a copy (the stream hands over its chunks).
+        await flush(chunk, chunk.length, false);
+        continue;
+      }
+      let off = 0;
+      while (off < chunk.length) {
+        const n = Math.min(chunk.length - off, buf.length - fill);
+        chunk.copy(buf, fill, off, off + n);
+        fill += n;
+        off += n;
+        if (fill === buf.length) {
+          await flush(buf, fill, true);
+          buf = nextBuffer();
+          fill = 0;
+        }
+      }
+    }
+    signal?.throwIfAborted();
+    if (digester.size !== size) {
+      throw new AirlockError("ERR_SIZE_MISMATCH", `${what}: got ${digester.size} bytes, expected ${size}; the source is truncated or does not match its manifest`);
+    }
+    const actual = digester.digest();
+    if (actual !== digest) {
+      throw new AirlockError("ERR_DIGEST_MISMATCH", `${what}: content has digest ${actual}, expected ${digest}; the source is corrupt or was tampered with`);
+    }
+    // Zero padding to the next block boundary goes out with the last buffer.
+    const pad = paddedSize(size) - size;
+    if (pad > 0) {
+      if (fill + pad > buf.length) {
+        await flush(buf, fill, true);
+        buf = nextBuffer();
+        fill = 0;
+      }
+      buf.fill(0, fill, fill + pad);
+      fill += pad;
+    }
+    if (fill > 0) await flush(buf, fill, true);
+    if (pending) await pending;
+  } catch (err) {
+    stream.destroy();
+    if (pending) await pending.catch(() => {});
+    if (signal?.aborted && !(err instanceof AirlockError && err.code !== "ERR_ABORTED")) {
+      throw new AirlockError("ERR_ABORTED", `${what}: aborted`, { cause: err });
+    }
+    throw err;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+/**
+ * Reads back the data region of `entry` and checks its digest (resume: a blob the journal says is
+ * done is skipped only if its bytes on disk are still right).
+ */
+export async function checkBlobData(files: VolumeFiles, entry: PlannedEntry, digest: Digest): Promise<boolean> {
+  const digester = new Digester(digestAlgorithm(digest));
+  const buf = Buffer.allocUnsafe(Math.min(WRITE_CHUNK_SIZE, Math.max(entry.size, 1)));
+  let pos = entry.dataOffset;
+  let remaining = entry.size;
+  while (remaining > 0) {
+    const n = await files.read(buf, 0, Math.min(buf.length, remaining), pos);
+    if (n === 0) return false;
+    digester.update(buf.subarray(0, n));
+    pos += n;
+    remaining -= n;
+  }
+  const header = Buffer.alloc(entry.header.length);
+  const n = await files.read(header, 0, header.length, entry.headerOffset);
+  return n === header.length && header.equals(entry.header) && digester.digest() === digest;
+}
+
+/** What the journal file holds. */
+export interface JournalData {
+  version: 1;
+  /** Digest of the plan the partial files were written for. */
+  plan: Digest;
+  /** The bundle id and creation time of that run, reused by a resumed run. */
+  bundle: string;
+  created: string;
+  /** Blobs whose data and header are written. */
+  done: Digest[];
+}
+
+/**
+ * The export journal `OUT.journal.json`: which blobs of the partial archive are finished. It is
+ * rewritten (to a temporary name, then renamed) after blobs finish, at most one write at a time.
+ */
+export class Journal {
+  readonly path: string;
+  readonly data: JournalData;
+  private writing: Promise<void> | undefined;
+  private dirty = false;
+
+  constructor(path: string, data: JournalData) {
+    this.path = path;
+    this.data = data;
+  }
+
+  /** Loads the journal at `path`, or returns undefined when it is missing or unreadable. */
+  static async load(path: string): Promise<JournalData | undefined> {
+    try {
+      const data = JSON.parse(await fs.readFile(path, "utf8")) as JournalData;
+      if (data.version !== 1 || typeof data.plan !== "string" || !Array.isArray(data.done)) return undefined;
+      return data;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Records that `digest` is done and schedules a save. */
+  markDone(digest: Digest): void {
+    this.data.done.push(digest);
+    this.save();
+  }
+
+  /** Schedules a save; at most one is in flight, and a later change triggers one more. */
+  save(): void {
+    this.dirty = true;
+    if (this.writing) return;
+    const loop = async () => {
+      while (this.dirty) {
+        this.dirty = false;
+        const tmp = `${this.path}.tmp`;
+        await fs.writeFile(tmp, JSON.stringify(this.data));
+        await fs.rename(tmp, this.path);
+      }
+    };
+    this.writing = loop()
+      .catch(() => {})
+      .finally(() => {
+        this.writing = undefined;
+      });
+  }
+
+  /** Waits for pending saves. */
+  async flush(): Promise<void> {
+    while (this.writing) await this.writing;
+  }
+
+  /** Deletes the journal (the export finished). */
+  async remove(): Promise<void> {
+    await this.flush();
+    await fs.rm(this.path, { force: true });
+  }
+}
