@@ -1,0 +1,48 @@
+/**
+ * Names at the destination: how a bundle name (`docker.io/library/busybox:1.36`, or an `as:` name
+ * such as `team/app:1.0`) becomes a reference in the offline registry given to
+ * `airlock import --to REGISTRY[/PREFIX]`.
+ */
+import { AirlockError, DockerReference, isValidDomain } from "@airlock/core";
+import type { NamingMode } from "./images.js";
+
+const q = (s: string): string => JSON.stringify(s);
+
+/**
+ * Splits a bundle name at its registry host, if it starts with one. The rule is Docker's: the first
+ * `/`-separated component is a host when it contains `.` or `:` or is `localhost`. Fully-qualified
+ * bundle names always start with a host; `as:` names never do (images.yaml refuses them).
+ */
+export function splitBundleName(bundleName: string): { registry: string | undefined; rest: string } {
+  const slash = bundleName.indexOf("/");
+  const first = slash < 0 ? "" : bundleName.slice(0, slash);
+  const isHost = slash > 0 && (/[.:]/.test(first) || first === "localhost") && !first.includes("@");
+  return isHost ? { registry: first, rest: bundleName.slice(slash + 1) } : { registry: undefined, rest: bundleName };
+}
+
+/**
+ * The reference an image gets at the destination `target` (`REGISTRY[/PREFIX]`, e.g.
+ * `registry.local:5000/mirror`):
+ * - `keep-path`: TARGET/BUNDLE_NAME — `registry.local:5000/mirror/docker.io/library/busybox:1.36`;
+ * - `strip-registry`: TARGET/BUNDLE_NAME without its source registry — `…/mirror/library/busybox:1.36`.
+ * An `as:` name has no source registry, so both modes give TARGET/AS_NAME.
+ * Throws ERR_INVALID_ARGUMENT when `target` does not start with a registry host, or
+ * ERR_INVALID_REFERENCE when the result is not a valid reference (e.g. longer than 255 characters).
+ */
+export function destinationName(bundleName: string, naming: NamingMode, target: string): DockerReference {
+  const base = target.replace(/\/+$/, "");
+  const slash = base.indexOf("/");
+  const host = slash < 0 ? base : base.slice(0, slash);
+  if (host === "" || !isValidDomain(host) || !(/[.:]/.test(host) || host === "localhost")) {
+    throw new AirlockError(
+      "ERR_INVALID_ARGUMENT",
+      `invalid destination ${q(target)}: expected REGISTRY[/PREFIX] starting with a registry host (with a "." or a ":PORT", or localhost), e.g. registry.local:5000/mirror`,
+    );
+  }
+  const { rest } = naming === "strip-registry" ? splitBundleName(bundleName) : { rest: bundleName };
+  try {
+    return DockerReference.parse(`${base}/${rest}`);
+  } catch (err) {
+    throw new AirlockError("ERR_INVALID_REFERENCE", `cannot name ${q(bundleName)} under ${q(target)} (${naming}): ${(err as Error).message}`, { cause: err });
+  }
+}
