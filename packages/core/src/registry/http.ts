@@ -1,0 +1,453 @@
+/**
+ * The HTTP layer of the registry client: one {@link RegistryConnection} per registry host. It
+ * pings `/v2/` once to learn the scheme (HTTPS, or HTTP where allowed) and the authentication
+ * challenge, then sends requests with the right `Authorization`, follows redirects (without
+ * credentials to other hosts), retries transient failures with backoff, and maps failures onto
+ * {@link RegistryError}s.
+ * @see https://github.com/opencontainers/distribution-spec/blob/main/spec.md
+ */
+import type { Readable } from "node:stream";
+import { Agent, type Dispatcher, request } from "undici";
+import { AirlockError } from "../errors.js";
+import { isLoopbackHost } from "../reference/docker.js";
+import type { DockerContext } from "../transports/types.js";
+import { basicAuthorization, type Challenge, mergeScopes, parseTokenResponse, parseWWWAuthenticate, type RegistryCredentials, TokenCache } from "./auth.js";
+import { lookupCredentials } from "./authfile.js";
+import { mapRegistryError, type RequestKind } from "./errors.js";
+import { abortError, DEFAULT_RETRIES, isRetryableNetworkError, isRetryableStatus, MAX_RETRY_WAIT_MS, parseRetryAfter, type RetryPolicy, retryDelay, sleep } from "./retry.js";
+import { CERT_DIR_FLAG_HINT, isCertificateError, isPlainHttpResponse, loadTlsSettings, secureContextFor, TLS_VERIFY_FLAG_HINT, type TlsSettings } from "./tls.js";
+
+/** HTTP methods the client uses. */
+export type HttpMethod = "GET" | "HEAD" | "PUT" | "POST" | "PATCH" | "DELETE";
+
+/** Timeouts of one connection, in milliseconds. */
+export interface Timeouts {
+  /** Establishing a TCP/TLS connection (default 30 s). */
+  connectMs?: number;
+  /** Waiting for response headers once the request is sent (default 5 min: a registry may hash a large blob before it answers a PUT). */
+  headersMs?: number;
+  /** Longest pause between two pieces of a response body (default 2 min). */
+  bodyMs?: number;
+}
+
+/** Options of a {@link RegistryConnection} beyond the user's {@link DockerContext}. */
+export interface ConnectionOptions {
+  timeouts?: Timeouts;
+  /** Receives one line per request (method, URL without query, status). Never credentials. */
+  log?: (line: string) => void;
+  /** Replaces the auth-file lookup (tests). */
+  lookupCredentials?: (name: string) => Promise<RegistryCredentials | undefined>;
+}
+
+/** One request through {@link RegistryConnection.send}. */
+export interface RegistryRequest {
+  method: HttpMethod;
+  /** A path such as `/v2/NAME/manifests/TAG`, or an absolute URL (an upload Location). */
+  url: string;
+  headers?: Record<string, string>;
+  /**
+   * The body: bytes (the request may then be repeated), or a factory of a fresh stream (the
+   * request is then sent once).
+   */
+  body?: Uint8Array | (() => Readable);
+  /** Token scopes the request needs, e.g. `repository:NAME:pull`. */
+  scopes: string[];
+  /** Repository path whose credentials apply (namespaced auth-file keys). */
+  repository?: string;
+  /** Statuses that are success for this request; others become errors. */
+  ok: number[];
+  /** What the request is about (decides what a 404 means). */
+  kind: RequestKind;
+  /** What is being done, for messages: `reading manifest "1.0" of quay.io/org/app`. */
+  what: string;
+  signal?: AbortSignal | undefined;
+  /** Follow 3xx redirects (default: GET and HEAD only). */
+  followRedirects?: boolean;
+  /** Whether to repeat on transient failures (default: true when the body can be repeated). */
+  retry?: boolean;
+}
+
+/** A response whose status was one of the request's `ok` statuses; its body MUST be consumed or dumped. */
+export interface RegistryResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Dispatcher.ResponseData["body"];
+  /** The URL that answered (after redirects). */
+  url: string;
+}
+
+/** Longest error body kept for a message. */
+const ERROR_BODY_LIMIT = 64 * 1024;
+/** Largest token response accepted (containers/image: 1 MiB). */
+const TOKEN_BODY_LIMIT = 1024 * 1024;
+/** Most redirects followed for one request. */
+const MAX_REDIRECTS = 10;
+
+const DEFAULT_USER_AGENT = "airlock";
+
+/** Returns the first value of a header. */
+export function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
+  const v = headers[name.toLowerCase()];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Reads a body as text, up to `limit` bytes (the rest is discarded); throws when `strict` and it is longer. */
+export async function readBody(body: Readable, limit: number, strict = false, what = "response"): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    const b = chunk as Buffer;
+    if (size + b.length > limit) {
+      if (strict) {
+        body.destroy();
+        throw new AirlockError("ERR_MANIFEST_INVALID", `${what} is larger than the ${limit} bytes airlock accepts`);
+      }
+      chunks.push(b.subarray(0, limit - size));
+      size = limit;
+      body.destroy();
+      break;
+    }
+    chunks.push(b);
+    size += b.length;
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/** Discards a response body so that the connection can be reused. */
+export async function dumpBody(body: Dispatcher.ResponseData["body"]): Promise<void> {
+  try {
+    await body.dump({ limit: 256 * 1024 });
+  } catch {
+    // The connection is closed instead; nothing else to do.
+  }
+}
+
+/**
+ * A connection to one registry host: scheme detection, authentication, retries, error mapping.
+ * Create one per host and side of a copy; {@link close} it when done.
+ */
+export class RegistryConnection {
+  /** The registry host as it appears in references (`docker.io`, `127.0.0.1:5000`). */
+  readonly domain: string;
+  /** The host actually contacted (`registry-1.docker.io` for `docker.io`). */
+  readonly host: string;
+  private readonly ctx: DockerContext;
+  private readonly options: ConnectionOptions;
+  private readonly policy: RetryPolicy;
+  private readonly tokens = new TokenCache();
+  private readonly credentials = new Map<string, Promise<RegistryCredentials | undefined>>();
+  private agent: Agent | undefined;
+  private tls: TlsSettings | undefined;
+  private pinged: Promise<void> | undefined;
+  private baseURL: URL | undefined;
+  private challenge: Challenge | undefined;
+
+  constructor(domain: string, host: string, ctx: DockerContext = {}, options: ConnectionOptions = {}) {
+    this.domain = domain;
+    this.host = host;
+    this.ctx = ctx;
+    this.options = options;
+    this.policy = { retries: ctx.retryTimes ?? DEFAULT_RETRIES, delayMs: ctx.retryDelayMs };
+  }
+
+  /** The base URL after the ping, e.g. `https://quay.io` or `http://127.0.0.1:5000`. */
+  get base(): string | undefined {
+    return this.baseURL?.origin;
+  }
+
+  /** The authentication scheme the registry asked for at the ping (`basic`, `bearer`), if any. */
+  get authScheme(): string | undefined {
+    return this.challenge?.scheme;
+  }
+
+  /** Closes the connection pool. */
+  async close(): Promise<void> {
+    const a = this.agent;
+    this.agent = undefined;
+    this.pinged = undefined;
+    if (a) await a.close().catch(() => {});
+  }
+
+  /** Pings `GET /v2/` once (concurrent callers share it): learns the scheme and the challenge. */
+  ping(signal?: AbortSignal): Promise<void> {
+    if (!this.pinged) {
+      this.pinged = this.doPing(signal);
+      this.pinged.catch(() => {
+        this.pinged = undefined;
+      });
+    }
+    return this.pinged;
+  }
+
+  private async getAgent(): Promise<Agent> {
+    if (this.agent) return this.agent;
+    this.tls ??= await loadTlsSettings(this.host, { certDir: this.ctx.certDir, tlsVerify: this.ctx.tlsVerify });
+    const t = this.options.timeouts ?? {};
+    const connect: Record<string, unknown> = { rejectUnauthorized: this.tls.verify };
+    // One secure context for every connection: parsing the CAs per connection is slow.
+    const secureContext = secureContextFor(this.tls);
+    if (secureContext) connect.secureContext = secureContext;
+    this.agent ??= new Agent({
+      connect,
+      connectTimeout: t.connectMs ?? 30_000,
+      headersTimeout: t.headersMs ?? 300_000,
+      bodyTimeout: t.bodyMs ?? 120_000,
+      keepAliveTimeout: 10_000,
+    });
+    return this.agent;
+  }
+
+  private async doPing(signal?: AbortSignal): Promise<void> {
+    const agent = await this.getAgent();
+    const allowHttp = this.ctx.tlsVerify === false || isLoopbackHost(this.domain);
+    const what = `pinging container registry ${this.domain}`;
+    for (let attempt = 0; ; attempt++) {
+      let res: Dispatcher.ResponseData;
+      let base = new URL(`https://${this.host}`);
+      try {
+        try {
+          res = await this.rawRequest(agent, "GET", new URL("/v2/", base), {}, undefined, signal);
+        } catch (httpsErr) {
+          if (signal?.aborted || isCertificateError(httpsErr) || !allowHttp) throw httpsErr;
+          // An insecure (or loopback) registry may speak plain HTTP: try it right away.
+          base = new URL(`http://${this.host}`);
+          try {
+            res = await this.rawRequest(agent, "GET", new URL("/v2/", base), {}, undefined, signal);
+          } catch {
+            throw httpsErr;
+          }
+        }
+      } catch (err) {
+        if (signal?.aborted) throw abortError(signal, what);
+        const mapped = this.connectionError(err, what);
+        const refused = (err as { code?: unknown }).code === "ECONNREFUSED";
+        if (mapped.retryable && !refused && attempt < this.policy.retries) {
+          await sleep(retryDelay(attempt, this.policy), signal);
+          continue;
+        }
+        throw mapped;
+      }
+      const status = res.statusCode;
+      this.log("GET", new URL("/v2/", base), status);
+      if (status === 200 || status === 401) {
+        const challenges = parseWWWAuthenticate(res.headers["www-authenticate"]);
+        await dumpBody(res.body);
+        this.baseURL = base;
+        this.challenge = pickChallenge(challenges);
+        return;
+      }
+      const body = (await readBody(res.body, ERROR_BODY_LIMIT)).toString("utf8");
+      const err = mapRegistryError({ what, kind: "ping", host: this.domain, status, body, credentialsSent: false, retryAfter: header(res.headers, "retry-after") });
+      if (isRetryableStatus(status) && attempt < this.policy.retries) {
+        await this.waitForRetry(attempt, res.headers, err, signal);
+        continue;
+      }
+      if (!err.retryable && status !== 404) throw err;
+      throw new AirlockError("ERR_REGISTRY", `${what}: ${base.origin}/v2/ answered HTTP ${status}, so ${this.domain} does not look like a container registry (${err.message})`, { cause: err, retryable: err.retryable });
+    }
+  }
+
+  private async rawRequest(agent: Agent, method: HttpMethod, url: URL, headers: Record<string, string>, body: Uint8Array | Readable | undefined, signal: AbortSignal | undefined): Promise<Dispatcher.ResponseData> {
+    const h: Record<string, string> = { "user-agent": this.ctx.userAgent ?? DEFAULT_USER_AGENT, "docker-distribution-api-version": "registry/2.0", ...headers };
+    return request(url, { dispatcher: agent, method, headers: h, body: body ?? null, signal: signal ?? null });
+  }
+
+  private log(method: string, url: URL, status: number | string): void {
+    this.options.log?.(`${method} ${url.origin}${url.pathname} → ${status}`);
+  }
+
+  /** Maps a connection-level failure onto an actionable error (TLS hints, network faults). */
+  private connectionError(err: unknown, what: string): AirlockError {
+    if (err instanceof AirlockError) return err;
+    const e = err as { code?: string; message?: string };
+    const msg = e?.message ?? String(err);
+    if (isPlainHttpResponse(err)) {
+      return new AirlockError(
+        "ERR_TLS",
+        `${what}: ${this.host} answered HTTPS with plain HTTP (http: server gave HTTP response to HTTPS client); if the registry really serves plain HTTP, pass ${TLS_VERIFY_FLAG_HINT}`,
+        { cause: err },
+      );
+    }
+    if (isCertificateError(err)) {
+      const dir = this.tls?.certDir ? ` (the CAs in ${this.tls.certDir} did not verify it)` : "";
+      return new AirlockError(
+        "ERR_TLS",
+        `${what}: the TLS certificate of ${this.host} could not be verified: ${msg}${dir}; if the registry uses a private CA, pass its certificate with ${CERT_DIR_FLAG_HINT} (a directory holding ca.crt) or install it in /etc/containers/certs.d/${this.host}/ca.crt; to skip verification pass ${TLS_VERIFY_FLAG_HINT}`,
+        { cause: err },
+      );
+    }
+    if (typeof e?.code === "string" && (e.code.startsWith("ERR_SSL") || e.code.startsWith("ERR_TLS") || e.code === "EPROTO")) {
+      return new AirlockError("ERR_TLS", `${what}: TLS with ${this.host} failed: ${msg}; check ${CERT_DIR_FLAG_HINT}, or pass ${TLS_VERIFY_FLAG_HINT}`, { cause: err });
+    }
+    const timeout = e?.code === "UND_ERR_CONNECT_TIMEOUT" || e?.code === "UND_ERR_HEADERS_TIMEOUT" || e?.code === "UND_ERR_BODY_TIMEOUT" || e?.code === "ETIMEDOUT";
+    const retryable = isRetryableNetworkError(err);
+    const hint = e?.code === "ECONNREFUSED" ? `; is the registry running and is ${this.host} the right host and port?` : e?.code === "ENOTFOUND" ? `; check the registry name` : "";
+    return new AirlockError(timeout ? "ERR_TIMEOUT" : "ERR_NETWORK", `${what}: ${timeout ? "timed out" : "network error"} talking to ${this.host}: ${msg}${e?.code && !msg.includes(e.code) ? ` (${e.code})` : ""}${hint}`, { cause: err, retryable });
+  }
+
+  private async waitForRetry(attempt: number, headers: Record<string, string | string[] | undefined>, err: AirlockError, signal?: AbortSignal): Promise<void> {
+    const after = parseRetryAfter(header(headers, "retry-after"));
+    if (after !== undefined && after > MAX_RETRY_WAIT_MS) throw err;
+    await sleep(retryDelay(attempt, this.policy, after), signal);
+  }
+
+  /** The credentials for a repository (memoised): `--no-creds`, `--creds`, else the auth files. */
+  credentialsFor(repository?: string): Promise<RegistryCredentials | undefined> {
+    const key = repository ?? "";
+    let p = this.credentials.get(key);
+    if (!p) {
+      if (this.ctx.noCreds) p = Promise.resolve(undefined);
+      else if (this.ctx.credentials) p = Promise.resolve({ ...this.ctx.credentials });
+      else {
+        const name = repository ? `${this.domain}/${repository}` : this.domain;
+        p = this.options.lookupCredentials ? this.options.lookupCredentials(name) : lookupCredentials(name, { authFile: this.ctx.authFile });
+      }
+      this.credentials.set(key, p);
+    }
+    return p;
+  }
+
+  /** The Authorization value for a request with `scopes`, and whether it carries credentials. */
+  private async authorization(scopes: string[], repository: string | undefined, signal?: AbortSignal): Promise<{ value?: string; withCredentials: boolean }> {
+    const ch = this.challenge;
+    if (!ch) return { withCredentials: false };
+    if (ch.scheme === "basic") {
+      const creds = await this.credentialsFor(repository);
+      if (!creds || (creds.username === "" && creds.password === "")) return { withCredentials: false };
+      return { value: basicAuthorization(creds.username, creds.password), withCredentials: true };
+    }
+    if (ch.scheme === "bearer") {
+      if (this.ctx.registryToken) return { value: `Bearer ${this.ctx.registryToken}`, withCredentials: true };
+      const creds = await this.credentialsFor(repository);
+      const key = mergeScopes(scopes);
+      const t = await this.tokens.get([ch.params.realm ?? "", ch.params.service ?? "", ...key], () => this.fetchToken(ch, key, creds, signal));
+      return { value: `Bearer ${t.token}`, withCredentials: creds !== undefined };
+    }
+    return { withCredentials: false };
+  }
+
+  /** Obtains a bearer token for `scopes` from the challenge's realm (GET with basic auth, or the OAuth2 refresh-token grant). */
+  private async fetchToken(ch: Challenge, scopes: string[], creds: RegistryCredentials | undefined, signal?: AbortSignal) {
+    const realm = ch.params.realm;
+    const what = `requesting an access token from ${this.domain}${scopes.length ? ` for ${scopes.join(" ")}` : ""}`;
+    let realmURL: URL;
+    try {
+      realmURL = new URL(realm ?? "");
+      if (realmURL.protocol !== "https:" && realmURL.protocol !== "http:") throw new Error("not http(s)");
+    } catch {
+      throw new AirlockError("ERR_REGISTRY", `${what}: the registry's bearer challenge has no usable realm (${JSON.stringify(realm ?? "")})`);
+    }
+    const service = ch.params.service;
+    let req: RegistryRequest;
+    if (creds?.identityToken) {
+      const form = new URLSearchParams({ grant_type: "refresh_token", refresh_token: creds.identityToken, client_id: "airlock" });
+      if (service) form.set("service", service);
+      if (scopes.length) form.set("scope", scopes.join(" "));
+      req = { method: "POST", url: realmURL.href, body: Buffer.from(form.toString()), headers: { "content-type": "application/x-www-form-urlencoded" }, scopes: [], ok: [200], kind: "token", what, signal };
+    } else {
+      const u = new URL(realmURL.href);
+      if (service) u.searchParams.set("service", service);
+      for (const s of scopes) u.searchParams.append("scope", s);
+      const headers: Record<string, string> = {};
+      if (creds && (creds.username !== "" || creds.password !== "")) {
+        u.searchParams.set("account", creds.username);
+        headers.authorization = basicAuthorization(creds.username, creds.password);
+      }
+      req = { method: "GET", url: u.href, headers, scopes: [], ok: [200], kind: "token", what, signal };
+    }
+    const res = await this.send(req, { authenticate: false, credentialsSent: creds !== undefined });
+    const body = (await readBody(res.body, TOKEN_BODY_LIMIT, true, "token response")).toString("utf8");
+    const t = parseTokenResponse(body);
+    if (!t) throw new AirlockError("ERR_REGISTRY", `${what}: the token server's answer has neither "token" nor "access_token"`);
+    return t;
+  }
+
+  /**
+   * Sends a request: pings first, authenticates, follows redirects, retries transient failures,
+   * upgrades the token once on a 401 that names another scope. Returns when the status is one of
+   * `req.ok` (the caller MUST consume or dump the body); throws a {@link RegistryError} or an
+   * {@link AirlockError} otherwise.
+   */
+  async send(req: RegistryRequest, internal: { authenticate?: boolean; credentialsSent?: boolean } = {}): Promise<RegistryResponse> {
+    const authenticate = internal.authenticate ?? true;
+    if (authenticate) await this.ping(req.signal);
+    const agent = await this.getAgent();
+    const base = this.baseURL ?? new URL(`https://${this.host}`);
+    let url = new URL(req.url, base);
+    const replayable = !(typeof req.body === "function");
+    const retry = req.retry ?? replayable;
+    const follow = req.followRedirects ?? (req.method === "GET" || req.method === "HEAD");
+    let scopes = req.scopes;
+    let authRetried = false;
+    let attempt = 0;
+    let redirects = 0;
+    for (;;) {
+      const headers: Record<string, string> = { ...req.headers };
+      let credentialsSent = internal.credentialsSent ?? false;
+      if (authenticate && url.origin === base.origin) {
+        const auth = await this.authorization(scopes, req.repository, req.signal);
+        if (auth.value) headers.authorization = auth.value;
+        credentialsSent = auth.withCredentials;
+      }
+      const body = typeof req.body === "function" ? req.body() : req.body;
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await this.rawRequest(agent, req.method, url, headers, body, req.signal);
+      } catch (err) {
+        if (req.signal?.aborted) throw abortError(req.signal, req.what);
+        const inner = findAirlockError(err);
+        if (inner) throw inner;
+        const mapped = this.connectionError(err, req.what);
+        this.log(req.method, url, (err as { code?: string }).code ?? "error");
+        if (retry && mapped.retryable && attempt < this.policy.retries) {
+          await sleep(retryDelay(attempt++, this.policy), req.signal);
+          continue;
+        }
+        throw mapped;
+      }
+      const status = res.statusCode;
+      this.log(req.method, url, status);
+      if (follow && status >= 300 && status < 400 && status !== 304) {
+        const location = header(res.headers, "location");
+        await dumpBody(res.body);
+        if (!location) throw new AirlockError("ERR_REGISTRY", `${req.what}: ${this.domain} answered HTTP ${status} without a Location`);
+        if (++redirects > MAX_REDIRECTS) throw new AirlockError("ERR_REGISTRY", `${req.what}: more than ${MAX_REDIRECTS} redirects`);
+        url = new URL(location, url);
+        continue;
+      }
+      if (req.ok.includes(status)) return { status, headers: res.headers, body: res.body, url: url.href };
+      const text = req.method === "HEAD" ? "" : (await readBody(res.body, ERROR_BODY_LIMIT)).toString("utf8");
+      if (status === 401 && authenticate && url.origin === base.origin && !authRetried && replayable) {
+        const challenge = pickChallenge(parseWWWAuthenticate(res.headers["www-authenticate"]));
+        if (challenge) {
+          authRetried = true;
+          if (challenge.scheme === "bearer" && this.challenge?.scheme === "bearer") this.tokens.invalidate([this.challenge.params.realm ?? "", this.challenge.params.service ?? "", ...mergeScopes(scopes)]);
+          this.challenge = challenge;
+          if (challenge.params.scope) scopes = mergeScopes([...scopes, ...challenge.params.scope.split(" ")]);
+          continue;
+        }
+      }
+      const err = mapRegistryError({ what: req.what, kind: req.kind, host: this.domain, status, body: text, credentialsSent, retryAfter: header(res.headers, "retry-after") });
+      if (retry && isRetryableStatus(status) && attempt < this.policy.retries) {
+        await this.waitForRetry(attempt++, res.headers, err, req.signal);
+        continue;
+      }
+      throw err;
+    }
+  }
+}
+
+/** Chooses the challenge to answer: bearer over basic; undefined when none is usable. */
+function pickChallenge(challenges: Challenge[]): Challenge | undefined {
+  return challenges.find((c) => c.scheme === "bearer") ?? challenges.find((c) => c.scheme === "basic");
+}
+
+/** Finds an AirlockError in an error's cause chain (a request body that failed with one, e.g. a digest mismatch). */
+function findAirlockError(err: unknown): AirlockError | undefined {
+  let e: unknown = err;
+  for (let i = 0; i < 5 && e; i++) {
+    if (e instanceof AirlockError) return e;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}

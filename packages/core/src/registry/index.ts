@@ -1,0 +1,12 @@
+/**
+ * The registry client of @airlock/core: a distribution-spec client on undici with
+ * authentication, auth files, TLS settings, retries and error mapping.
+ */
+export * from "./auth.js";
+export * from "./authfile.js";
+export * from "./client.js";
+export * from "./errors.js";
+export { type ConnectionOptions, type HttpMethod, RegistryConnection, type RegistryRequest, type RegistryResponse, type Timeouts } from "./http.js";
+export * from "./login.js";
+export * from "./retry.js";
+export * from "./tls.js";

@@ -1,0 +1,114 @@
+/**
+ * Writing an image to a registry. Blobs are reused (HEAD), mounted from another repository of the
+ * same registry, or uploaded; manifests are pushed by digest as they come, and the tag — the only
+ * thing that makes the image visible under its name — only in `commit()`.
+ */
+import type { Readable } from "node:stream";
+import type { Digest } from "../../digest.js";
+import { AirlockError } from "../../errors.js";
+import type { Descriptor, Manifest } from "../../manifest.js";
+import { MANIFEST_MEDIA_TYPES } from "../../mediatype.js";
+import { RegistryClient, type RegistryClientOptions, type Repository } from "../../registry/client.js";
+import type { DestinationCapabilities, ImageDestination, ImageReference, PutManifestOptions, SystemContext } from "../types.js";
+import { DockerImageReference } from "./reference.js";
+
+/**
+ * An optional destination feature, checked at run time: the destination can mount blobs from the
+ * image being copied when both live on one registry, instead of uploading them.
+ */
+export interface BlobMountTarget {
+  /** Declares the image the blobs come from; blobs in its repository are mounted when possible. */
+  setMountSource(source: ImageReference): void;
+}
+
+/** Reports whether a destination implements {@link BlobMountTarget}. */
+export function isBlobMountTarget(dest: ImageDestination): dest is ImageDestination & BlobMountTarget {
+  return typeof (dest as Partial<BlobMountTarget>).setMountSource === "function";
+}
+
+/** A repository in a registry, opened for writing an image under the reference's tag or digest. */
+export class DockerImageDestination implements ImageDestination, BlobMountTarget {
+  readonly reference: DockerImageReference;
+  readonly capabilities: DestinationCapabilities = { manifestMediaTypes: MANIFEST_MEDIA_TYPES, concurrentWrites: true, indexes: true };
+  /** The registry client (closed by {@link close}). */
+  readonly client: RegistryClient;
+  /** The repository written to. */
+  readonly repository: Repository;
+  private mountFrom: string | undefined;
+  private topLevel: Manifest | undefined;
+  private committed = false;
+
+  constructor(reference: DockerImageReference, ctx: SystemContext = {}, options: RegistryClientOptions = {}) {
+    this.reference = reference;
+    this.client = new RegistryClient(reference.ref.domain, ctx.docker ?? {}, options);
+    this.repository = this.client.repository(reference.ref.path, "push");
+  }
+
+  /** Mount blobs from `source` when it is another repository of the same registry. */
+  setMountSource(source: ImageReference): void {
+    if (!(source instanceof DockerImageReference)) return;
+    const s = source.ref;
+    const d = this.reference.ref;
+    this.mountFrom = s.domain === d.domain && s.path !== d.path ? s.path : undefined;
+  }
+
+  /** The repository blobs are mounted from, if any. */
+  get mountSource(): string | undefined {
+    return this.mountFrom;
+  }
+
+  /** True when the blob is in the repository already (HEAD), or was mounted from the mount source. */
+  async tryReuseBlob(desc: Descriptor, signal?: AbortSignal): Promise<boolean> {
+    const size = await this.repository.headBlob(desc.digest, signal);
+    if (size !== undefined && (size < 0 || desc.size < 0 || size === desc.size)) return true;
+    if (this.mountFrom === undefined) return false;
+    return this.repository.mountBlob(desc.digest, this.mountFrom, signal);
+  }
+
+  /** Uploads the blob from `stream` (already being verified by the copy pipeline; the registry checks the digest too). */
+  async putBlob(desc: Descriptor, stream: Readable, signal?: AbortSignal): Promise<void> {
+    await this.repository.putBlob(desc, stream, signal);
+  }
+
+  /** True when a manifest with `digest` is stored in the repository (HEAD). */
+  async hasManifest(digest: Digest, signal?: AbortSignal): Promise<boolean> {
+    return (await this.repository.headManifest(digest, signal)) !== undefined;
+  }
+
+  /**
+   * Pushes a manifest by its digest. The top-level one must match the reference's digest, when it
+   * has one; its tag is pushed by {@link commit}.
+   */
+  async putManifest(manifest: Manifest, options: PutManifestOptions): Promise<void> {
+    if (options.topLevel) {
+      const want = this.reference.ref.digest;
+      if (want !== undefined && want !== manifest.digest) {
+        throw new AirlockError(
+          "ERR_DIGEST_MISMATCH",
+          `writing ${this.reference}: the image's manifest has digest ${manifest.digest}, not the ${want} the destination reference names; push by tag instead, or copy the image with that digest`,
+        );
+      }
+    }
+    await this.repository.putManifest(manifest.digest, manifest.bytes, manifest.mediaType, options.signal);
+    if (options.topLevel) this.topLevel = manifest;
+  }
+
+  /** Tags the top-level manifest (for a reference by tag); an image pushed by digest is complete already. */
+  async commit(signal?: AbortSignal): Promise<void> {
+    const m = this.topLevel;
+    if (!m) throw new AirlockError("ERR_DESTINATION", `committing ${this.reference}: no top-level manifest was written`);
+    const tag = this.reference.ref.tag;
+    if (tag !== undefined) await this.repository.putManifest(tag, m.bytes, m.mediaType, signal);
+    this.committed = true;
+  }
+
+  /** Whether {@link commit} succeeded. */
+  get isCommitted(): boolean {
+    return this.committed;
+  }
+
+  /** Closes the registry connections. */
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}

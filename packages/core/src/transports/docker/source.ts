@@ -1,0 +1,53 @@
+/**
+ * Reading an image from a registry: the top-level manifest by tag or digest, child manifests by
+ * digest, blobs as resumable streams.
+ */
+import type { Digest } from "../../digest.js";
+import type { Descriptor, Manifest } from "../../manifest.js";
+import { RegistryClient, type RegistryClientOptions, type Repository } from "../../registry/client.js";
+import type { BlobReader, GetBlobOptions, ImageSource, SystemContext } from "../types.js";
+import type { DockerImageReference } from "./reference.js";
+
+/** An image in a registry, opened for reading. Manifests are fetched lazily; the top-level one is cached. */
+export class DockerImageSource implements ImageSource {
+  readonly reference: DockerImageReference;
+  /** The registry client (closed by {@link close}). */
+  readonly client: RegistryClient;
+  /** The repository the image is in. */
+  readonly repository: Repository;
+  private topLevel: Promise<Manifest> | undefined;
+
+  constructor(reference: DockerImageReference, ctx: SystemContext = {}, options: RegistryClientOptions = {}) {
+    this.reference = reference;
+    this.client = new RegistryClient(reference.ref.domain, ctx.docker ?? {}, options);
+    this.repository = this.client.repository(reference.ref.path, "pull");
+  }
+
+  /**
+   * The top-level manifest (by the reference's tag or digest) when `digest` is undefined, else
+   * the manifest with that digest. Throws ERR_IMAGE_NOT_FOUND when it does not exist; a manifest
+   * fetched by digest must hash to it.
+   */
+  getManifest(digest?: Digest, signal?: AbortSignal): Promise<Manifest> {
+    if (digest !== undefined) return this.repository.getParsedManifest(digest, signal);
+    if (!this.topLevel) {
+      this.topLevel = this.repository.getParsedManifest(this.reference.tagOrDigest, signal);
+      this.topLevel.catch(() => {
+        this.topLevel = undefined;
+      });
+    }
+    return this.topLevel;
+  }
+
+  /** Opens a blob; `offset` starts the read there (a Range request). Cuts mid-body are resumed. */
+  async getBlob(desc: Descriptor, options: GetBlobOptions = {}): Promise<BlobReader> {
+    const dl = await this.repository.getBlob(desc.digest, options);
+    const size = dl.size ?? (desc.size >= 0 ? desc.size : undefined);
+    return size === undefined ? { stream: dl.stream } : { stream: dl.stream, size };
+  }
+
+  /** Closes the registry connections. */
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}
