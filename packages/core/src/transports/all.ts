@@ -3,10 +3,11 @@
  * calling `parseImageName`.
  */
 import { dirTransport } from "./dir/transport.js";
+import { dockerTransport } from "./docker/transport.js";
 import { registerTransport } from "./index.js";
 import { ociTransport } from "./oci/transport.js";
 
 // Each transport folder exports its Transport object from transport.ts; register it here.
-const builtins: Parameters<typeof registerTransport>[0][] = [ociTransport, dirTransport];
+const builtins: Parameters<typeof registerTransport>[0][] = [ociTransport, dirTransport, dockerTransport];
 
 for (const t of builtins) registerTransport(t);
