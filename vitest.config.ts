@@ -8,6 +8,7 @@ export default defineConfig({
     alias: {
       "@airlock/core": src("./packages/core/src/index.ts"),
       "@airlock/sign": src("./packages/sign/src/index.ts"),
+      "@airlock/registry": src("./packages/registry/src/index.ts"),
     },
   },
   test: {

@@ -1,0 +1,72 @@
+/**
+ * The read side of a registry store over any {@link LayoutContent}: repositories, tags,
+ * manifests, blobs and referrers as {@link RepositoryIndex} sees them. The layout directory store
+ * adds writes to it; the bundle store uses it as it is.
+ */
+import type { Readable } from "node:stream";
+import { type Descriptor, type Digest, isDigest, MAX_MANIFEST_SIZE } from "@airlock/core";
+import type { LayoutContent } from "./content.js";
+import { type RepositoryRecords, RepositoryIndex } from "./repositories.js";
+import type { ByteRange, RegistryStore, StoredManifest } from "./types.js";
+
+/** A read-only registry store over the content of an OCI layout (a directory or an archive). */
+export class LayoutContentStore implements RegistryStore {
+  /** Where the bytes come from. */
+  protected readonly content: LayoutContent;
+  /** The repository view of the content. */
+  protected readonly index: RepositoryIndex;
+
+  constructor(content: LayoutContent, records?: RepositoryRecords) {
+    this.content = content;
+    this.index = new RepositoryIndex(content, records);
+  }
+
+  repositories(): Promise<string[]> {
+    return this.index.repositories();
+  }
+
+  hasRepository(repository: string): Promise<boolean> {
+    return this.index.hasRepository(repository);
+  }
+
+  tags(repository: string): Promise<string[] | undefined> {
+    return this.index.tags(repository);
+  }
+
+  async getManifest(repository: string, reference: string): Promise<StoredManifest | undefined> {
+    let mediaType: string | undefined;
+    let digest: Digest;
+    if (isDigest(reference)) {
+      digest = reference;
+      mediaType = await this.index.manifestMediaType(repository, digest);
+    } else {
+      const desc = await this.index.resolveTag(repository, reference);
+      if (!desc) return undefined;
+      digest = desc.digest;
+      mediaType = desc.mediaType;
+    }
+    if (mediaType === undefined) return undefined;
+    let bytes: Buffer;
+    try {
+      bytes = await this.content.readBlobBytes(digest, MAX_MANIFEST_SIZE);
+    } catch {
+      return undefined;
+    }
+    return { descriptor: { mediaType, digest, size: bytes.length }, bytes };
+  }
+
+  async statBlob(repository: string, digest: Digest): Promise<number | undefined> {
+    if (!(await this.index.holdsBlob(repository, digest))) return undefined;
+    return this.content.blobSize(digest);
+  }
+
+  openBlob(digest: Digest, range?: ByteRange): Promise<Readable> {
+    return this.content.openBlob(digest, range);
+  }
+
+  referrers(repository: string, digest: Digest): Promise<Descriptor[]> {
+    return this.index.referrers(repository, digest);
+  }
+
+  async close(): Promise<void> {}
+}
