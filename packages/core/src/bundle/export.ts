@@ -9,6 +9,7 @@
  * finished blobs so that a rerun of the same export resumes.
  */
 import { createHash, randomUUID } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import { createReadStream, promises as fs } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { type Digest, digestOf } from "../digest.js";
@@ -303,6 +304,7 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
       }
 
       const inner = new AbortController();
+      setMaxListeners(0, inner.signal); // one listener per blob in flight
       const onOuterAbort = () => inner.abort(signal?.reason);
       signal?.addEventListener("abort", onOuterAbort, { once: true });
       const run = limiter(Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY));

@@ -12,6 +12,7 @@
  *   3. only when every blob arrived: per image, child manifests, then the top-level one, then
  *      commit (the tag).
  */
+import { setMaxListeners } from "node:events";
 import { pipeline } from "node:stream";
 import { type Digest, VerifyingStream } from "../digest.js";
 import { AirlockError } from "../errors.js";
@@ -148,6 +149,7 @@ export async function importBundle(path: string | string[], options: ImportOptio
       onProgress?.({ type: "image-start", image: w.name, digest: w.top.digest, blobs: w.blobs.length, bytes: sum(w.blobs) });
     }
     const inner = new AbortController();
+    setMaxListeners(0, inner.signal); // one listener per blob in flight
     const onOuterAbort = () => inner.abort(signal?.reason);
     signal?.addEventListener("abort", onOuterAbort, { once: true });
     const run = limiter(Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY));
