@@ -181,3 +181,34 @@ export function ioError(message: string, cause: unknown): AirlockError {
   const detail = (cause as Error | undefined)?.message;
   return new AirlockError("ERR_IO", detail ? `${message}: ${detail}` : message, { cause });
 }
+
+/**
+ * The in-flight writes of a destination, so that `close()` without a commit can stop them and wait
+ * until they have settled (and removed their temporary files) before it cleans up. The copy
+ * pipeline may close a destination while sibling blob copies are still running after one failed.
+ */
+export class InflightWrites {
+  private readonly controller = new AbortController();
+  private readonly pending = new Set<Promise<unknown>>();
+
+  /**
+   * Runs `fn` with a signal that fires when `signal` does or when {@link abortAll} is called, and
+   * tracks it until it settles.
+   */
+  run<T>(fn: (signal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const combined = signal ? AbortSignal.any([signal, this.controller.signal]) : this.controller.signal;
+    const p = fn(combined);
+    this.pending.add(p);
+    p.then(
+      () => this.pending.delete(p),
+      () => this.pending.delete(p),
+    );
+    return p;
+  }
+
+  /** Aborts every write still running and waits until all of them have settled. */
+  async abortAll(): Promise<void> {
+    this.controller.abort(new AirlockError("ERR_ABORTED", "the destination was closed without a commit"));
+    await Promise.allSettled([...this.pending]);
+  }
+}

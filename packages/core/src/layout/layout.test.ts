@@ -30,13 +30,17 @@ function failingStream(good: string): Readable {
 }
 
 describe("OciLayout blobs", () => {
-  it("is created lazily by the first write, with oci-layout and blobs/sha256/<hex>", async () => {
+  it("is created lazily: blobs/sha256/<hex> by the first write, oci-layout and index.json by the first index update", async () => {
     const root = join(dir, "new");
     const layout = await OciLayout.open(root, { create: true });
     await expect(fs.access(root)).rejects.toThrow();
     const data = "hello blob";
     await layout.writeBlob({ digest: digestOf(data), size: data.length }, Readable.from([Buffer.from(data)]));
+    // oci-layout and index.json come with the first index update, so an unfinished write never looks like a layout.
+    expect(await fs.readdir(root)).toEqual(["blobs"]);
+    await layout.updateIndex((idx) => idx);
     expect(JSON.parse(await fs.readFile(join(root, "oci-layout"), "utf8"))).toEqual({ imageLayoutVersion: "1.0.0" });
+    expect(JSON.parse(await fs.readFile(join(root, "index.json"), "utf8"))).toEqual(emptyIndex());
     expect(await fs.readFile(join(root, "blobs", "sha256", digestOf(data).slice(7)), "utf8")).toBe(data);
     expect(await layout.hasBlob({ digest: digestOf(data), size: data.length })).toBe(true);
     expect(await layout.hasBlob({ digest: digestOf(data), size: data.length + 1 })).toBe(false);

@@ -12,7 +12,7 @@ import { Readable } from "node:stream";
 import { type Digest, type Expected, digestAlgorithm, digestHex, digestOf, parseDigest } from "../digest.js";
 import { AirlockError } from "../errors.js";
 import { withFileLock, writeFileAtomic } from "../fsutil.js";
-import { type Descriptor, type IndexJSON, MAX_MANIFEST_SIZE, REF_NAME_ANNOTATION, validateDescriptor } from "../manifest.js";
+import { type Descriptor, type IndexJSON, MAX_MANIFEST_SIZE, Manifest, REF_NAME_ANNOTATION, validateDescriptor } from "../manifest.js";
 import { MediaType } from "../mediatype.js";
 import type { BlobReader, GetBlobOptions } from "../transports/types.js";
 import { fileSize, ioError, isNotFoundError, openBlobFile, readSmallFile, writeVerifiedFile } from "./files.js";
@@ -59,11 +59,15 @@ export class OciLayout {
   readonly dir: string;
   /** Whether the layout was opened for writing. */
   readonly writable: boolean;
-  private created: Promise<void> | undefined;
+  /** Whether the directory existed when the layout was opened. */
+  private readonly existed: boolean;
+  /** Whether this object has created or written anything. */
+  private touched = false;
 
-  private constructor(dir: string, writable: boolean) {
+  private constructor(dir: string, writable: boolean, existed: boolean) {
     this.dir = dir;
     this.writable = writable;
+    this.existed = existed;
   }
 
   /**
@@ -78,28 +82,37 @@ export class OciLayout {
       st = await fs.stat(dir);
     } catch (cause) {
       if (!isNotFoundError(cause)) throw ioError(`cannot open OCI layout ${dir}`, cause);
-      if (create) return new OciLayout(dir, true);
+      if (create) return new OciLayout(dir, true, false);
       throw new AirlockError("ERR_INVALID_LAYOUT", `no OCI image layout at ${dir}: the directory does not exist; check the path`, { cause });
     }
     if (!st.isDirectory()) {
       throw new AirlockError("ERR_INVALID_LAYOUT", `${dir} is not a directory, so it cannot be an OCI image layout; give the layout's directory`);
     }
-    const layout = new OciLayout(dir, create);
-    const hasMarker = await layout.checkMarker();
-    if (create) {
-      if (!hasMarker) {
-        const entries = (await fs.readdir(dir)).filter((e) => e !== INDEX_LOCK_FILE);
-        if (entries.length > 0) {
-          throw new AirlockError("ERR_INVALID_LAYOUT", `${dir} exists and is not an OCI image layout (it has no ${OCI_LAYOUT_FILE} file); refusing to write into it: choose a new or empty directory`);
-        }
+    const layout = new OciLayout(dir, create, true);
+    // One snapshot of the directory: another writer creating the layout writes oci-layout before
+    // index.json, so a snapshot that shows index.json shows oci-layout too.
+    let entries: string[];
+    try {
+      entries = await fs.readdir(dir);
+    } catch (cause) {
+      throw ioError(`cannot list ${dir}`, cause);
+    }
+    if (entries.includes(OCI_LAYOUT_FILE)) {
+      await layout.checkMarker();
+    } else if (create) {
+      // A layout being created by another writer, or left by a write that never committed,
+      // holds only blobs/ (and maybe the lock) until its first commit writes oci-layout.
+      if (entries.some((e) => e !== INDEX_LOCK_FILE && e !== "blobs")) {
+        throw new AirlockError("ERR_INVALID_LAYOUT", `${dir} exists and is not an OCI image layout (it has no ${OCI_LAYOUT_FILE} file); refusing to write into it: choose a new or empty directory`);
       }
-    } else if ((await fileSize(join(dir, INDEX_FILE))) === undefined) {
+    }
+    if (!create && (await fileSize(join(dir, INDEX_FILE))) === undefined) {
       throw new AirlockError("ERR_INVALID_LAYOUT", `${dir} is not an OCI image layout: it has no ${INDEX_FILE}; check the path`);
     }
     return layout;
   }
 
-  /** Reads `oci-layout` if present and checks its version; returns whether it exists. */
+  /** Reads `oci-layout` and checks its version; returns false if it is missing. */
   private async checkMarker(): Promise<boolean> {
     const path = join(this.dir, OCI_LAYOUT_FILE);
     let bytes: Buffer;
@@ -121,23 +134,17 @@ export class OciLayout {
     return true;
   }
 
-  /** Creates the directory, `blobs/` and `oci-layout` (once; concurrent writers agree on the content). */
-  private ensureCreated(): Promise<void> {
+  /** Creates the directory and `blobs/` if missing. `oci-layout` is written with the first index.json. */
+  private async ensureCreated(): Promise<void> {
     if (!this.writable) {
-      return Promise.reject(new AirlockError("ERR_INVALID_ARGUMENT", `the OCI layout ${this.dir} was opened for reading; open it with { create: true } to write`));
+      throw new AirlockError("ERR_INVALID_ARGUMENT", `the OCI layout ${this.dir} was opened for reading; open it with { create: true } to write`);
     }
-    this.created ??= (async () => {
-      try {
-        await fs.mkdir(join(this.dir, "blobs"), { recursive: true });
-        if ((await fileSize(join(this.dir, OCI_LAYOUT_FILE))) === undefined) {
-          await writeFileAtomic(join(this.dir, OCI_LAYOUT_FILE), JSON.stringify({ imageLayoutVersion: OCI_LAYOUT_VERSION }));
-        }
-      } catch (cause) {
-        this.created = undefined;
-        throw ioError(`cannot create the OCI layout ${this.dir}`, cause);
-      }
-    })();
-    return this.created;
+    this.touched = true;
+    try {
+      await fs.mkdir(join(this.dir, "blobs"), { recursive: true });
+    } catch (cause) {
+      throw ioError(`cannot create the OCI layout ${this.dir}`, cause);
+    }
   }
 
   /** The path of the blob with `digest`: `blobs/<alg>/<hex>`. Throws ERR_INVALID_DIGEST for a malformed digest. */
@@ -195,6 +202,51 @@ export class OciLayout {
     return new AirlockError("ERR_BLOB_NOT_FOUND", `blob ${digest} is missing from the OCI layout ${this.dir} (no file ${path}); the layout is incomplete: copy the image into it again`);
   }
 
+  /**
+   * Undoes an abandoned write (a destination closed without commit) where that is safe: when the
+   * layout has no index.json — no image was ever committed to it, so nothing can refer to a blob —
+   * removes the blobs in `written` under the index lock, then the directories this layout created
+   * if they are empty. A layout with an index.json keeps the blobs (content-addressed, harmless,
+   * reused by the next write). A concurrent writer that reused one of the removed blobs finds it
+   * missing when it commits and fails instead of naming an incomplete image. Best effort: never
+   * throws.
+   */
+  async abandon(written: Iterable<string>): Promise<void> {
+    if (!this.writable || !this.touched) return;
+    try {
+      await withFileLock(join(this.dir, INDEX_LOCK_FILE), async () => {
+        if ((await fileSize(join(this.dir, INDEX_FILE))) !== undefined) return;
+        for (const d of written) await fs.rm(this.blobPath(d), { force: true });
+        const blobs = join(this.dir, "blobs");
+        for (const alg of await fs.readdir(blobs).catch(() => [] as string[])) await fs.rmdir(join(blobs, alg)).catch(() => {});
+        await fs.rmdir(blobs).catch(() => {});
+      });
+      if (!this.existed) await fs.rmdir(this.dir).catch(() => {});
+    } catch {
+      // Best effort: what remains is content-addressed and verified.
+    }
+  }
+
+  /**
+   * Checks that everything `manifest` refers to is stored: for an image manifest its config and
+   * layers (with their sizes), for an index each listed manifest (which must hash to its digest)
+   * and, recursively, what it refers to. Throws ERR_DESTINATION naming the first missing blob, so
+   * that a name is never given to an image the layout does not fully hold.
+   */
+  async assertComplete(manifest: Manifest, what = `image ${manifest.digest}`): Promise<void> {
+    const missing = (d: Descriptor, kind: string) =>
+      new AirlockError("ERR_DESTINATION", `cannot name ${what} in ${this.dir}: its ${kind} ${d.digest} is not in the layout (removed by another process?); run the copy again`);
+    if (!manifest.isIndex) {
+      for (const b of manifest.blobs()) if (!(await this.hasBlob(b))) throw missing(b, "blob");
+      return;
+    }
+    for (const child of manifest.index.manifests) {
+      if (!(await this.hasBlob(child))) throw missing(child, "manifest");
+      const bytes = await this.readBlobBytes(child.digest);
+      await this.assertComplete(Manifest.parse(bytes, { expected: child.digest, what: `manifest ${child.digest} in ${this.dir}` }), what);
+    }
+  }
+
   /** Reads and validates index.json. Throws ERR_INVALID_LAYOUT when it is missing or malformed. */
   async readIndex(): Promise<IndexJSON> {
     const index = await this.readIndexIfPresent();
@@ -224,6 +276,13 @@ export class OciLayout {
   async updateIndex(fn: (index: IndexJSON) => IndexJSON | undefined | Promise<IndexJSON | undefined>): Promise<IndexJSON> {
     await this.ensureCreated();
     return withFileLock(join(this.dir, INDEX_LOCK_FILE), async () => {
+      if ((await fileSize(join(this.dir, OCI_LAYOUT_FILE))) === undefined) {
+        try {
+          await writeFileAtomic(join(this.dir, OCI_LAYOUT_FILE), JSON.stringify({ imageLayoutVersion: OCI_LAYOUT_VERSION }));
+        } catch (cause) {
+          throw ioError(`cannot write ${join(this.dir, OCI_LAYOUT_FILE)}`, cause);
+        }
+      }
       const current = (await this.readIndexIfPresent()) ?? emptyIndex();
       const next = await fn(structuredClone(current));
       if (next === undefined) return current;

@@ -13,7 +13,7 @@ import { Readable } from "node:stream";
 import { type Digest, parseDigest } from "../../digest.js";
 import { AirlockError } from "../../errors.js";
 import { writeFileAtomic } from "../../fsutil.js";
-import { fileMatches, ioError, readSmallFile, writeVerifiedFile } from "../../layout/files.js";
+import { fileMatches, InflightWrites, ioError, readSmallFile, writeVerifiedFile } from "../../layout/files.js";
 import { type Descriptor, MAX_MANIFEST_SIZE, Manifest } from "../../manifest.js";
 import { MANIFEST_MEDIA_TYPES } from "../../mediatype.js";
 import type { DestinationCapabilities, ImageDestination, PutManifestOptions } from "../types.js";
@@ -42,12 +42,21 @@ export class DirImageDestination implements ImageDestination {
   readonly reference: DirReference;
   readonly capabilities = DIR_DESTINATION_CAPABILITIES;
   private readonly dir: string;
+  /** Whether the directory existed when the destination was opened. */
+  private readonly existed: boolean;
   private top: Manifest | undefined;
   private created: Promise<void> | undefined;
+  /** Whether this destination wrote the version file (the directory had none). */
+  private wroteVersion = false;
+  /** File names this destination wrote (blobs, child manifests). */
+  private readonly written = new Set<string>();
+  private readonly inflight = new InflightWrites();
+  private committed = false;
 
-  private constructor(reference: DirReference) {
+  private constructor(reference: DirReference, existed: boolean) {
     this.reference = reference;
     this.dir = reference.path;
+    this.existed = existed;
   }
 
   /**
@@ -62,7 +71,7 @@ export class DirImageDestination implements ImageDestination {
       entries = await fs.readdir(dir);
     } catch (cause) {
       const code = (cause as NodeJS.ErrnoException).code;
-      if (code === "ENOENT") return new DirImageDestination(ref);
+      if (code === "ENOENT") return new DirImageDestination(ref, false);
       if (code === "ENOTDIR") {
         throw new AirlockError("ERR_DESTINATION", `cannot write ${ref}: ${dir} is not a directory; choose a new or empty directory`, { cause });
       }
@@ -82,7 +91,7 @@ export class DirImageDestination implements ImageDestination {
         throw notImageDir(ref, cause);
       }
     }
-    return new DirImageDestination(ref);
+    return new DirImageDestination(ref, true);
   }
 
   /** Creates the directory and its version file (once). */
@@ -94,6 +103,7 @@ export class DirImageDestination implements ImageDestination {
           await fs.access(join(this.dir, DIR_VERSION_FILE));
         } catch {
           await writeFileAtomic(join(this.dir, DIR_VERSION_FILE), DIR_VERSION_1_1);
+          this.wroteVersion = true;
         }
       } catch (cause) {
         this.created = undefined;
@@ -110,16 +120,19 @@ export class DirImageDestination implements ImageDestination {
   }
 
   /** Stores a blob: temporary file, verified against `desc`, renamed; nothing is kept on failure. */
-  async putBlob(desc: Descriptor, stream: Readable, signal?: AbortSignal): Promise<void> {
-    let path: string;
-    try {
-      path = join(this.dir, dirBlobName(desc.digest));
-      await this.ensureCreated();
-    } catch (err) {
-      stream.destroy();
-      throw err;
-    }
-    await writeVerifiedFile(path, { digest: desc.digest, size: desc.size }, stream, { signal, what: `blob ${desc.digest} for ${this.reference}` });
+  putBlob(desc: Descriptor, stream: Readable, signal?: AbortSignal): Promise<void> {
+    return this.inflight.run(async (s) => {
+      let path: string;
+      try {
+        path = join(this.dir, dirBlobName(desc.digest));
+        await this.ensureCreated();
+      } catch (err) {
+        stream.destroy();
+        throw err;
+      }
+      await writeVerifiedFile(path, { digest: desc.digest, size: desc.size }, stream, { signal: s, what: `blob ${desc.digest} for ${this.reference}` });
+      this.written.add(dirBlobName(desc.digest));
+    }, signal);
   }
 
   /** True when `<hex>.manifest.json` is there and has exactly this digest. */
@@ -135,12 +148,15 @@ export class DirImageDestination implements ImageDestination {
       this.top = manifest;
       return;
     }
-    await this.ensureCreated();
-    const path = join(this.dir, dirManifestName(manifest.digest));
-    await writeVerifiedFile(path, { digest: manifest.digest, size: manifest.bytes.length }, Readable.from([Buffer.from(manifest.bytes)]), {
-      signal: options.signal,
-      what: `manifest ${manifest.digest} for ${this.reference}`,
-    });
+    await this.inflight.run(async (s) => {
+      await this.ensureCreated();
+      const path = join(this.dir, dirManifestName(manifest.digest));
+      await writeVerifiedFile(path, { digest: manifest.digest, size: manifest.bytes.length }, Readable.from([Buffer.from(manifest.bytes)]), {
+        signal: s,
+        what: `manifest ${manifest.digest} for ${this.reference}`,
+      });
+      this.written.add(dirManifestName(manifest.digest));
+    }, options.signal);
   }
 
   /**
@@ -165,6 +181,7 @@ export class DirImageDestination implements ImageDestination {
       if (keep.files.has(name) || !isDirContentFile(name)) continue;
       await fs.rm(join(this.dir, name), { force: true }).catch(() => {});
     }
+    this.committed = true;
   }
 
   /** The files (and digests) the image `top` needs: its blobs, and for an index its child manifests and theirs. */
@@ -204,8 +221,33 @@ export class DirImageDestination implements ImageDestination {
     return { files, digests };
   }
 
-  /** Nothing to release; without a commit, `manifest.json` (the image) was never touched. */
-  async close(): Promise<void> {}
+  /**
+   * Without a commit, `manifest.json` (the image) was never touched. Writes still running are
+   * stopped (their temporary files removed); the files this destination
+   * wrote that the directory's current image does not use are removed again, and — when there is
+   * no image — the version file and the directory, if this destination created them. Best effort.
+   */
+  async close(): Promise<void> {
+    if (this.committed) return;
+    await this.inflight.abortAll();
+    if (this.created === undefined) return;
+    try {
+      let keep = new Set<string>();
+      let hasImage = false;
+      try {
+        const bytes = await readSmallFile(join(this.dir, DIR_MANIFEST_FILE), MAX_MANIFEST_SIZE, () => new AirlockError("ERR_BLOB_NOT_FOUND", "no manifest.json"));
+        hasImage = true;
+        keep = (await this.referencedFiles(Manifest.parse(bytes))).files;
+      } catch (err) {
+        if (hasImage || !(err instanceof AirlockError && err.code === "ERR_BLOB_NOT_FOUND")) return; // an image we cannot read: leave everything
+      }
+      for (const name of this.written) if (!keep.has(name)) await fs.rm(join(this.dir, name), { force: true });
+      if (!hasImage && this.wroteVersion) await fs.rm(join(this.dir, DIR_VERSION_FILE), { force: true });
+      if (!hasImage && !this.existed) await fs.rmdir(this.dir).catch(() => {});
+    } catch {
+      // Best effort: whatever remains is verified content the next copy reuses or removes.
+    }
+  }
 }
 
 function notImageDir(ref: DirReference, cause: unknown): AirlockError {

@@ -216,8 +216,24 @@ describe("dir: bad input", () => {
       },
     });
     await expect(dst.putBlob(desc, broken)).rejects.toMatchObject({ code: "ERR_SIZE_MISMATCH" });
-    await dst.close();
     expect(await ls()).toEqual(["version"]);
+    await dst.close();
+    expect(existsSync(target)).toBe(false);
+  });
+
+  it("a failed copy leaves a new directory absent and an existing image exactly as it was", async () => {
+    const store = new MemoryStore();
+    const m = makeImage(store, { layers: ["good one", "good two"], name: "app" });
+    store.tamper.set(m.image.layers[1]!.digest, Buffer.from("evil two"));
+    await expect(copyImage(store.ref("app"), dirRef(target))).rejects.toMatchObject({ code: "ERR_DIGEST_MISMATCH" });
+    expect(existsSync(target)).toBe(false);
+
+    makeImage(store, { layers: ["old"], name: "old" });
+    await copyImage(store.ref("old"), dirRef(target));
+    const snapshot = async () => Promise.all((await ls()).map(async (f) => [f, await fs.readFile(join(target, f))] as const));
+    const before = await snapshot();
+    await expect(copyImage(store.ref("app"), dirRef(target))).rejects.toMatchObject({ code: "ERR_DIGEST_MISMATCH" });
+    expect(await snapshot()).toEqual(before);
   });
 
   it("names a missing directory, a directory without manifest.json, and a missing blob", async () => {

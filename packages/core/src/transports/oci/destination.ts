@@ -9,6 +9,7 @@
 import type { Readable } from "node:stream";
 import { type Digest, parseDigest } from "../../digest.js";
 import { AirlockError } from "../../errors.js";
+import { InflightWrites } from "../../layout/files.js";
 import { addIndexEntry, OciLayout } from "../../layout/layout.js";
 import { type Descriptor, Manifest } from "../../manifest.js";
 import { MANIFEST_MEDIA_TYPES } from "../../mediatype.js";
@@ -28,7 +29,11 @@ export class OciImageDestination implements ImageDestination {
   readonly capabilities = OCI_DESTINATION_CAPABILITIES;
   /** The layout being written. */
   readonly layout: OciLayout;
-  private topLevel: Descriptor | undefined;
+  private topLevel: Manifest | undefined;
+  /** Blobs (and manifests) this destination wrote: removed again if it closes without commit in a layout with no image yet. */
+  private readonly written = new Set<Digest>();
+  private readonly inflight = new InflightWrites();
+  private committed = false;
 
   private constructor(reference: OciReference, layout: OciLayout) {
     this.reference = reference;
@@ -54,7 +59,10 @@ export class OciImageDestination implements ImageDestination {
 
   /** Stores a blob: temporary file, verified against `desc`, renamed; nothing is kept on failure. */
   putBlob(desc: Descriptor, stream: Readable, signal?: AbortSignal): Promise<void> {
-    return this.layout.writeBlob({ digest: desc.digest, size: desc.size }, stream, signal);
+    return this.inflight.run(async (s) => {
+      await this.layout.writeBlob({ digest: desc.digest, size: desc.size }, stream, s);
+      this.written.add(desc.digest);
+    }, signal);
   }
 
   /** True when a blob with this digest is stored and has exactly that digest. */
@@ -72,21 +80,36 @@ export class OciImageDestination implements ImageDestination {
   /** Stores the manifest's exact bytes as a blob; the top-level one is named at commit. */
   async putManifest(manifest: Manifest, options: PutManifestOptions): Promise<void> {
     options.signal?.throwIfAborted();
-    await this.layout.writeBlobBytes(manifest.bytes, manifest.digest);
-    if (options.topLevel) this.topLevel = manifest.descriptor();
+    await this.inflight.run(() => this.layout.writeBlobBytes(manifest.bytes, manifest.digest));
+    this.written.add(manifest.digest);
+    if (options.topLevel) this.topLevel = manifest;
   }
 
   /**
    * Adds the top-level manifest to index.json — named by the reference's name, which moves from
-   * any entry that had it — under the layout's lock, replacing the file atomically.
+   * any entry that had it — under the layout's lock, after checking (under the same lock) that
+   * every blob and manifest it refers to is in the layout; index.json is replaced atomically.
    */
   async commit(signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
-    const desc = this.topLevel;
-    if (!desc) throw new AirlockError("ERR_DESTINATION", `nothing to commit to ${this.reference}: no top-level manifest was written`);
-    await this.layout.updateIndex((index) => addIndexEntry(index, desc, this.reference.name));
+    const top = this.topLevel;
+    if (!top) throw new AirlockError("ERR_DESTINATION", `nothing to commit to ${this.reference}: no top-level manifest was written`);
+    await this.layout.updateIndex(async (index) => {
+      await this.layout.assertComplete(top, String(this.reference));
+      return addIndexEntry(index, top.descriptor(), this.reference.name);
+    });
+    this.committed = true;
   }
 
-  /** Nothing to release; without a commit, index.json was never touched. */
-  async close(): Promise<void> {}
+  /**
+   * Without a commit, index.json was never touched. Writes still running are stopped (their
+   * temporary files removed), and if the layout has no image at all (it is new) the blobs this
+   * destination wrote are removed too, and the directories it created if empty, so a failed copy
+   * into a new layout leaves nothing behind.
+   */
+  async close(): Promise<void> {
+    if (this.committed) return;
+    await this.inflight.abortAll();
+    await this.layout.abandon(this.written);
+  }
 }

@@ -187,11 +187,11 @@ describe("oci: corrupt input", () => {
       },
     });
     await expect(dst.putBlob(layer, broken)).rejects.toMatchObject({ code: "ERR_DIGEST_MISMATCH" });
-    await dst.close();
     expect(existsSync(join(layout, "blobs", "sha256", layer.digest.slice(7)))).toBe(false);
-    expect(existsSync(join(layout, "index.json"))).toBe(false);
-    const leftovers = existsSync(join(layout, "blobs", "sha256")) ? await fs.readdir(join(layout, "blobs", "sha256")) : [];
-    expect(leftovers).toEqual([]);
+    expect(await fs.readdir(join(layout, "blobs", "sha256"))).toEqual([]);
+    await dst.close();
+    // The layout did not exist before: nothing at all is left.
+    expect(existsSync(layout)).toBe(false);
   });
 
   it("a copy from a tampered source leaves no blob under the bad digest and no index entry", async () => {
@@ -200,8 +200,41 @@ describe("oci: corrupt input", () => {
     store.tamper.set(m.image.layers[0]!.digest, Buffer.from("evil content"));
     store.addManifest(m, "app");
     await expect(copyImage(store.ref("app"), oci(`${layout}:app`))).rejects.toMatchObject({ code: "ERR_DIGEST_MISMATCH" });
+    // A new layout: the copy leaves nothing, not even the directory.
+    expect(existsSync(layout)).toBe(false);
+    // An existing layout: index.json is exactly as it was, and nothing is stored under the bad digest.
+    const good = makeImage(store, { layers: ["another layer"], name: "good" });
+    await copyImage(store.ref("good"), oci(`${layout}:good`));
+    const before = await fs.readFile(join(layout, "index.json"));
+    await expect(copyImage(store.ref("app"), oci(`${layout}:app`))).rejects.toMatchObject({ code: "ERR_DIGEST_MISMATCH" });
+    expect(await fs.readFile(join(layout, "index.json"))).toEqual(before);
     expect(existsSync(join(layout, "blobs", "sha256", m.image.layers[0]!.digest.slice(7)))).toBe(false);
-    expect(existsSync(join(layout, "index.json"))).toBe(false);
+    expect((await (await oci(`${layout}:good`).newSource()).getManifest()).digest).toBe(good.digest);
+  });
+
+  it("commit refuses to name an image whose blobs are not all in the layout", async () => {
+    const store = new MemoryStore();
+    const keep = makeImage(store, { layers: ["kept"] });
+    await putImage(store, keep, `${layout}:keep`);
+    const before = await fs.readFile(join(layout, "index.json"));
+    const m = makeImage(store, { layers: ["l1", "l2"] });
+    const dst = await oci(`${layout}:app`).newDestination();
+    for (const b of m.blobs()) await dst.putBlob(b, Readable.from([store.blobs.get(b.digest)!]));
+    await dst.putManifest(m, { topLevel: true });
+    await fs.rm(join(layout, "blobs", "sha256", m.image.layers[1]!.digest.slice(7)));
+    const err = await dst.commit().catch((e: unknown) => e as Error);
+    await dst.close();
+    expect(err).toMatchObject({ code: "ERR_DESTINATION" });
+    expect(err.message).toContain(m.image.layers[1]!.digest);
+    expect(await fs.readFile(join(layout, "index.json"))).toEqual(before);
+  });
+
+  it("a directory left by a write that never committed (only blobs/) can be written again", async () => {
+    await fs.mkdir(join(layout, "blobs", "sha256"), { recursive: true });
+    const store = new MemoryStore();
+    const m = makeImage(store, { layers: ["again"] });
+    await putImage(store, m, `${layout}:app`);
+    expect((await (await oci(`${layout}:app`).newSource()).getManifest()).digest).toBe(m.digest);
   });
 
   it("a manifest whose bytes do not match the index.json digest is ERR_DIGEST_MISMATCH", async () => {
