@@ -1,0 +1,44 @@
+import { describe, expect, it } from "vitest";
+import { isNotFound } from "../errors.js";
+import { type FailedRequest, mapRegistryError, parseRegistryErrors } from "./errors.js";
+
+const base: FailedRequest = { what: "reading manifest latest of r.example/app", kind: "manifest", host: "r.example", status: 404, body: "", credentialsSent: false };
+const body = (code: string, message = code.toLowerCase()) => JSON.stringify({ errors: [{ code, message, detail: { name: "app" } }] });
+
+describe("mapRegistryError", () => {
+  it.each([
+    [{ status: 404, body: body("MANIFEST_UNKNOWN") }, "ERR_IMAGE_NOT_FOUND", false],
+    [{ status: 404, body: body("NAME_UNKNOWN"), kind: "tags" as const }, "ERR_IMAGE_NOT_FOUND", false],
+    [{ status: 404, body: "404 page not found" }, "ERR_IMAGE_NOT_FOUND", false],
+    [{ status: 404, body: body("BLOB_UNKNOWN"), kind: "blob" as const }, "ERR_BLOB_NOT_FOUND", false],
+    [{ status: 404, body: "", kind: "blob" as const }, "ERR_BLOB_NOT_FOUND", false],
+    [{ status: 401, body: body("UNAUTHORIZED") }, "ERR_UNAUTHORIZED", false],
+    [{ status: 403, body: body("DENIED") }, "ERR_DENIED", false],
+    [{ status: 429, body: body("TOOMANYREQUESTS") }, "ERR_REGISTRY", true],
+    [{ status: 503, body: "" }, "ERR_REGISTRY", true],
+    [{ status: 400, body: body("MANIFEST_INVALID") }, "ERR_REGISTRY", false],
+    [{ status: 405, body: body("UNSUPPORTED") }, "ERR_UNSUPPORTED", false],
+  ])("%j → %s", (f, code, retryable) => {
+    const err = mapRegistryError({ ...base, ...f });
+    expect(err.code).toBe(code);
+    expect(err.retryable).toBe(retryable);
+    expect(err.status).toBe(f.status);
+    expect(err.message.startsWith(base.what)).toBe(true);
+  });
+
+  it("says what to do, and keeps the registry's codes", () => {
+    const nf = mapRegistryError({ ...base, body: body("MANIFEST_UNKNOWN", "manifest unknown") });
+    expect(isNotFound(nf)).toBe(true);
+    expect(nf.registryCode).toBe("MANIFEST_UNKNOWN");
+    expect(nf.message).toContain("MANIFEST_UNKNOWN: manifest unknown");
+    expect(mapRegistryError({ ...base, status: 401 }).message).toContain('airlock login r.example');
+    expect(mapRegistryError({ ...base, status: 401, credentialsSent: true }).message).toContain("rejected the credentials");
+    expect(mapRegistryError({ ...base, status: 429, retryAfter: "30" }).message).toContain("retry after 30");
+  });
+
+  it("parses error bodies of registries and token servers", () => {
+    expect(parseRegistryErrors(body("DENIED", "no"))).toEqual([{ code: "DENIED", message: "no", detail: { name: "app" } }]);
+    expect(parseRegistryErrors('{"details":"incorrect username or password"}')).toEqual([{ code: "UNKNOWN", message: "incorrect username or password" }]);
+    expect(parseRegistryErrors("<html>")).toEqual([]);
+  });
+});
