@@ -313,7 +313,7 @@ function readRegistries(c: YamlChecker, node: Node | null, dir: string): Map<str
     }
     const settings: RegistrySettings = { host: normal, at: c.where(key) };
     out.set(normal, settings);
-    if (value === null) continue;
+    if (value === null || c.isScalarValue(value, null)) continue; // `host:` with no settings
     const r = c.mapping(value, path, REGISTRY_KEYS, SECRET_HINT);
     if (r === undefined) continue;
     if (r.has("tlsVerify")) {

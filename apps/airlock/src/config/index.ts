@@ -39,7 +39,7 @@ export {
   readLock,
   writeLock,
 } from "./lock.js";
-export { destinationName, splitBundleName } from "./naming.js";
+export { destinationName, registryPathComponent, splitBundleName } from "./naming.js";
 export { type PlannedImage, type ResolveDeps, type ResolveFailure, type ResolveOptions, resolveImages, systemContextFor } from "./resolve.js";
 export { isTagList, regexProblem, selectTags, semverRangeProblem, type TagFilter, type TagSelector, tagVersion } from "./tags.js";
 export { type ConfigIssue, ConfigFileError, formatIssue, isSecretKey } from "./yaml-check.js";

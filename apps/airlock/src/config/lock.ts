@@ -25,7 +25,7 @@ import {
   platformMatches,
   writeFileAtomic,
 } from "@airlock/core";
-import { Document, type Node } from "yaml";
+import { Document, isMap, isSeq, type Node } from "yaml";
 import { VERSION } from "../version.js";
 import { NAMING_MODES, type NamingMode } from "./images.js";
 import type { PlannedImage } from "./resolve.js";
@@ -304,9 +304,10 @@ export function formatLock(lock: Lock): string {
   };
   const doc = new Document(ordered);
   doc.commentBefore = " images.lock.yaml: every image of images.yaml pinned to digests by `airlock lock`.\n Do not edit; run `airlock lock` again to update it. `airlock export --locked` exports exactly this.";
-  for (const item of (doc.get("images") as { items: Node[] } | undefined)?.items ?? []) {
-    const platforms = (item as unknown as { get(k: string, keep: true): Node | undefined }).get("platforms", true);
-    if (platforms !== undefined && "flow" in platforms) (platforms as { flow: boolean }).flow = true;
+  const images = doc.get("images");
+  for (const item of isSeq(images) ? images.items : []) {
+    const platforms = isMap(item) ? item.get("platforms", true) : undefined;
+    if (isSeq(platforms)) platforms.flow = true;
   }
   return doc.toString({ lineWidth: 0 });
 }

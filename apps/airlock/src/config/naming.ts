@@ -21,9 +21,20 @@ export function splitBundleName(bundleName: string): { registry: string | undefi
 }
 
 /**
+ * A registry host as one repository path component: lowercase, `:` (before a port) as `_`, which
+ * no host name contains. `docker.io` → `docker.io`, `Registry.example.com:5000` → `registry.example.com_5000`.
+ */
+export function registryPathComponent(host: string): string {
+  return host.toLowerCase().replace(/:/g, "_");
+}
+
+/**
  * The reference an image gets at the destination `target` (`REGISTRY[/PREFIX]`, e.g.
  * `registry.local:5000/mirror`):
  * - `keep-path`: TARGET/BUNDLE_NAME — `registry.local:5000/mirror/docker.io/library/busybox:1.36`;
+ *   a source registry with a port becomes one path component with `_` for `:`
+ *   (`registry.example.com:5000/team/api` → `…/mirror/registry.example.com_5000/team/api`),
+ *   since a `:` cannot appear in a repository path;
  * - `strip-registry`: TARGET/BUNDLE_NAME without its source registry — `…/mirror/library/busybox:1.36`.
  * An `as:` name has no source registry, so both modes give TARGET/AS_NAME.
  * Throws ERR_INVALID_ARGUMENT when `target` does not start with a registry host, or
@@ -39,7 +50,8 @@ export function destinationName(bundleName: string, naming: NamingMode, target: 
       `invalid destination ${q(target)}: expected REGISTRY[/PREFIX] starting with a registry host (with a "." or a ":PORT", or localhost), e.g. registry.local:5000/mirror`,
     );
   }
-  const { rest } = naming === "strip-registry" ? splitBundleName(bundleName) : { rest: bundleName };
+  const { registry, rest: path } = splitBundleName(bundleName);
+  const rest = naming === "strip-registry" || registry === undefined ? path : `${registryPathComponent(registry)}/${path}`;
   try {
     return DockerReference.parse(`${base}/${rest}`);
   } catch (err) {

@@ -128,6 +128,7 @@ export class YamlChecker {
   /** The root node of the document, or null when it is empty or could not be parsed. */
   readonly root: Node | null;
   private readonly lines: LineCounter;
+  private readonly brokenAliases = new WeakSet<Node>();
   private readonly doc: ReturnType<typeof parseDocument>;
 
   /** Parses `text`; syntax errors (including duplicate keys and a second document) become issues. */
@@ -164,6 +165,7 @@ export class YamlChecker {
 
   /** Records a problem at a node (the document start when there is no node). */
   error(node: Node | null | undefined, message: string): void {
+    if (node != null && this.brokenAliases.has(node)) return; // already reported: "refers to no anchor"
     this.errorAt(node?.range?.[0] ?? 0, message);
   }
 
@@ -180,6 +182,7 @@ export class YamlChecker {
       const target = node.resolve(this.doc) as Node | undefined;
       if (target === undefined) {
         this.error(node, `alias *${node.source} refers to no anchor`);
+        this.brokenAliases.add(node);
         return null;
       }
       return target;
