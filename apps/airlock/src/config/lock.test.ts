@@ -293,3 +293,42 @@ describe("lock from images.yaml", () => {
     expect(parseLock(formatLock(lock), "l.yaml").naming).toBe("strip-registry");
   });
 });
+
+describe("lock of manifests/examples/fixtures.yaml through the real oci: and dir: transports", () => {
+  it("pins every fixture to the digest its layout records", async () => {
+    const { fileURLToPath } = await import("node:url");
+    const { loadImagesFile } = await import("./images.js");
+    const { resolveImages } = await import("./resolve.js");
+    const root = fileURLToPath(new URL("../../../../", import.meta.url));
+    const config = await loadImagesFile(`${root}manifests/examples/fixtures.yaml`);
+    const images = await resolveImages(config, { listTags: async () => [] });
+    const lock = await buildLock(
+      images,
+      async (image) => {
+        const src = await image.source.newSource(image.systemContext);
+        try {
+          const manifest = await src.getManifest();
+          const children = manifest.isIndex ? await Promise.all(manifest.index.manifests.map((d) => src.getManifest(d.digest))) : undefined;
+          return children === undefined ? { manifest } : { manifest, children };
+        } finally {
+          await src.close();
+        }
+      },
+      { naming: config.destination.naming, now: NOW },
+    );
+    // The digests, read independently from the layout's index.json.
+    const layout = JSON.parse(await readFile(`${root}fixtures/oci/index.json`, "utf8")) as { manifests: Descriptor[] };
+    const byName = new Map(layout.manifests.map((d) => [d.annotations?.["org.opencontainers.image.ref.name"], d]));
+    expect(lock.images.map((i) => [i.name, i.source, i.digest, i.size])).toEqual(
+      config.images.map((e) => {
+        const src = e.kind === "transport" ? e.sourceAsWritten : "";
+        const d = byName.get(src.startsWith("oci:") ? src.slice(src.lastIndexOf(":") + 1) : "docker") as Descriptor;
+        return [e.kind === "transport" ? `${e.as.repository}:${e.as.tag}` : "", src, d.digest, d.size];
+      }),
+    );
+    const arm = lock.images.find((i) => i.name === "fixtures/multi:1.0-arm64");
+    expect(arm?.manifests?.map((m) => m.platform)).toEqual(["linux/arm64/v8"]);
+    expect(lock.images.find((i) => i.name === "fixtures/multi:1.0")?.manifests).toHaveLength(2);
+    expect(parseLock(formatLock(lock), "images.lock.yaml")).toEqual(lock);
+  });
+});
