@@ -334,6 +334,24 @@ describe("TLS verification and plain HTTP", () => {
     }
   });
 
+  it("trusts a CA from the per-host certs.d directory without flags", async () => {
+    const prev = process.env.XDG_CONFIG_HOME;
+    const config = await fs.mkdtemp(join(tmpdir(), "airlock-certsd-"));
+    const hostDir = join(config, "containers", "certs.d", tls.host);
+    await fs.mkdir(hostDir, { recursive: true });
+    await fs.copyFile(tls.caFile!, join(hostDir, "ca.crt"));
+    process.env.XDG_CONFIG_HOME = config;
+    try {
+      const client = new RegistryClient(tls.host, {});
+      await client.ping().finally(() => client.close());
+      expect(client.connection.base).toBe(`https://${tls.host}`);
+    } finally {
+      if (prev === undefined) delete process.env.XDG_CONFIG_HOME;
+      else process.env.XDG_CONFIG_HOME = prev;
+      await fs.rm(config, { recursive: true, force: true });
+    }
+  });
+
   it("uses plain HTTP with --tls-verify=false, and on loopback without flags", async () => {
     for (const docker of [{ tlsVerify: false }, {}]) {
       const client = new RegistryClient(plain.host, docker);

@@ -273,6 +273,26 @@ describe("registry features distribution 2.8 lacks, against a fake", () => {
     }
   });
 
+  it("times out a registry that never answers, with ERR_TIMEOUT after the retries", async () => {
+    let stalled = 0;
+    const fake = await serve((req, res) => {
+      if (req.url === "/v2/") return void res.end("{}");
+      stalled++; // never answered
+    });
+    const c = new RegistryClient(fake.host, { retryTimes: 1, retryDelayMs: 1 }, { timeouts: { headersMs: 150 } });
+    try {
+      const err = (await c.repository("org/app").getManifest("v1").catch((e: unknown) => e)) as AirlockError;
+      expect(err.code).toBe("ERR_TIMEOUT");
+      expect(err.message).toMatch(/timed out/);
+      expect(err.retryable).toBe(true);
+      // The first attempt and one retry.
+      expect(stalled).toBe(2);
+    } finally {
+      await c.close();
+      await fake.stop();
+    }
+  });
+
   it("asks for the scope a 401 names (insufficient_scope) and retries once", async () => {
     const tokenScopes: string[][] = [];
     let fakeHost = "";

@@ -416,7 +416,9 @@ export class RegistryConnection {
         continue;
       }
       if (req.ok.includes(status)) return { status, headers: res.headers, body: res.body, url: url.href };
-      const text = req.method === "HEAD" ? "" : (await readBody(res.body, ERROR_BODY_LIMIT)).toString("utf8");
+      let text = "";
+      if (req.method === "HEAD") await dumpBody(res.body);
+      else text = (await readBody(res.body, ERROR_BODY_LIMIT)).toString("utf8");
       if (status === 401 && authenticate && url.origin === base.origin && !authRetried && replayable) {
         const challenge = pickChallenge(parseWWWAuthenticate(res.headers["www-authenticate"]));
         if (challenge) {
