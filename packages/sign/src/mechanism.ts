@@ -155,6 +155,8 @@ async function finishVerification(
   try {
     await untrusted.verified;
   } catch (err) {
+    // openpgp.js also fails verification for a revoked key: say so precisely when that is why.
+    await assertKeyUsableNow(key, signingKey, now);
     throw new AirlockError("ERR_SIGNATURE", `the signature by key ${fingerprintOf(key)} does not verify: ${(err as Error).message}`, { cause: err });
   }
   await assertKeyUsableNow(key, signingKey, now);

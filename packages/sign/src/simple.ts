@@ -13,6 +13,7 @@
  * @see https://github.com/containers/image/blob/main/signature/simple.go
  */
 import { AirlockError, type Digest, type DigestAlgorithm, DockerReference, digestAlgorithm, digestOf, parseDigest } from "@airlock/core";
+import type { PublicKey } from "openpgp";
 import { goJSONMarshal, isJSONObject, type JSONObject, type JSONValue, jsonTypeOf, parseStrictJSON } from "./json.js";
 import { type KeyInput, readPrivateKey, readPublicKeys } from "./keys.js";
 import { signMessage, verifyMessage } from "./mechanism.js";
@@ -254,22 +255,50 @@ export async function verifySignature(options: VerifySignatureOptions): Promise<
           options.expectedDockerReference,
           (err) => new AirlockError("ERR_INVALID_ARGUMENT", `invalid expected identity ${JSON.stringify(options.expectedDockerReference)}: ${err.message}`, { cause: err }),
         );
-  const verified = await verifyMessage(options.signature, keys, options.now ?? new Date());
   const wanted = options.expectedFingerprints?.map((f) => f.replace(/\s+/g, "").toUpperCase());
-  if (wanted !== undefined && !wanted.includes(verified.keyFingerprint) && !wanted.includes(verified.signingKeyFingerprint)) {
-    throw new AirlockError("ERR_SIGNATURE", `signature made by key ${verified.keyFingerprint}, not one of the trusted keys (${wanted.join(", ")})`);
-  }
+  return verifyAndExtract(options.signature, keys, options.manifest, options.now ?? new Date(), {
+    validateKey: (primary, signing) => {
+      if (wanted !== undefined && !wanted.includes(primary) && !wanted.includes(signing)) {
+        throw new AirlockError("ERR_SIGNATURE", `signature made by key ${primary}, not one of the trusted keys (${wanted.join(", ")})`);
+      }
+    },
+    validateIdentity: (untrustedReference) => {
+      if (expected === undefined) return;
+      const signed = normalised(
+        untrustedReference,
+        (err) => new AirlockError("ERR_SIGNATURE", `invalid docker reference ${JSON.stringify(untrustedReference)} in signature: ${err.message}`, { cause: err }),
+      );
+      if (signed !== expected) throw new AirlockError("ERR_SIGNATURE", `signature identity ${signed} does not match ${expected}`);
+    },
+  });
+}
+
+/** The checks {@link verifyAndExtract} applies after the cryptography (c/image `signatureAcceptanceRules`). */
+export interface SignatureAcceptanceRules {
+  /** Throws unless the key (primary and signing fingerprints) is acceptable. */
+  validateKey?(keyFingerprint: string, signingKeyFingerprint: string): void;
+  /** Throws unless the identity in the (verified, digest-matched) payload is acceptable. */
+  validateIdentity(untrustedDockerReference: string): void;
+}
+
+/**
+ * The verification pipeline shared by {@link verifySignature} and policy evaluation, in
+ * containers/image's `verifyAndExtractSignature` order: cryptography with `keys` at `now`, key
+ * rule, strict payload parsing, manifest digest, identity rule. Throws ERR_SIGNATURE.
+ */
+export async function verifyAndExtract(
+  untrustedSignature: Uint8Array,
+  keys: readonly PublicKey[],
+  manifest: Uint8Array,
+  now: Date,
+  rules: SignatureAcceptanceRules,
+): Promise<VerifiedSignature> {
+  const verified = await verifyMessage(untrustedSignature, keys, now);
+  rules.validateKey?.(verified.keyFingerprint, verified.signingKeyFingerprint);
   const untrusted = parseUntrustedPayload(verified.signedPayload);
-  assertManifestMatches(options.manifest, untrusted.dockerManifestDigest);
-  if (expected !== undefined) {
-    const signed = normalised(
-      untrusted.dockerReference,
-      (err) => new AirlockError("ERR_SIGNATURE", `invalid docker reference ${JSON.stringify(untrusted.dockerReference)} in signature: ${err.message}`, { cause: err }),
-    );
-    if (signed !== expected) {
-      throw new AirlockError("ERR_SIGNATURE", `signature identity ${signed} does not match ${expected}`);
-    }
-  }
+  assertManifestMatches(manifest, untrusted.dockerManifestDigest);
+  rules.validateIdentity(untrusted.dockerReference);
+  // The rules have accepted these values: from here on they are the signature's trusted content.
   const result: VerifiedSignature = {
     dockerManifestDigest: untrusted.dockerManifestDigest,
     dockerReference: untrusted.dockerReference,
