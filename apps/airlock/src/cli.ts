@@ -24,7 +24,6 @@ export function buildProgram(cli: CliContext): Command {
     .option("--tmpdir <dir>", "directory for large temporary files")
     .option("--command-timeout <duration>", "give up after this long, e.g. 10m", parseDuration)
     .option("--insecure-policy", "accepted for skopeo compatibility (airlock does not enforce a signature policy yet)")
-    .enablePositionalOptions()
     .showHelpAfterError("(run with --help for usage)")
     .configureOutput({
       writeOut: (s) => cli.stdout.write(s),

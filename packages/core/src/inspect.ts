@@ -98,7 +98,7 @@ export async function inspectImage(ref: ImageReference, options: InspectOptions 
     output.RepoTags = !options.noTags && canListTags(src) ? await src.listTags(options.signal) : [];
     if (typeof config.created === "string") output.Created = config.created;
     output.DockerVersion = typeof config.docker_version === "string" ? config.docker_version : "";
-    output.Labels = inner.Labels && Object.keys(inner.Labels).length ? inner.Labels : null;
+    output.Labels = inner.Labels && Object.keys(inner.Labels).length ? sortedMap(inner.Labels) : null;
     output.Architecture = String(config.architecture ?? "");
     if (typeof config.variant === "string" && config.variant) output.Variant = config.variant;
     output.Os = String(config.os ?? "");
@@ -149,11 +149,18 @@ export function toOCIConfig(config: Record<string, unknown>): Record<string, unk
     const keep: Record<string, unknown> = {};
     for (const k of ["User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir", "Labels", "StopSignal", "ArgsEscaped"]) {
       const v = c[k];
-      if (v !== undefined && v !== null && v !== "" && v !== false) keep[k] = v;
+      if (v === undefined || v === null || v === "" || v === false) continue;
+      // Go's encoding/json writes maps with sorted keys.
+      keep[k] = k === "ExposedPorts" || k === "Volumes" || k === "Labels" ? sortedMap(v as Record<string, unknown>) : v;
     }
     out.config = keep;
   }
   if (config.rootfs !== undefined) out.rootfs = config.rootfs;
   if (config.history !== undefined) out.history = config.history;
   return out;
+}
+
+/** A copy of `m` with its keys sorted, as Go's encoding/json writes maps. */
+function sortedMap<T>(m: Record<string, T>): Record<string, T> {
+  return Object.fromEntries(Object.entries(m).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }

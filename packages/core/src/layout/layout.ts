@@ -203,28 +203,54 @@ export class OciLayout {
   }
 
   /**
-   * Undoes an abandoned write (a destination closed without commit) where that is safe: when the
-   * layout has no index.json — no image was ever committed to it, so nothing can refer to a blob —
-   * removes the blobs in `written` under the index lock, then the directories this layout created
-   * if they are empty. A layout with an index.json keeps the blobs (content-addressed, harmless,
-   * reused by the next write). A concurrent writer that reused one of the removed blobs finds it
-   * missing when it commits and fails instead of naming an incomplete image. Best effort: never
-   * throws.
+   * Undoes an abandoned write (a destination closed without commit): under the index lock, removes
+   * the blobs in `written` that no image named in index.json refers to, then — when the layout has
+   * no index.json — the directories this layout created if they are empty. So a failed copy leaves
+   * the layout as it was. Race-free with other writers: commits happen under the same lock, a blob
+   * a committed image uses is kept, and a writer that reused a removed blob finds it missing when
+   * it commits ({@link assertComplete}) and fails instead of naming an incomplete image. When some
+   * image in index.json cannot be read, nothing is removed. Best effort: never throws.
    */
   async abandon(written: Iterable<string>): Promise<void> {
     if (!this.writable || !this.touched) return;
     try {
+      let empty = false;
       await withFileLock(join(this.dir, INDEX_LOCK_FILE), async () => {
-        if ((await fileSize(join(this.dir, INDEX_FILE))) !== undefined) return;
-        for (const d of written) await fs.rm(this.blobPath(d), { force: true });
+        const index = await this.readIndexIfPresent();
+        const used = index ? await this.referencedDigests(index) : new Set<string>();
+        for (const d of written) if (!used.has(d)) await fs.rm(this.blobPath(d), { force: true });
+        if (index) return;
         const blobs = join(this.dir, "blobs");
         for (const alg of await fs.readdir(blobs).catch(() => [] as string[])) await fs.rmdir(join(blobs, alg)).catch(() => {});
         await fs.rmdir(blobs).catch(() => {});
+        empty = true;
       });
-      if (!this.existed) await fs.rmdir(this.dir).catch(() => {});
+      if (empty && !this.existed) await fs.rmdir(this.dir).catch(() => {});
     } catch {
       // Best effort: what remains is content-addressed and verified.
     }
+  }
+
+  /**
+   * Every digest reachable from `index` (index.json by default): the entries, the manifests their
+   * indexes list, and the configs and layers of every image manifest. Throws when a manifest
+   * cannot be read or parsed, so a caller never takes a blob for unused by mistake.
+   */
+  async referencedDigests(index?: IndexJSON): Promise<Set<Digest>> {
+    const seen = new Set<Digest>();
+    const visit = async (d: Descriptor): Promise<void> => {
+      if (seen.has(d.digest)) return;
+      seen.add(d.digest);
+      const m = Manifest.parse(await this.readBlobBytes(d.digest), { mediaType: d.mediaType, expected: d.digest, what: `manifest ${d.digest} in ${this.dir}` });
+      if (m.isIndex) {
+        for (const child of m.index.manifests) await visit(child);
+      } else {
+        for (const b of m.blobs()) seen.add(b.digest);
+      }
+      if (m.json.subject) seen.add(m.json.subject.digest);
+    };
+    for (const d of (index ?? (await this.readIndex())).manifests) await visit(d);
+    return seen;
   }
 
   /**
