@@ -335,19 +335,20 @@ describe("TLS verification and plain HTTP", () => {
   });
 
   it("trusts a CA from the per-host certs.d directory without flags", async () => {
-    const prev = process.env.XDG_CONFIG_HOME;
+    const XDG = "XDG_CONFIG_HOME";
+    const prev = process.env[XDG];
     const config = await fs.mkdtemp(join(tmpdir(), "airlock-certsd-"));
     const hostDir = join(config, "containers", "certs.d", tls.host);
     await fs.mkdir(hostDir, { recursive: true });
     await fs.copyFile(tls.caFile!, join(hostDir, "ca.crt"));
-    process.env.XDG_CONFIG_HOME = config;
+    process.env[XDG] = config;
     try {
       const client = new RegistryClient(tls.host, {});
       await client.ping().finally(() => client.close());
       expect(client.connection.base).toBe(`https://${tls.host}`);
     } finally {
-      if (prev === undefined) delete process.env.XDG_CONFIG_HOME;
-      else process.env.XDG_CONFIG_HOME = prev;
+      if (prev === undefined) delete process.env[XDG];
+      else process.env[XDG] = prev;
       await fs.rm(config, { recursive: true, force: true });
     }
   });
