@@ -206,10 +206,26 @@ describe("oci: corrupt input", () => {
     const good = makeImage(store, { layers: ["another layer"], name: "good" });
     await copyImage(store.ref("good"), oci(`${layout}:good`));
     const before = await fs.readFile(join(layout, "index.json"));
+    const blobsBefore = (await fs.readdir(join(layout, "blobs", "sha256"))).sort();
     await expect(copyImage(store.ref("app"), oci(`${layout}:app`))).rejects.toMatchObject({ code: "ERR_DIGEST_MISMATCH" });
     expect(await fs.readFile(join(layout, "index.json"))).toEqual(before);
-    expect(existsSync(join(layout, "blobs", "sha256", m.image.layers[0]!.digest.slice(7)))).toBe(false);
+    // The blobs the failed copy did write (its config) are removed again: the layout is as it was.
+    expect((await fs.readdir(join(layout, "blobs", "sha256"))).sort()).toEqual(blobsBefore);
+    expect(await fs.readdir(layout)).toEqual(expect.arrayContaining(["blobs", "index.json", "oci-layout"]));
+    expect(await fs.readdir(layout)).toHaveLength(3);
     expect((await (await oci(`${layout}:good`).newSource()).getManifest()).digest).toBe(good.digest);
+  });
+
+  it("an abandoned write keeps the blobs a committed image uses, even ones it wrote itself", async () => {
+    const store = new MemoryStore();
+    const m = makeImage(store, { layers: ["shared by both writers"] });
+    const a = await oci(`${layout}:a`).newDestination();
+    for (const b of m.blobs()) await a.putBlob(b, Readable.from([store.blobs.get(b.digest)!]));
+    // Another writer reuses a's blobs and commits first.
+    await putImage(store, m, `${layout}:b`);
+    await a.close(); // a never commits
+    expect((await (await oci(`${layout}:b`).newSource()).getManifest()).digest).toBe(m.digest);
+    for (const b of m.blobs()) expect(existsSync(join(layout, "blobs", "sha256", b.digest.slice(7)))).toBe(true);
   });
 
   it("commit refuses to name an image whose blobs are not all in the layout", async () => {
