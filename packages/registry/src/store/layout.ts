@@ -32,6 +32,8 @@ export class LayoutRegistryStore extends LayoutContentStore implements WritableR
   /** The directory for upload files. */
   readonly uploadDir: string;
   private readonly records: RepositoryRecordFiles;
+  /** index.json changes waiting for the write in progress; applied together in the next one. */
+  private indexQueue: { change: (index: IndexJSON) => IndexJSON | undefined; resolve: () => void; reject: (err: unknown) => void }[] | undefined;
 
   private constructor(layout: OciLayout, records: RepositoryRecordFiles) {
     super(layoutContent(layout), records);
@@ -51,6 +53,49 @@ export class LayoutRegistryStore extends LayoutContentStore implements WritableR
     // (and readable by other tools) before anything is pushed.
     if (create) await layout.updateIndex((index) => index);
     return new LayoutRegistryStore(layout, new RepositoryRecordFiles(layout.dir));
+  }
+
+  /**
+   * Changes index.json under the layout's lock. Changes requested while an update is in progress
+   * are applied together in the next one, so concurrent pushes cost few rewrites of index.json.
+   */
+  private changeIndex(change: (index: IndexJSON) => IndexJSON | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let queue = this.indexQueue;
+      const start = queue === undefined;
+      if (!queue) {
+        queue = [];
+        this.indexQueue = queue;
+      }
+      queue.push({ change, resolve, reject });
+      if (start) void this.drainIndexQueue(queue);
+    });
+  }
+
+  private async drainIndexQueue(queue: NonNullable<LayoutRegistryStore["indexQueue"]>): Promise<void> {
+    while (queue.length > 0) {
+      const batch = queue.splice(0);
+      try {
+        await this.layout.updateIndex((index) => {
+          let current = index;
+          let changed = false;
+          for (const p of batch) {
+            const next = p.change(current);
+            if (next !== undefined) {
+              current = next;
+              changed = true;
+            }
+          }
+          return changed ? current : undefined;
+        });
+        for (const p of batch) p.resolve();
+      } catch (err) {
+        for (const p of batch) p.reject(err);
+      } finally {
+        this.index.invalidate();
+      }
+    }
+    this.indexQueue = undefined;
   }
 
   async commitBlobFile(repository: string, path: string, digest: Digest): Promise<void> {
@@ -88,8 +133,7 @@ export class LayoutRegistryStore extends LayoutContentStore implements WritableR
     if (manifest.artifactType) entry.artifactType = manifest.artifactType;
     entry.annotations = { [REF_NAME_ANNOTATION]: refNameOf(repository, tag) };
     const names = new Set(refNamesOf(repository, tag));
-    await this.layout.updateIndex((index) => ({ ...index, manifests: [...index.manifests.filter((m) => !names.has(refName(m) ?? "")), entry] }));
-    this.index.invalidate();
+    await this.changeIndex((index) => ({ ...index, manifests: [...index.manifests.filter((m) => !names.has(refName(m) ?? "")), entry] }));
   }
 
   async deleteManifest(repository: string, digest: Digest): Promise<boolean> {
@@ -98,8 +142,7 @@ export class LayoutRegistryStore extends LayoutContentStore implements WritableR
     await this.records.update(repository, (r) => {
       delete r.manifests[digest];
     });
-    await this.layout.updateIndex((index) => removeEntries(index, (m) => m.digest === digest && parseRefName(refName(m) ?? "")?.repository === repository));
-    this.index.invalidate();
+    await this.changeIndex((index) => removeEntries(index, (m) => m.digest === digest && parseRefName(refName(m) ?? "")?.repository === repository));
     return true;
   }
 
@@ -111,8 +154,7 @@ export class LayoutRegistryStore extends LayoutContentStore implements WritableR
       r.manifests[desc.digest] ??= desc.mediaType;
     });
     const names = new Set(refNamesOf(repository, tag));
-    await this.layout.updateIndex((index) => removeEntries(index, (m) => names.has(refName(m) ?? "")));
-    this.index.invalidate();
+    await this.changeIndex((index) => removeEntries(index, (m) => names.has(refName(m) ?? "")));
     return true;
   }
 
