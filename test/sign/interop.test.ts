@@ -175,6 +175,16 @@ describe("airlock accepts what skopeo signs with gpg", () => {
     );
   });
 
+  it("refuses a gpg signed message that decompresses to more than 4 MiB, before trusting it", async () => {
+    const big = join(work, "big.json");
+    writeFileSync(big, Buffer.alloc(5 << 20, 0x20));
+    const out = join(work, "big.sig");
+    const r = await run("gpg", ["--batch", "--local-user", await gpgFingerprint("signer@airlock.test"), "--output", out, "--sign", big], env());
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(out).length).toBeLessThan(64 << 10);
+    await expect(verifySignature({ signature: readFileSync(out), publicKeys: key("signer.pub.asc"), manifest: MANIFEST() })).rejects.toThrow(/Maximum decompressed message size exceeded/);
+  });
+
   it("writes exactly the payload bytes containers/image writes", async () => {
     const sig = await skopeoSign(await gpgFingerprint("signer@airlock.test"));
     const decrypted = await gpg(["--decrypt"], sig);

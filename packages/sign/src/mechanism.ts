@@ -41,6 +41,8 @@ export async function signMessage(payload: Uint8Array, key: openpgp.PrivateKey, 
 }
 
 const MAX_SIGNATURE_SIZE = 4 * 1024 * 1024; // containers/image reads at most 4 MiB per signature.
+/** Bounds decompression too: a small compressed signature must not expand into gigabytes before it is verified. */
+const READ_CONFIG = { maxDecompressedMessageSize: MAX_SIGNATURE_SIZE };
 
 /** Reads `untrustedSignature` as an OpenPGP message, refusing the forms that are not a signed message. */
 async function readSignedMessage(untrustedSignature: Uint8Array): Promise<openpgp.Message<Uint8Array>> {
@@ -58,9 +60,9 @@ async function readSignedMessage(untrustedSignature: Uint8Array): Promise<openpg
       if (text.startsWith("-----BEGIN PGP SIGNATURE-----")) {
         throw new AirlockError("ERR_SIGNATURE", "the signature is a detached signature; containers-signature(5) requires an OpenPGP signed message that contains the payload (gpg --sign, not --detach-sign)");
       }
-      message = (await openpgp.readMessage({ armoredMessage: text })) as openpgp.Message<Uint8Array>;
+      message = (await openpgp.readMessage({ armoredMessage: text, config: READ_CONFIG })) as openpgp.Message<Uint8Array>;
     } else {
-      message = await openpgp.readMessage({ binaryMessage: untrustedSignature });
+      message = await openpgp.readMessage({ binaryMessage: untrustedSignature, config: READ_CONFIG });
     }
   } catch (err) {
     if (err instanceof AirlockError) throw err;
