@@ -10,7 +10,7 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import { setMaxListeners } from "node:events";
-import { createReadStream, promises as fs } from "node:fs";
+import { promises as fs } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { type Digest, digestOf } from "../digest.js";
 import { AirlockError, isAirlockError } from "../errors.js";
@@ -534,10 +534,22 @@ async function downloadBlob(files: VolumeFiles, t: BlobTask, signal: AbortSignal
   }
 }
 
+/** sha256 (hex) of a file, read with one reused buffer (no garbage per chunk). */
 async function sha256File(path: string, signal?: AbortSignal): Promise<string> {
   const hash = createHash("sha256");
-  const stream = createReadStream(path, { highWaterMark: WRITE_CHUNK_SIZE, signal });
-  for await (const chunk of stream) hash.update(chunk as Buffer);
+  const fh = await fs.open(path, "r");
+  try {
+    const buf = Buffer.allocUnsafe(WRITE_CHUNK_SIZE);
+    for (let pos = 0; ; ) {
+      signal?.throwIfAborted();
+      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+      if (bytesRead === 0) break;
+      hash.update(buf.subarray(0, bytesRead));
+      pos += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
   return hash.digest("hex");
 }
 

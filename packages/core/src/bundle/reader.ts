@@ -132,6 +132,11 @@ export class BundleReader {
   bundleId: string | undefined;
   /** Whether the end-of-archive marker was found. */
   endOfArchive = false;
+  /**
+   * True when a single file holds all the volumes of a split bundle concatenated (`cat b.tar.*`):
+   * it is read as one tar, and the volumes' own checksums no longer apply.
+   */
+  concatenated = false;
   private readonly handles = new Map<number, FileHandle>();
   private readonly list: TarEntry[] = [];
   private readonly byPath = new Map<string, TarEntry>();
@@ -410,6 +415,11 @@ export class BundleReader {
     }
     const first = this.volumes.find((v) => v.description);
     this.bundleId = first?.description?.bundle;
+    const only = this.volumes.length === 1 ? this.volumes[0] : undefined;
+    if (only?.description && only.description.count > 1 && only.size > only.description.size) {
+      this.concatenated = true;
+      return;
+    }
     for (const vol of this.volumes) {
       const d = vol.description;
       if (!d) continue;
@@ -448,7 +458,17 @@ export class BundleReader {
     let entryStart: Pos | undefined;
     while (pos) {
       signal?.throwIfAborted();
-      const vol = this.volumes[pos.v] as ReaderVolume;
+      let vol = this.volumes[pos.v] as ReaderVolume;
+      if (pos.off === vol.size && pos.v < this.volumes.length - 1) {
+        // At a volume boundary: the next header is at the start of the next volume.
+        const next = this.volumes[pos.v + 1] as ReaderVolume;
+        if (!next.present) {
+          pos = this.resyncAfter(pos.v + 1);
+          continue;
+        }
+        pos = { v: pos.v + 1, off: 0 };
+        vol = next;
+      }
       if (pos.off === vol.size && pos.v === this.volumes.length - 1) {
         if (this.missingVolumes().length === 0) {
           this.problem({ kind: "end-missing", volume: pos.v, message: `volume ${pos.v} (${vol.path}) ends without the end-of-archive marker: the bundle is truncated or was not finished${this.volumes.length > 1 ? ", or volumes after it are missing" : ""}` });
@@ -547,12 +567,8 @@ export class BundleReader {
     off += n;
     for (;;) {
       const vol = this.volumes[v] as ReaderVolume;
-      if (off <= vol.size) {
-        if (off < vol.size || v === this.volumes.length - 1) return { v, off };
-        const next = this.volumes[v + 1] as ReaderVolume;
-        if (!next.present) return { missing: v + 1 };
-        return { v: v + 1, off: 0 };
-      }
+      // Ending exactly at a volume's end is fine: the next header's volume is checked when it is read.
+      if (off <= vol.size) return { v, off };
       if (v === this.volumes.length - 1) return { truncated: v };
       const next = this.volumes[v + 1] as ReaderVolume;
       if (!next.present) return { missing: v + 1 };

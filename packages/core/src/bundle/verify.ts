@@ -5,7 +5,7 @@
  * volume each fault is in. It reads every byte once: volume checksums and entry digests are
  * computed in the same sequential pass.
  */
-import { createReadStream, promises as fs } from "node:fs";
+import { promises as fs } from "node:fs";
 import { createHash, type Hash } from "node:crypto";
 import { basename } from "node:path";
 import { type Digest, Digester, type DigestAlgorithm, isDigest } from "../digest.js";
@@ -63,6 +63,8 @@ export interface VerifyReport {
   durationMs: number;
 }
 
+const READ_CHUNK_SIZE = 1024 * 1024;
+
 interface Check {
   entry: TarEntry;
   digester: Digester;
@@ -92,8 +94,10 @@ export async function verifyBundle(pathOrVolumes: string | string[], options: Ve
       problem({ kind: "metadata-invalid", path: BUNDLE_METADATA_PATH, message: (err as Error).message });
     }
     const sidecar = await readSidecar(reader.checksumFile);
-    const expectedSum = (v: ReaderVolume): string | undefined => sidecar?.get(basename(v.path)) ?? metadata?.volumes.find((x) => x.volume === v.number)?.sha256 ?? undefined;
-    if (!sidecar && reader.bundleId) {
+    const expectedSum = (v: ReaderVolume): string | undefined => sidecar?.get(basename(v.path)) ?? (reader.concatenated ? undefined : (metadata?.volumes.find((x) => x.volume === v.number)?.sha256 ?? undefined));
+    if (reader.concatenated) {
+      problem({ kind: "checksums-missing", severity: "warning", message: `${reader.path} holds ${reader.volumes[0]?.description?.count} volumes concatenated: their checksums do not apply to it (every blob is still checked)` });
+    } else if (!sidecar && reader.bundleId) {
       problem({ kind: "checksums-missing", severity: "warning", message: `${reader.checksumFile} is missing: the last volume's checksum cannot be checked (its entries still are)` });
     }
 
@@ -133,17 +137,31 @@ export async function verifyBundle(pathOrVolumes: string | string[], options: Ve
       const segs = (segmentsByVolume.get(vol.number) ?? []).sort((a, b) => a.seg.start - b.seg.start);
       let pos = 0;
       let next = 0;
-      const stream = createReadStream(vol.path, { highWaterMark: 1024 * 1024, signal });
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        feed(hash, segs, chunk, pos, next);
-        while (next < segs.length && (segs[next] as { seg: Segment }).seg.start + (segs[next] as { seg: Segment }).seg.length <= pos + chunk.length) next++;
-        pos += chunk.length;
-        read += chunk.length;
-        const now = Date.now();
-        if (onProgress && now - lastEvent >= interval) {
-          lastEvent = now;
-          onProgress({ type: "verify-progress", bytes: read, total });
+      // Two buffers: the next chunk is read while this one is hashed.
+      const fh = await fs.open(vol.path, "r");
+      try {
+        const bufs: [Buffer, Buffer] = [Buffer.allocUnsafe(READ_CHUNK_SIZE), Buffer.allocUnsafe(READ_CHUNK_SIZE)];
+        let which: 0 | 1 = 0;
+        let pending: Promise<{ bytesRead: number }> = fh.read(bufs[0], 0, READ_CHUNK_SIZE, 0);
+        for (;;) {
+          signal?.throwIfAborted();
+          const { bytesRead } = await pending;
+          if (bytesRead === 0) break;
+          const chunk = bufs[which].subarray(0, bytesRead);
+          which = which === 0 ? 1 : 0;
+          pending = fh.read(bufs[which], 0, READ_CHUNK_SIZE, pos + bytesRead);
+          feed(hash, segs, chunk, pos, next);
+          while (next < segs.length && (segs[next] as { seg: Segment }).seg.start + (segs[next] as { seg: Segment }).seg.length <= pos + chunk.length) next++;
+          pos += chunk.length;
+          read += chunk.length;
+          const now = Date.now();
+          if (onProgress && now - lastEvent >= interval) {
+            lastEvent = now;
+            onProgress({ type: "verify-progress", bytes: read, total });
+          }
         }
+      } finally {
+        await fh.close();
       }
       const sha256 = hash.digest("hex");
       const expected = expectedSum(vol);
@@ -213,7 +231,8 @@ export async function verifyBundle(pathOrVolumes: string | string[], options: Ve
     try {
       indexEntries = await reader.images();
     } catch (err) {
-      problem({ kind: "index-invalid", path: INDEX_PATH, message: (err as Error).message });
+      // Without volume 0 there is no index.json to check: its absence is already reported.
+      if (reader.volumes[0]?.present) problem({ kind: "index-invalid", path: INDEX_PATH, message: (err as Error).message });
     }
     const reached = new Set<string>();
     const metaVolume = new Map<string, number>();
@@ -229,8 +248,10 @@ export async function verifyBundle(pathOrVolumes: string | string[], options: Ve
       if (!e) {
         const n = metaVolume.get(desc.digest);
         const inMissing = n !== undefined && !reader.volumes[n]?.present;
-        if (!inMissing || !problems.some((p) => p.kind === "volume-missing" && p.volume === n)) {
-          problem({ kind: "blob-missing", digest: desc.digest, image, message: `blob ${desc.digest} listed by ${owner} is not in the bundle${n !== undefined ? ` (it belongs in ${volName(n)})` : ""}` });
+        if (!inMissing) {
+          const missing = reader.missingVolumes();
+          const where = n !== undefined ? ` (it belongs in ${volName(n)})` : missing.length > 0 ? `; it may be in missing volume${missing.length > 1 ? "s" : ""} ${missing.join(", ")}` : "";
+          problem({ kind: "blob-missing", digest: desc.digest, image, message: `blob ${desc.digest} listed by ${owner} is not in the bundle${where}` });
         }
         bad.add(desc.digest);
         return false;
@@ -300,7 +321,7 @@ export async function verifyBundle(pathOrVolumes: string | string[], options: Ve
           problem({ kind: "metadata-mismatch", digest: b.digest, volume: e.volume, message: `blob ${b.digest} in ${volName(e.volume)} is ${e.size} bytes, ${BUNDLE_METADATA_PATH} says ${b.size}` });
         }
       }
-      if (metadata.volumes.length !== reader.volumes.length) {
+      if (!reader.concatenated && metadata.volumes.length !== reader.volumes.length) {
         problem({ kind: "metadata-mismatch", message: `${BUNDLE_METADATA_PATH} lists ${metadata.volumes.length} volumes, ${reader.volumes.length} were found` });
       }
     } else if (reader.bundleId && !problems.some((p) => p.kind === "volume-missing" || p.kind === "metadata-invalid")) {
