@@ -173,6 +173,9 @@ describe("airlock accepts what skopeo signs with gpg", () => {
     await expect(verifySignature({ signature: readFileSync(out), publicKeys: key("expired.pub.asc"), manifest: MANIFEST() })).rejects.toThrow(
       `key ${fpr} expired on 2020-01-02T00:00:00Z`,
     );
+    // gpgme refuses it too (summary KEY_EXPIRED).
+    const s = await run("skopeo", ["standalone-verify", join(IMAGE, "manifest.json"), REF, fpr, out], env());
+    expect(s.stderr).toMatch(/Invalid GPG signature/);
   });
 
   it("refuses a gpg signed message that decompresses to more than 4 MiB, before trusting it", async () => {
