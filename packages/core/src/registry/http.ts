@@ -421,7 +421,8 @@ export class RegistryConnection {
       else text = (await readBody(res.body, ERROR_BODY_LIMIT)).toString("utf8");
       if (status === 401 && authenticate && url.origin === base.origin && !authRetried && replayable) {
         const challenge = pickChallenge(parseWWWAuthenticate(res.headers["www-authenticate"]));
-        if (challenge) {
+        // Worth one more try with a (new) token, or with a challenge the ping did not reveal.
+        if (challenge && (challenge.scheme === "bearer" || !sameChallenge(challenge, this.challenge))) {
           authRetried = true;
           if (challenge.scheme === "bearer" && this.challenge?.scheme === "bearer") this.tokens.invalidate([this.challenge.params.realm ?? "", this.challenge.params.service ?? "", ...mergeScopes(scopes)]);
           this.challenge = challenge;
@@ -442,6 +443,10 @@ export class RegistryConnection {
 /** Chooses the challenge to answer: bearer over basic; undefined when none is usable. */
 function pickChallenge(challenges: Challenge[]): Challenge | undefined {
   return challenges.find((c) => c.scheme === "bearer") ?? challenges.find((c) => c.scheme === "basic");
+}
+
+function sameChallenge(a: Challenge, b: Challenge | undefined): boolean {
+  return b !== undefined && a.scheme === b.scheme && a.params.realm === b.params.realm && a.params.service === b.params.service;
 }
 
 /** Finds an AirlockError in an error's cause chain (a request body that failed with one, e.g. a digest mismatch). */

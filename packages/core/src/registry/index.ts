@@ -8,5 +8,5 @@ export * from "./client.js";
 export * from "./errors.js";
 export { type ConnectionOptions, type HttpMethod, RegistryConnection, type RegistryRequest, type RegistryResponse, type Timeouts } from "./http.js";
 export * from "./login.js";
-export * from "./retry.js";
+export { BACKOFF_BASE_MS, DEFAULT_RETRIES, isRetryableNetworkError, isRetryableStatus, MAX_RETRY_WAIT_MS, parseRetryAfter, type RetryPolicy, retryDelay } from "./retry.js";
 export * from "./tls.js";

@@ -1,0 +1,4 @@
+/** The docker:// transport against a basic docker-registry. */
+import { dockerTransportSuite } from "./docker-suite.js";
+
+dockerTransportSuite("basic");
