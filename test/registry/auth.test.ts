@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type AirlockError, parseImageName } from "@airlock/core";
+import { type AirlockError, parseImageName, setRegistryDebugLogger } from "@airlock/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningRegistry, startRegistry } from "../harness/registry.js";
 import { contextFor, makeImage, pullImage, pushImage } from "./util.js";
@@ -138,6 +138,23 @@ describe("basic auth registry", () => {
     } finally {
       await other.close();
     }
+  });
+
+  it("logs requests for --debug without credentials", async () => {
+    const lines: string[] = [];
+    setRegistryDebugLogger((l) => lines.push(l));
+    try {
+      const image = makeImage([10]);
+      const dest = await parseImageName(`docker://${reg.host}/debug/app:v1`).newDestination({ docker: contextFor(reg) });
+      await pushImage(dest, image).finally(() => dest.close());
+    } finally {
+      setRegistryDebugLogger(undefined);
+    }
+    expect(lines.some((l) => l.startsWith(`PUT http://${reg.host}/v2/debug/app/manifests/v1 → 201`))).toBe(true);
+    const all = lines.join("\n");
+    expect(all).not.toContain(reg.password!);
+    expect(all).not.toContain(b64(`${reg.username}:${reg.password}`));
+    expect(all).not.toContain("_state");
   });
 
   it("reports a wrong password as ERR_UNAUTHORIZED, and missing credentials as needing a login", async () => {

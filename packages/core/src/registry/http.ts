@@ -85,6 +85,17 @@ const MAX_REDIRECTS = 10;
 
 const DEFAULT_USER_AGENT = "airlock";
 
+let debugLogger: ((line: string) => void) | undefined;
+
+/**
+ * Sets the process-wide debug logger of the registry client (the CLI's `--debug`): it receives one
+ * line per request — method, URL without query, status — and never credentials or headers. A
+ * connection's own `log` option takes precedence. Pass undefined to stop logging.
+ */
+export function setRegistryDebugLogger(log: ((line: string) => void) | undefined): void {
+  debugLogger = log;
+}
+
 /** Returns the first value of a header. */
 export function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
   const v = headers[name.toLowerCase()];
@@ -253,7 +264,8 @@ export class RegistryConnection {
   }
 
   private log(method: string, url: URL, status: number | string): void {
-    this.options.log?.(`${method} ${url.origin}${url.pathname} → ${status}`);
+    const log = this.options.log ?? debugLogger;
+    log?.(`${method} ${url.origin}${url.pathname} → ${status}`);
   }
 
   /** Maps a connection-level failure onto an actionable error (TLS hints, network faults). */
