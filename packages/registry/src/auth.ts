@@ -13,8 +13,8 @@ export class Htpasswd {
   private readonly users: Map<string, string>;
   /** sha256 of `user:password` pairs already verified, so bcrypt runs once per credential. */
   private readonly verified = new Set<string>();
-  /** A hash to compare against for unknown users, so they take as long as known ones. */
-  private static readonly dummy = bcrypt.hashSync("airlock-dummy-password", 5);
+  /** A hash to compare against for unknown users, so they take about as long as known ones. */
+  private static dummy: string | undefined;
 
   private constructor(users: Map<string, string>) {
     this.users = users;
@@ -70,6 +70,7 @@ export class Htpasswd {
     const key = createHash("sha256").update(`${user}\0${password}`).digest("hex");
     if (this.verified.has(key)) return true;
     const hash = this.users.get(user);
+    Htpasswd.dummy ??= bcrypt.hashSync("airlock-dummy-password", 5);
     const ok = await bcrypt.compare(password, hash ?? Htpasswd.dummy);
     if (!ok || hash === undefined) return false;
     if (this.verified.size > 10_000) this.verified.clear();

@@ -59,6 +59,11 @@ export interface RegistryServer {
 
 const API_VERSION_HEADER = "Docker-Distribution-API-Version";
 const WRITE_METHODS = new Set(["PUT", "POST", "PATCH", "DELETE"]);
+/**
+ * No limit on how long a request may take (Node's default cuts requests after 5 minutes, which a
+ * large layer over a slow link needs); headers must still arrive within a minute.
+ */
+const SERVER_OPTIONS = { requestTimeout: 0, headersTimeout: 60_000 };
 /** Pages of tags and repositories are at most this long (a `Link` header leads on). */
 const MAX_PAGE = 10_000;
 
@@ -247,7 +252,7 @@ export function createRegistryServer(options: RegistryServerOptions): RegistrySe
     };
     const range = parseRange(x.req.headers.range, size);
     if (range === "unsatisfiable") {
-      throw Object.assign(new RegistryError(416, "BLOB_UNKNOWN", `range ${x.req.headers.range} is outside blob ${digest} of ${size} bytes`), { rangeSize: size });
+      throw Object.assign(new RegistryError(416, "SIZE_INVALID", `range ${x.req.headers.range} is outside blob ${digest} of ${size} bytes`), { rangeSize: size });
     }
     const length = range ? range.end - range.start + 1 : size;
     headers["Content-Length"] = String(length);
@@ -432,9 +437,9 @@ export function createRegistryServer(options: RegistryServerOptions): RegistrySe
       if (writable) uploads = await Uploads.open(writable.uploadDir);
       if (options.tls) {
         const [cert, key] = await Promise.all([readPem(options.tls.cert, "certificate"), readPem(options.tls.key, "key")]);
-        server = createHttpsServer({ cert, key }, onRequest);
+        server = createHttpsServer({ cert, key, ...SERVER_OPTIONS }, onRequest);
       } else {
-        server = createHttpServer(onRequest);
+        server = createHttpServer(SERVER_OPTIONS, onRequest);
       }
       const srv = server;
       srv.on("connection", (s: Socket) => {
