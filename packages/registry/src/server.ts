@@ -140,9 +140,9 @@ export function createRegistryServer(options: RegistryServerOptions): RegistrySe
     return name;
   };
 
-  const digestParam = (raw: string | null | undefined, what: string): Digest => {
-    const s = raw === null || raw === undefined ? undefined : decode(raw);
-    if (s === undefined || s === "") throw new RegistryError(400, "DIGEST_INVALID", `${what} is missing`);
+  /** Validates a digest from the path (already percent-decoded) or the query. */
+  const digestParam = (s: string | null | undefined, what: string): Digest => {
+    if (s === null || s === undefined || s === "") throw new RegistryError(400, "DIGEST_INVALID", `${what} is missing`);
     try {
       return parseDigest(s);
     } catch (err) {
@@ -236,7 +236,7 @@ export function createRegistryServer(options: RegistryServerOptions): RegistrySe
   };
 
   const handleBlob = async (x: Exchange, name: string, rawDigest: string) => {
-    const digest = digestParam(rawDigest, "blob digest");
+    const digest = digestParam(decode(rawDigest) ?? rawDigest, "blob digest");
     if (x.req.method === "DELETE") {
       needWritable();
       throw new RegistryError(405, "UNSUPPORTED", "deleting blobs is not supported: blobs are shared between repositories; delete manifests instead");
@@ -354,7 +354,7 @@ export function createRegistryServer(options: RegistryServerOptions): RegistrySe
   };
 
   const handleReferrers = async (x: Exchange, name: string, rawDigest: string) => {
-    const digest = digestParam(rawDigest, "referrers digest");
+    const digest = digestParam(decode(rawDigest) ?? rawDigest, "referrers digest");
     let manifests = await store.referrers(name, digest);
     const headers: Record<string, string> = { "Content-Type": MediaType.OCIIndex };
     const artifactType = x.query.get("artifactType");
