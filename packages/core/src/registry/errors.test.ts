@@ -36,6 +36,15 @@ describe("mapRegistryError", () => {
     expect(mapRegistryError({ ...base, status: 429, retryAfter: "30" }).message).toContain("retry after 30");
   });
 
+  it("explains a 401 insufficient_scope: a missing repository or missing rights", () => {
+    const anon = mapRegistryError({ ...base, status: 401, authError: "insufficient_scope" });
+    expect(anon.code).toBe("ERR_UNAUTHORIZED");
+    expect(anon.message).toMatch(/does not exist or requires authentication/);
+    const authed = mapRegistryError({ ...base, status: 401, authError: "insufficient_scope", credentialsSent: true });
+    expect(authed.code).toBe("ERR_DENIED");
+    expect(authed.message).toMatch(/may not access it/);
+  });
+
   it("parses error bodies of registries and token servers", () => {
     expect(parseRegistryErrors(body("DENIED", "no"))).toEqual([{ code: "DENIED", message: "no", detail: { name: "app" } }]);
     expect(parseRegistryErrors('{"details":"incorrect username or password"}')).toEqual([{ code: "UNKNOWN", message: "incorrect username or password" }]);

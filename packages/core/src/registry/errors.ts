@@ -103,6 +103,8 @@ export interface FailedRequest {
   credentialsSent: boolean;
   /** The value of Retry-After, if any. */
   retryAfter?: string | undefined;
+  /** The `error` parameter of a 401's bearer challenge, e.g. `insufficient_scope`. */
+  authError?: string | undefined;
 }
 
 const NOT_FOUND_REGISTRY_CODES = new Set(["MANIFEST_UNKNOWN", "NAME_UNKNOWN"]);
@@ -119,6 +121,13 @@ export function mapRegistryError(f: FailedRequest): RegistryError {
   const detail = describeRegistryErrors(errors, f.status, f.body);
   const opts = { status: f.status, errors };
 
+  if (f.status === 401 && f.authError === "insufficient_scope") {
+    // Docker Hub and distribution answer so for a repository that does not exist as well.
+    const why = f.credentialsSent
+      ? `the repository does not exist, or the credentials used may not access it; check the name, or log in as a user that may ("airlock login ${f.host}")`
+      : `the repository does not exist or requires authentication: check the name, or run "airlock login ${f.host}" or pass --creds USERNAME:PASSWORD`;
+    return new RegistryError(f.credentialsSent ? "ERR_DENIED" : "ERR_UNAUTHORIZED", `${f.what}: requested access to the resource is denied: ${why} (${detail})`, opts);
+  }
   if (f.status === 401 || codes.has("UNAUTHORIZED")) {
     const hint = f.credentialsSent
       ? `the registry rejected the credentials: check the username and password (--creds, --username/--password, or run "airlock login ${f.host}" again)`

@@ -431,8 +431,8 @@ export class RegistryConnection {
       let text = "";
       if (req.method === "HEAD") await dumpBody(res.body);
       else text = (await readBody(res.body, ERROR_BODY_LIMIT)).toString("utf8");
+      const challenge = status === 401 ? pickChallenge(parseWWWAuthenticate(res.headers["www-authenticate"])) : undefined;
       if (status === 401 && authenticate && url.origin === base.origin && !authRetried && replayable) {
-        const challenge = pickChallenge(parseWWWAuthenticate(res.headers["www-authenticate"]));
         // Worth one more try with a (new) token, or with a challenge the ping did not reveal.
         if (challenge && (challenge.scheme === "bearer" || !sameChallenge(challenge, this.challenge))) {
           authRetried = true;
@@ -442,7 +442,16 @@ export class RegistryConnection {
           continue;
         }
       }
-      const err = mapRegistryError({ what: req.what, kind: req.kind, host: this.domain, status, body: text, credentialsSent, retryAfter: header(res.headers, "retry-after") });
+      const err = mapRegistryError({
+        what: req.what,
+        kind: req.kind,
+        host: this.domain,
+        status,
+        body: text,
+        credentialsSent,
+        retryAfter: header(res.headers, "retry-after"),
+        authError: challenge?.params.error,
+      });
       if (retry && isRetryableStatus(status) && attempt < this.policy.retries) {
         await this.waitForRetry(attempt++, res.headers, err, req.signal);
         continue;
