@@ -6,6 +6,10 @@
  * tags is in `repositories/` (see records.ts). Upload files live in `.uploads/`, on the same file
  * system, and a verified upload becomes a blob by a rename. A layout written by `airlock copy …
  * oci:DIR:REPOSITORY:TAG`, skopeo or umoci is servable as it is.
+ *
+ * Manifests pushed only by digest (an index's children, referrers) are referenced from the
+ * repository records, not from index.json: a layout garbage collector that knows only index.json
+ * (`umoci gc`) would remove them. Blobs are never deleted by the registry (they may be shared).
  */
 import { promises as fs } from "node:fs";
 import { dirname, join } from "node:path";
