@@ -4,6 +4,9 @@
  */
 import { Command, CommanderError } from "commander";
 import { registerCopy } from "./commands/copy.js";
+import { registerDelete } from "./commands/delete.js";
+import { registerListTags } from "./commands/list-tags.js";
+import { registerLogin } from "./commands/login.js";
 import { registerInspect } from "./commands/inspect.js";
 import { registerManifestDigest } from "./commands/manifest-digest.js";
 import { type CliContext, defaultContext, type GlobalOptions } from "./context.js";
@@ -40,7 +43,7 @@ Image names are TRANSPORT:REFERENCE, as in skopeo:
 
 Exit status: 0 ok, 1 error, 2 image not found.`,
   );
-  for (const register of [registerCopy, registerInspect, registerManifestDigest]) register(program, cli);
+  for (const register of [registerCopy, registerInspect, registerManifestDigest, registerListTags, registerDelete, registerLogin]) register(program, cli);
   for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: (s) => cli.stdout.write(s), writeErr: (s) => cli.stderr.write(s) });
   return program;
 }

@@ -5,6 +5,7 @@
 import type { Digest } from "../../digest.js";
 import type { Descriptor, Manifest } from "../../manifest.js";
 import { RegistryClient, type RegistryClientOptions, type Repository } from "../../registry/client.js";
+import { RegistryError } from "../../registry/errors.js";
 import type { BlobReader, GetBlobOptions, ImageSource, SystemContext } from "../types.js";
 import type { DockerImageReference } from "./reference.js";
 
@@ -44,6 +45,20 @@ export class DockerImageSource implements ImageSource {
     const dl = await this.repository.getBlob(desc.digest, options);
     const size = dl.size ?? (desc.size >= 0 ? desc.size : undefined);
     return size === undefined ? { stream: dl.stream } : { stream: dl.stream, size };
+  }
+
+  /**
+   * Lists the repository's tags (the optional TagLister feature `inspect` uses for RepoTags). A
+   * registry that refuses tag listing (DENIED, or a bare 404 as some cloud registries answer)
+   * yields [] instead of an error, as in skopeo.
+   */
+  async listTags(signal?: AbortSignal): Promise<string[]> {
+    try {
+      return await this.repository.listTags(signal ? { signal } : {});
+    } catch (err) {
+      if (err instanceof RegistryError && (err.code === "ERR_DENIED" || (err.status === 404 && err.registryCode === undefined))) return [];
+      throw err;
+    }
   }
 
   /** Closes the registry connections. */
