@@ -3,6 +3,7 @@
  * mapping of errors to one clear line and skopeo's exit codes.
  */
 import { Command, CommanderError } from "commander";
+import { registerBundle } from "./commands/bundle.js";
 import { registerCopy } from "./commands/copy.js";
 import { registerDelete } from "./commands/delete.js";
 import { registerListTags } from "./commands/list-tags.js";
@@ -44,7 +45,7 @@ Image names are TRANSPORT:REFERENCE, as in skopeo:
 
 Exit status: 0 ok, 1 error, 2 image not found.`,
   );
-  for (const register of [registerCopy, registerInspect, registerManifestDigest, registerListTags, registerDelete, registerLogin, registerServe]) register(program, cli);
+  for (const register of [registerCopy, registerInspect, registerManifestDigest, registerListTags, registerDelete, registerLogin, registerServe, registerBundle]) register(program, cli);
   for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: (s) => cli.stdout.write(s), writeErr: (s) => cli.stderr.write(s) });
   return program;
 }

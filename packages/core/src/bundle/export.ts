@@ -57,6 +57,8 @@ export interface ExportImage {
   name: string;
   /** For an index: keep every platform (default, the digest stays), or only these (a new index). */
   platforms?: PlatformSelection;
+  /** Settings for reading this image (its registry's TLS and credentials); default: `ExportOptions.ctx`. */
+  ctx?: SystemContext;
 }
 
 /** Options of {@link exportBundle}. */
@@ -168,7 +170,7 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
       images.map((img) =>
         resolveLimit(async () => {
           signal?.throwIfAborted();
-          const src = await img.source.newSource(options.ctx);
+          const src = await img.source.newSource(img.ctx ?? options.ctx);
           sources.push(src);
           onProgress?.({ type: "image-start", image: img.name });
           const r = await resolveImage(src, img.name, img.platforms ?? "all", signal);

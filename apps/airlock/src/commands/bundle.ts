@@ -1,0 +1,279 @@
+/**
+ * The air-gap verbs: `lock`, `plan` and `export` on the connected side; `verify` and `import` on
+ * the air-gapped side.
+ */
+import { statfs, writeFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
+import {
+  AirlockError,
+  BundleReader,
+  type BundleEvent,
+  exportBundle,
+  type ExportResult,
+  type ImageReference,
+  importBundle,
+  type ImportResult,
+  parseImageName,
+  verifyBundle,
+} from "@airlock/core";
+import { type Command, Option } from "commander";
+import { checkLocked, defaultLockPath, exportImagesFor, type ImageFailure, resolveAndLock } from "../bundle-flow.js";
+import { destinationName, NAMING_MODES, type NamingMode, writeLock } from "../config/index.js";
+import type { CliContext } from "../context.js";
+import { UsageError } from "../errors.js";
+import { addDockerFlags, addRetryFlags, parseCount, systemContextFrom } from "../flags.js";
+import { formatBytes } from "../progress.js";
+import { VERSION } from "../version.js";
+
+/** Named volume sizes for `--split-size`. */
+const NAMED_SIZES: Record<string, number> = {
+  fat32: 4 * 1024 ** 3 - 1,
+  dvd: 4_700_000_000,
+  "dvd-dl": 8_500_000_000,
+  bd25: 25_000_000_000,
+  bd50: 50_000_000_000,
+};
+
+/** Parses `--split-size`: bytes, `4G`, `700M`, `4GiB`, `1.5T`, or a medium: fat32, dvd, dvd-dl, bd25, bd50. */
+export function parseSize(v: string): number {
+  const named = NAMED_SIZES[v.toLowerCase()];
+  if (named !== undefined) return named;
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(v.trim());
+  if (!m) throw new UsageError(`invalid size ${JSON.stringify(v)}: use bytes, a number with K, M, G or T (binary units), or fat32, dvd, dvd-dl, bd25, bd50`);
+  const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[(m[2] ?? "").toLowerCase() as "" | "k" | "m" | "g" | "t"];
+  return Math.floor(Number(m[1]) * unit);
+}
+
+const fileOption = (cmd: Command) => cmd.requiredOption("-f, --file <images.yaml>", "the images file (see manifests/README.md)");
+const reportOptions = (cmd: Command) =>
+  cmd
+    .option("-q, --quiet", "print no progress")
+    .option("--json", "print progress as NDJSON events on stderr")
+    .option("--report <file>", "also write the summary as JSON to this file");
+
+/** Writes the JSON report when asked. */
+async function writeReport(opts: Record<string, unknown>, report: unknown): Promise<void> {
+  if (opts.report) await writeFile(opts.report as string, `${JSON.stringify(report, null, 2)}\n`);
+}
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+/** Fails when the directory of `path` has less than `bytes` free. */
+async function checkFreeSpace(path: string, bytes: number): Promise<{ free: number }> {
+  const st = await statfs(dirname(resolve(path)));
+  const free = Number(st.bavail) * Number(st.bsize);
+  if (free < bytes) {
+    throw new AirlockError("ERR_IO", `not enough space for ${path}: it needs ${formatBytes(bytes)}, ${dirname(resolve(path))} has ${formatBytes(free)} free; free some space, write elsewhere with -o, or split into volumes with --split-size`);
+  }
+  return { free };
+}
+
+/** Registers lock, plan, export, verify and import. */
+export function registerBundle(program: Command, cli: CliContext): void {
+  // ---------------------------------------------------------------- lock
+  fileOption(program.command("lock"))
+    .description("Pin every image of images.yaml to digests in images.lock.yaml")
+    .option("-o, --output <file>", "where to write the lock (default: images.lock.yaml next to the images file)")
+    .addHelpText("after", "\nExample:\n  airlock lock -f images.yaml && git add images.lock.yaml")
+    .action(async (opts: Record<string, unknown>) => {
+      const file = opts.file as string;
+      const resolved = await resolveAndLock(file, { signal: cli.signal });
+      const out = (opts.output as string | undefined) ?? defaultLockPath(file);
+      await writeLock(out, resolved.lock);
+      for (const img of resolved.lock.images) cli.stdout.write(`${img.name} ${img.digest}\n`);
+      cli.stderr.write(`Locked ${resolved.lock.images.length} image(s) in ${out}\n`);
+    });
+
+  // ---------------------------------------------------------------- plan
+  reportOptions(
+    fileOption(program.command("plan"))
+      .description("Say what an export would move (images, blobs, bytes) and check there is room for it")
+      .option("-o, --output <bundle>", "the bundle the export would write (for the free-space check)", "bundle.tar")
+      .option("--split-size <size>", "volume size, e.g. 4G, fat32, dvd, bd25", parseSize)
+      .option("--locked", "use images.lock.yaml and fail if anything drifted"),
+  ).action(async (opts: Record<string, unknown>) => {
+    const file = opts.file as string;
+    const resolved = await resolveAndLock(file, { signal: cli.signal });
+    if (opts.locked) await checkLocked(resolved, defaultLockPath(file));
+    const result = await exportBundle(exportImagesFor(resolved.lock, resolved.planned), opts.output as string, {
+      dryRun: true,
+      ...(opts.splitSize ? { splitSize: opts.splitSize as number } : {}),
+      signal: cli.signal,
+    });
+    let free: number | undefined;
+    let spaceError: string | undefined;
+    try {
+      free = (await checkFreeSpace(opts.output as string, result.size)).free;
+    } catch (err) {
+      spaceError = (err as Error).message;
+    }
+    cli.stdout.write(
+      [
+        ...result.images.map((i) => `  ${i.name}  ${i.digest}  (${i.source})`),
+        `${result.images.length} image(s), ${result.manifests} manifest(s), ${result.blobs} blob(s), ${formatBytes(result.blobBytes)} of blobs` +
+          (result.duplicateBlobs ? `; ${result.duplicateBlobs} shared blob reference(s) (${formatBytes(result.duplicateBytes)}) stored once` : ""),
+        `bundle: ${opts.output} ${formatBytes(result.size)}${result.volumes.length > 1 ? ` in ${result.volumes.length} volumes` : ""}${free !== undefined ? `; ${formatBytes(free)} free there` : ""}`,
+      ].join("\n") + "\n",
+    );
+    await writeReport(opts, { ...result, free });
+    if (spaceError) throw new AirlockError("ERR_IO", spaceError);
+  });
+
+  // ---------------------------------------------------------------- export
+  const exportCmd = reportOptions(
+    fileOption(program.command("export"))
+      .description("Export the images of images.yaml into one portable, verifiable archive")
+      .requiredOption("-o, --output <bundle>", "the bundle file to write, e.g. bundle.tar")
+      .option("--locked", "export exactly images.lock.yaml; fail if images.yaml or the sources drifted from it")
+      .option("--split-size <size>", "write volumes of at most this size (OUT.000, OUT.001, …): bytes, 4G, fat32, dvd, bd25", parseSize)
+      .option("--concurrency <n>", "blobs downloaded at once (default 6)", (v) => parseCount(v, "--concurrency"))
+      .option("--keep-going", "export the images that can be read; list the others and exit non-zero")
+      .option("--no-resume", "start over instead of resuming an interrupted export of the same bundle"),
+  );
+  exportCmd.addHelpText(
+    "after",
+    `
+The bundle is a tar holding an OCI image layout (skopeo copy oci-archive:BUNDLE:NAME … reads it),
+every shared blob stored once, plus airlock's metadata. Every blob is verified as it streams in.
+Until the export finishes the output is BUNDLE.partial; rerunning the same command resumes.
+
+Examples:
+  airlock export -f images.yaml -o bundle.tar
+  airlock lock -f images.yaml && airlock export -f images.yaml --locked -o bundle.tar --split-size fat32`,
+  );
+  exportCmd.action(async (opts: Record<string, unknown>) => {
+    const file = opts.file as string;
+    const out = opts.output as string;
+    const progress = cli.progress({ json: opts.json as boolean, quiet: opts.quiet as boolean });
+    try {
+      const resolved = await resolveAndLock(file, { keepGoing: opts.keepGoing === true, signal: cli.signal });
+      const lock = opts.locked ? await checkLocked(resolved, defaultLockPath(file)) : resolved.lock;
+      if (lock.images.length === 0) throw new AirlockError("ERR_IMAGE_NOT_FOUND", `no image to export: ${resolved.failures.length} failed (${resolved.failures.map((f) => f.image).join(", ")})`);
+      const result = await exportBundle(exportImagesFor(lock, resolved.planned), out, {
+        ...(opts.splitSize ? { splitSize: opts.splitSize as number } : {}),
+        ...(opts.concurrency ? { concurrency: opts.concurrency as number } : {}),
+        resume: opts.resume !== false,
+        lock,
+        toolVersion: VERSION,
+        signal: cli.signal,
+        onProgress: listener(progress.listener),
+      });
+      progress.stop();
+      printExport(cli, result, resolved.failures);
+      await writeReport(opts, { ...result, failures: resolved.failures });
+      if (resolved.failures.length > 0) throw new AirlockError("ERR_IMAGE_NOT_FOUND", `${resolved.failures.length} image(s) could not be exported (listed above); the bundle holds the others`);
+    } finally {
+      progress.stop();
+    }
+  });
+
+  // ---------------------------------------------------------------- verify
+  program
+    .command("verify")
+    .description("Check a bundle offline: every volume, blob, manifest and the metadata")
+    .argument("<bundle...>", "the bundle file, or its volumes (bundle.tar.000 …), or the base name of a split bundle")
+    .option("--json", "print the report as JSON on stdout")
+    .addHelpText("after", "\nExit status: 0 when the bundle is intact, 1 when anything is wrong (each problem is listed).")
+    .action(async (paths: string[], opts: Record<string, unknown>) => {
+      const report = await verifyBundle(paths.length === 1 ? (paths[0] as string) : paths, { signal: cli.signal });
+      if (opts.json) cli.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+      else {
+        for (const v of report.volumes) {
+          cli.stdout.write(`volume ${v.volume} ${v.path}: ${!v.present ? "MISSING" : v.ok ? "ok" : "DAMAGED"}${v.sha256 ? ` sha256:${v.sha256}` : ""}\n`);
+        }
+        for (const i of report.images) cli.stdout.write(`${i.ok ? "ok     " : "BROKEN "} ${i.name} ${i.digest}\n`);
+        for (const p of report.problems) cli.stdout.write(`${p.severity === "error" ? "error" : "warning"}: ${p.message}\n`);
+        cli.stdout.write(`${report.ok ? "bundle OK" : "bundle DAMAGED"}: ${report.images.length} image(s), ${report.manifests} manifest(s), ${report.blobs} blob(s), ${formatBytes(report.bytes)} checked in ${seconds(report.durationMs)}\n`);
+      }
+      if (!report.ok) throw new AirlockError("ERR_DIGEST_MISMATCH", `${paths.join(" ")}: ${report.problems.filter((p) => p.severity === "error").length} problem(s) found; re-send the damaged or missing volume(s) named above`);
+    });
+
+  // ---------------------------------------------------------------- import
+  const importCmd = reportOptions(
+    program
+      .command("import")
+      .description("Push a bundle's images into the offline registry (or an OCI layout / dir:)")
+      .argument("<bundle...>", "the bundle file, or its volumes")
+      .requiredOption("--to <destination>", "REGISTRY[/PREFIX], oci:DIR or dir:DIR")
+      .addOption(new Option("--naming <mode>", `how names map into REGISTRY/PREFIX: ${NAMING_MODES.join(", ")} (default: as locked)`).choices([...NAMING_MODES]))
+      .option("--dry-run", "check the bundle and print what would be pushed; push nothing")
+      .option("--image <name...>", "import only these images (their bundle names)")
+      .option("--concurrency <n>", "blobs pushed at once (default 6)", (v) => parseCount(v, "--concurrency"))
+      .option("--authfile <path>", "auth file (default: $REGISTRY_AUTH_FILE, then containers' and Docker's auth files)"),
+  );
+  addDockerFlags(importCmd, "dest-");
+  addRetryFlags(importCmd);
+  importCmd.addHelpText(
+    "after",
+    `
+The bundle is checked before anything is pushed; blobs stream straight out of the archive and are
+verified again on the way; what the destination already has is skipped; tags are written last.
+
+Examples:
+  airlock import bundle.tar --to registry.airgap.local:5000/mirror
+  airlock import bundle.tar.* --to oci:/srv/images --dry-run`,
+  );
+  importCmd.action(async (paths: string[], opts: Record<string, unknown>) => {
+    const bundle = paths.length === 1 ? (paths[0] as string) : paths;
+    const to = opts.to as string;
+    const reader = await BundleReader.open(bundle, { signal: cli.signal });
+    const metadata = await reader.metadata();
+    await reader.close();
+    const lockNaming = (metadata?.lock as { naming?: NamingMode } | undefined)?.naming;
+    const naming = (opts.naming as NamingMode | undefined) ?? lockNaming ?? "keep-path";
+    const destinationFor = destinationMapper(to, naming);
+    const progress = cli.progress({ json: opts.json as boolean, quiet: opts.quiet as boolean });
+    let result: ImportResult;
+    try {
+      result = await importBundle(bundle, {
+        destinationFor,
+        ctx: systemContextFrom(opts, "dest-", cli.globals() as Record<string, unknown>),
+        ...(opts.concurrency ? { concurrency: opts.concurrency as number } : {}),
+        ...(opts.image ? { images: opts.image as string[] } : {}),
+        dryRun: opts.dryRun === true,
+        signal: cli.signal,
+        onProgress: listener(progress.listener),
+      });
+    } finally {
+      progress.stop();
+    }
+    for (const i of result.images) cli.stdout.write(`${i.status === "pushed" ? "pushed " : i.status === "present" ? "present" : "would push"} ${i.destination} ${i.digest}\n`);
+    cli.stdout.write(
+      `${result.dryRun ? "Dry run: " : ""}${result.images.length} image(s); ${result.blobsPushed} blob(s) ${result.dryRun ? "to push" : "pushed"} (${formatBytes(result.bytesPushed)}), ${result.blobsSkipped} already present; ${result.manifestsPushed} manifest(s) in ${seconds(result.durationMs)}\n`,
+    );
+    await writeReport(opts, result);
+  });
+}
+
+/** Maps a bundle name to its destination reference for `--to`. */
+function destinationMapper(to: string, naming: NamingMode): (name: string) => ImageReference {
+  if (to.startsWith("oci:")) {
+    const dir = to.slice(4);
+    if (!dir || dir.includes(":")) throw new UsageError(`--to ${to}: give oci:DIR (each image is named in the layout by its bundle name)`);
+    return (name) => parseImageName(`oci:${dir}:${name}`);
+  }
+  if (to.startsWith("dir:")) {
+    const dir = to.slice(4);
+    return (name) => parseImageName(`dir:${dir}/${name.replace(/[/:@]/g, "_")}`);
+  }
+  const target = to.startsWith("docker://") ? to.slice("docker://".length) : to;
+  destinationName("example/check:1", naming, target); // validates --to once, with a clear message
+  return (name) => parseImageName(`docker://${destinationName(name, naming, target).toString()}`);
+}
+
+/** Adapts the core listener (bundle events are a superset of progress events). */
+function listener(l: (e: never) => void): (e: BundleEvent) => void {
+  return l as (e: BundleEvent) => void;
+}
+
+function printExport(cli: CliContext, r: ExportResult, failures: ImageFailure[]): void {
+  for (const i of r.images) cli.stdout.write(`${i.name} ${i.digest}${i.sourceDigest ? ` (index rewritten for the platforms asked; source ${i.sourceDigest})` : ""}\n`);
+  for (const v of r.volumes) cli.stdout.write(`${v.path} ${formatBytes(v.size)} sha256:${v.sha256}\n`);
+  for (const f of failures) cli.stdout.write(`FAILED ${f.image}: ${f.error}\n`);
+  cli.stdout.write(
+    `Exported ${r.images.length} image(s), ${r.blobs} blob(s), ${formatBytes(r.blobBytes)}` +
+      (r.duplicateBlobs ? ` (${r.duplicateBlobs} shared blob reference(s) stored once)` : "") +
+      (r.blobsResumed ? `, ${r.blobsResumed} blob(s) resumed from an earlier run` : "") +
+      ` in ${seconds(r.durationMs)} to ${r.path}${r.volumes.length > 1 ? ` (${r.volumes.length} volumes)` : ""}\n`,
+  );
+}
