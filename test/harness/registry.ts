@@ -8,7 +8,7 @@
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createPrivateKey, randomUUID, sign } from "node:crypto";
-import { mkdtempSync, promises as fs } from "node:fs";
+import { mkdtempSync, promises as fs, rmSync } from "node:fs";
 import { request as httpRequest, type IncomingMessage, type Server, type ServerResponse, createServer } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { createServer as createNetServer } from "node:net";
@@ -69,7 +69,14 @@ const PASSWORD = "s3cret-pa55";
 /** Starts a real docker-registry on 127.0.0.1 in `mode`; resolves when `/v2/` answers. */
 export async function startRegistry(options: StartRegistryOptions): Promise<RunningRegistry> {
   const dir = mkdtempSync(join(tmpdir(), `airlock-registry-${options.mode}-`));
-  const cleanups: (() => Promise<void>)[] = [() => fs.rm(dir, { recursive: true, force: true })];
+  tempDirs.add(dir);
+  installExitHook();
+  const cleanups: (() => Promise<void>)[] = [
+    async () => {
+      await fs.rm(dir, { recursive: true, force: true });
+      tempDirs.delete(dir);
+    },
+  ];
   const cleanup = async () => {
     for (const c of cleanups.reverse()) await c().catch(() => {});
   };
@@ -202,17 +209,22 @@ function probe(url: string): Promise<number> {
 }
 
 const children = new Set<ChildProcess>();
+const tempDirs = new Set<string>();
 let exitHookInstalled = false;
+
+/** If the test process exits without stop() (a crash, a timeout), registries and temp dirs still go. */
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once("exit", () => {
+    for (const c of children) c.kill("SIGKILL");
+    for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+  });
+}
 
 function trackChild(proc: ChildProcess): void {
   children.add(proc);
   proc.once("exit", () => children.delete(proc));
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.once("exit", () => {
-      for (const c of children) c.kill("SIGKILL");
-    });
-  }
 }
 
 async function killChild(proc: ChildProcess, exited: Promise<number | null>): Promise<void> {

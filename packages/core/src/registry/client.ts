@@ -5,7 +5,7 @@
  * @see https://github.com/opencontainers/distribution-spec/blob/main/spec.md
  */
 import type { Readable } from "node:stream";
-import { type Digest, digestHex } from "../digest.js";
+import { type Digest, digestHex, isDigest } from "../digest.js";
 import { AirlockError } from "../errors.js";
 import { type Descriptor, Manifest, MAX_MANIFEST_SIZE } from "../manifest.js";
 import { MANIFEST_MEDIA_TYPES, MediaType } from "../mediatype.js";
@@ -220,7 +220,7 @@ export class Repository {
   /** Fetches and parses a manifest; with a digest `reference` the bytes must hash to it. */
   async getParsedManifest(reference: string, signal?: AbortSignal): Promise<Manifest> {
     const raw = await this.getManifest(reference, signal);
-    const expected = reference.includes(":") ? (reference as Digest) : undefined;
+    const expected = isDigest(reference) ? reference : undefined;
     return Manifest.parse(raw.bytes, { mediaType: raw.contentType, expected, what: `manifest ${reference} of ${this.name}` });
   }
 
