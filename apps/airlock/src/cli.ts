@@ -11,6 +11,7 @@ import { registerLogin } from "./commands/login.js";
 import { registerInspect } from "./commands/inspect.js";
 import { registerManifestDigest } from "./commands/manifest-digest.js";
 import { registerServe } from "./commands/serve.js";
+import { registerSync } from "./commands/sync.js";
 import { type CliContext, defaultContext, type GlobalOptions } from "./context.js";
 import { EXIT_ERROR, EXIT_OK, exitCodeFor, formatError, UsageError } from "./errors.js";
 import { normalizeArgv, parseDuration } from "./flags.js";
@@ -45,7 +46,7 @@ Image names are TRANSPORT:REFERENCE, as in skopeo:
 
 Exit status: 0 ok, 1 error, 2 image not found.`,
   );
-  for (const register of [registerCopy, registerInspect, registerManifestDigest, registerListTags, registerDelete, registerLogin, registerServe, registerBundle]) register(program, cli);
+  for (const register of [registerCopy, registerInspect, registerManifestDigest, registerListTags, registerDelete, registerLogin, registerServe, registerBundle, registerSync]) register(program, cli);
   for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: (s) => cli.stdout.write(s), writeErr: (s) => cli.stderr.write(s) });
   return program;
 }

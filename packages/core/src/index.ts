@@ -34,3 +34,4 @@ export * from "./transports/docker/source.js";
 export * from "./transports/docker/destination.js";
 export * from "./transports/docker/operations.js";
 export * from "./bundle/index.js";
+export * from "./sync/index.js";
