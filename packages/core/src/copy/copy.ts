@@ -2,8 +2,13 @@
  * The copy pipeline: the only place that decides what moves from an ImageSource to an
  * ImageDestination. It verifies every blob and manifest against the digest it asked for while
  * streaming, skips what the destination already has, and calls the destination in the order the
- * contract requires (blobs, then child manifests, then the index, then commit), so that at no
- * moment does the destination point at content it lacks.
+ * contract requires (blobs, then child manifests, then the index, then signatures, then commit),
+ * so that at no moment does the destination point at content it lacks.
+ *
+ * Signatures are opaque bytes here: the pipeline reads them from a source that has them, hands
+ * them to a trust-policy callback before any blob is read (and before the destination is even
+ * opened), copies them, and stores a new one made by a signing callback. The OpenPGP work is the
+ * caller's (the CLI passes functions built on @airlock/sign).
  */
 import { pipeline } from "node:stream";
 import { type Digest, VerifyingStream } from "../digest.js";
@@ -12,7 +17,7 @@ import type { Descriptor, Manifest } from "../manifest.js";
 import { isManifestMediaType } from "../mediatype.js";
 import { formatPlatform, hostPlatform, type Platform, platformMatches } from "../platform.js";
 import { limiter, type ProgressListener } from "../progress.js";
-import type { ImageDestination, ImageReference, ImageSource, SystemContext } from "../transports/types.js";
+import { canStoreSignatures, type ImageDestination, type ImageReference, type ImageSource, isSignatureSource, type SystemContext } from "../transports/types.js";
 
 /** How an index (multi-arch image) is copied, as skopeo's `--multi-arch`. */
 export type MultiArch = "system" | "all" | "index-only";
@@ -35,6 +40,35 @@ export interface CopyOptions {
   onProgress?: ProgressListener;
   /** Interval of blob-progress events in milliseconds (default 500). */
   progressIntervalMs?: number;
+  /** Do not copy the source's signatures (`--remove-signatures`); they are still read for `checkPolicy`. */
+  removeSignatures?: boolean;
+  /**
+   * Checks a source image against a trust policy: called for the image that will be written under
+   * the destination's name (with `--all`, for the index and then each image it lists) after its
+   * manifest and signatures are read, BEFORE any blob is read and before the destination is
+   * opened. Throwing refuses the image: the copy then writes nothing.
+   */
+  checkPolicy?: (image: PolicyCheck) => Promise<void>;
+  /**
+   * Signs the manifest written under the destination's name (`--sign-by-key`): called with its
+   * exact bytes and the identity to sign; returns the signature blob to store beside the copied
+   * ones. The copy fails before moving anything when the destination cannot store signatures.
+   */
+  sign?: (manifest: Uint8Array, dockerReference: string) => Promise<Uint8Array>;
+  /** The identity `sign` signs (`--sign-identity`); default the destination's Docker reference. */
+  signIdentity?: string;
+}
+
+/** What {@link CopyOptions.checkPolicy} is asked about. */
+export interface PolicyCheck {
+  /** The source image (its transport, path or Docker reference). */
+  reference: ImageReference;
+  /** The manifest to be copied, already checked against the digest that named it. */
+  manifest: Manifest;
+  /** Its signatures as the source stores them: untrusted bytes ([] when there are none). */
+  signatures: readonly Uint8Array[];
+  /** The manifest's digest when it is an image listed by the source's top-level index. */
+  instanceDigest?: Digest;
 }
 
 /** What {@link copyImage} did. */
@@ -48,6 +82,8 @@ export interface CopyResult {
   bytesCopied: number;
   /** Manifests (images and indexes) written. */
   manifests: number;
+  /** Signatures stored at the destination (copied and new). */
+  signatures: number;
 }
 
 /**
@@ -59,9 +95,12 @@ export async function copyImage(source: ImageReference, destination: ImageRefere
   const src = await source.newSource(options.sourceContext);
   try {
     const top = await src.getManifest(undefined, options.signal);
+    const copier = new Copier(src, options);
+    // Everything decided from the source alone — the trust policy included — before the destination is opened.
+    const plan = await copier.plan(top);
     const dst = await destination.newDestination(options.destinationContext);
     try {
-      const result = await new Copier(src, dst, options).run(top);
+      const result = await copier.run(plan, dst);
       await dst.commit(options.signal);
       return result;
     } finally {
@@ -72,45 +111,152 @@ export async function copyImage(source: ImageReference, destination: ImageRefere
   }
 }
 
+/** What a copy will write, decided from the source before the destination is opened. */
+interface CopyPlan {
+  top: Manifest;
+  /** The manifest written under the destination's name: `top`, or the image chosen from it. */
+  written: Manifest;
+  /** The signatures to store for `written`, and (with --all) for each image the index lists, by digest. */
+  signatures: readonly Uint8Array[];
+  instanceSignatures: Map<Digest, readonly Uint8Array[]>;
+}
+
 class Copier {
   private readonly src: ImageSource;
-  private readonly dst: ImageDestination;
+  private dst!: ImageDestination;
   private readonly options: CopyOptions;
-  private readonly schedule: <T>(fn: () => Promise<T>) => Promise<T>;
+  private schedule!: <T>(fn: () => Promise<T>) => Promise<T>;
   private readonly name: string;
   /** Blob copies started, by digest, so an index's images that share a blob move it once. */
   private readonly blobs = new Map<string, Promise<void>>();
-  private readonly result = { blobsCopied: 0, blobsSkipped: 0, bytesCopied: 0, manifests: 0 };
+  /** Child manifests read (and checked) while planning, by digest. */
+  private readonly children = new Map<Digest, Manifest>();
+  /** The digest of the manifest put under the destination's name. */
+  private putTopLevel: Digest | undefined;
+  private readonly result = { blobsCopied: 0, blobsSkipped: 0, bytesCopied: 0, manifests: 0, signatures: 0 };
 
-  constructor(src: ImageSource, dst: ImageDestination, options: CopyOptions) {
+  constructor(src: ImageSource, options: CopyOptions) {
     this.src = src;
-    this.dst = dst;
     this.options = options;
-    this.schedule = limiter(Math.max(1, dst.capabilities.concurrentWrites ? (options.concurrency ?? 6) : 1));
     this.name = src.reference.toString();
   }
 
-  async run(top: Manifest): Promise<CopyResult> {
+  /**
+   * Chooses what to write, reads the signatures of what will be written and checks the trust
+   * policy on it, reading manifests and signatures only (containers/image: "keep this policy
+   * check BEFORE reading any other information about the image").
+   */
+  async plan(top: Manifest): Promise<CopyPlan> {
+    const mode = this.options.multiArch ?? "system";
+    let written = top;
+    const instances: Manifest[] = [];
+    if (top.isIndex && mode === "system") {
+      written = await this.childManifest(this.choosePlatform(top));
+    } else if (top.isIndex && mode === "all") {
+      for (const d of top.index.manifests) {
+        const child = await this.childManifest(d);
+        this.children.set(child.digest, child);
+        instances.push(child);
+      }
+    }
+    const signatures = await this.sourceSignatures(written, written === top ? undefined : written.digest);
+    const instanceSignatures = new Map<Digest, readonly Uint8Array[]>();
+    for (const m of instances) instanceSignatures.set(m.digest, await this.sourceSignatures(m, m.digest));
+    return {
+      top,
+      written,
+      signatures: this.options.removeSignatures ? [] : signatures,
+      instanceSignatures: this.options.removeSignatures ? new Map() : instanceSignatures,
+    };
+  }
+
+  /** Reads the signatures of one manifest (when they are needed) and checks the policy on them. */
+  private async sourceSignatures(manifest: Manifest, instanceDigest: Digest | undefined): Promise<readonly Uint8Array[]> {
+    const { checkPolicy, removeSignatures, signal } = this.options;
+    if (!checkPolicy && removeSignatures) return [];
+    const options = instanceDigest === undefined ? { signal } : { instanceDigest, signal };
+    const signatures = isSignatureSource(this.src) ? await this.src.getSignatures(options) : [];
+    if (checkPolicy) {
+      const check: PolicyCheck = { reference: this.src.reference, manifest, signatures };
+      if (instanceDigest !== undefined) check.instanceDigest = instanceDigest;
+      await checkPolicy(check);
+    }
+    return signatures;
+  }
+
+  /** Copies what `plan` says into `dst`, signatures last (commit is the caller's). */
+  async run(plan: CopyPlan, dst: ImageDestination): Promise<CopyResult> {
+    this.dst = dst;
+    this.schedule = limiter(Math.max(1, dst.capabilities.concurrentWrites ? (this.options.concurrency ?? 6) : 1));
+    const { top } = plan;
+    const identity = this.signatureIdentity();
+    const hasSignatures = plan.signatures.length > 0 || [...plan.instanceSignatures.values()].some((s) => s.length > 0);
+    if ((hasSignatures || this.options.sign) && !canStoreSignatures(dst)) {
+      const registry = dst.reference.transport.name === "docker" ? "; a registry keeps signatures in lookaside storage: configure a lookaside-staging: file:///… location for it in registries.d" : "";
+      throw new AirlockError(
+        "ERR_UNSUPPORTED",
+        hasSignatures
+          ? `Can not copy signatures to ${dst.reference}: the destination cannot store signatures${registry}; or pass --remove-signatures to copy the image without them`
+          : `Can not sign the image written to ${dst.reference}: the destination cannot store signatures${registry}`,
+      );
+    }
     this.checkMediaType(top);
-    let written: Manifest;
     if (top.isIndex) {
       const mode = this.options.multiArch ?? "system";
       if (mode === "system") {
-        const child = await this.childManifest(this.choosePlatform(top));
-        await this.copyImageManifest(child, true);
-        written = child;
+        this.checkMediaType(plan.written);
+        await this.copyImageManifest(plan.written, true);
       } else {
         if (!this.dst.capabilities.indexes) {
           throw new AirlockError("ERR_UNSUPPORTED", `${this.dst.reference} cannot store a multi-arch index; copy one platform (drop --all / --multi-arch) or choose another destination`);
         }
         await this.copyIndex(top, mode);
-        written = top;
       }
     } else {
       await this.copyImageManifest(top, true);
-      written = top;
     }
+    const written = plan.written;
+    await this.storeSignatures(plan, identity);
     return { digest: written.digest, mediaType: written.mediaType, ...this.result };
+  }
+
+  /** The identity to sign, checked before anything moves; undefined when not signing. */
+  private signatureIdentity(): string | undefined {
+    if (!this.options.sign) return undefined;
+    const identity = this.options.signIdentity ?? this.dst.reference.dockerReference();
+    if (identity === undefined) {
+      throw new AirlockError(
+        "ERR_INVALID_ARGUMENT",
+        `cannot sign the image written to ${this.dst.reference}: it has no Docker reference to sign; name the identity with --sign-identity HOST/REPOSITORY:TAG`,
+      );
+    }
+    return identity;
+  }
+
+  /** Stores the copied signatures of each image and of the written manifest, plus a new one when signing. */
+  private async storeSignatures(plan: CopyPlan, identity: string | undefined): Promise<void> {
+    const { signal } = this.options;
+    const signatures = [...plan.signatures];
+    if (this.options.sign && identity !== undefined) {
+      // A signature names a manifest digest: sign only bytes that are exactly the source's.
+      if (this.putTopLevel !== plan.written.digest) {
+        throw new AirlockError(
+          "ERR_DIGEST_MISMATCH",
+          `cannot sign the image written to ${this.dst.reference}: its manifest digest would change (${plan.written.digest} → ${this.putTopLevel ?? "none"}), and a signature must name the source's digest`,
+        );
+      }
+      signatures.push(await this.options.sign(plan.written.bytes, identity));
+    }
+    if (!canStoreSignatures(this.dst)) return;
+    for (const [instanceDigest, sigs] of plan.instanceSignatures) {
+      if (sigs.length === 0) continue;
+      await this.dst.putSignatures(sigs, { instanceDigest, signal });
+      this.result.signatures += sigs.length;
+    }
+    if (signatures.length > 0) {
+      await this.dst.putSignatures(signatures, { signal });
+      this.result.signatures += signatures.length;
+    }
   }
 
   private checkMediaType(m: Manifest): void {
@@ -135,16 +281,15 @@ class Copier {
     return match;
   }
 
-  /** Reads a child manifest and checks it is exactly the one the index names. */
+  /** Reads a child manifest (once) and checks it is exactly the one the index names. */
   private async childManifest(desc: Descriptor): Promise<Manifest> {
-    const m = await this.src.getManifest(desc.digest, this.options.signal);
+    const m = this.children.get(desc.digest) ?? (await this.src.getManifest(desc.digest, this.options.signal));
     if (m.digest !== desc.digest) {
       throw new AirlockError("ERR_DIGEST_MISMATCH", `manifest ${desc.digest} of ${this.name}: content has digest ${m.digest}; the source is corrupt`);
     }
     if (m.bytes.length !== desc.size) {
       throw new AirlockError("ERR_SIZE_MISMATCH", `manifest ${desc.digest} of ${this.name}: ${m.bytes.length} bytes, the index says ${desc.size}`);
     }
-    this.checkMediaType(m);
     return m;
   }
 
@@ -159,7 +304,11 @@ class Copier {
     } else {
       // Read every child first (small), so a corrupt or unsupported one fails before any blob moves.
       const manifests: Manifest[] = [];
-      for (const d of children) manifests.push(await this.childManifest(d));
+      for (const d of children) {
+        const m = await this.childManifest(d);
+        this.checkMediaType(m);
+        manifests.push(m);
+      }
       await Promise.all(manifests.map((m) => (m.isIndex ? this.copyIndex(m, mode).then(() => this.putManifest(m, false)) : this.copyImageManifest(m, false))));
     }
     await this.putManifest(index, true);
@@ -179,6 +328,7 @@ class Copier {
   private async putManifest(m: Manifest, topLevel: boolean): Promise<void> {
     this.options.signal?.throwIfAborted();
     await this.dst.putManifest(m, { topLevel, signal: this.options.signal });
+    if (topLevel) this.putTopLevel = m.digest;
     this.result.manifests++;
     this.options.onProgress?.({ type: "manifest", image: this.name, digest: m.digest, mediaType: m.mediaType, topLevel });
   }

@@ -8,7 +8,8 @@
  *      `capabilities.concurrentWrites`);
  *   2. `putManifest` for every image manifest, then for the index that lists them (children
  *      before their index), the top-level one last with `topLevel: true`;
- *   3. `commit()`; then, always, `close()`.
+ *   3. `putSignatures` (optional feature, {@link SignatureDestination}) for manifests already put;
+ *   4. `commit()`; then, always, `close()`.
  * Before `commit`, nothing at the destination may look like a complete image: no tag, no
  * index.json entry, no `manifest.json`, no finished archive. A destination that is closed without
  * a commit leaves whatever it held before untouched (blobs it added may remain: they are
@@ -47,6 +48,18 @@ export interface DockerContext {
   retryDelayMs?: number;
   /** User-Agent prefix. */
   userAgent?: string;
+  /**
+   * Where this image's signatures are read: the lookaside base URL (`file://` or `http(s)://`) that
+   * registries.d(5) configures for it (`lookaside`, or the built-in default); signatures are at
+   * `BASE/REPOSITORY-PATH@ALG=HEX/signature-N`. Unset: the image has no signatures.
+   */
+  lookaside?: string;
+  /**
+   * Where this image's signatures are written: a `file://` lookaside base URL (registries.d
+   * `lookaside-staging`, else `lookaside`). Unset, or not `file://`: the destination cannot store
+   * signatures.
+   */
+  lookasideStaging?: string;
 }
 
 /** A transport: a name (the part before the first colon) and a parser for the rest. */
@@ -112,6 +125,11 @@ export interface DestinationCapabilities {
   concurrentWrites: boolean;
   /** Whether it can store indexes (multi-arch images). */
   indexes: boolean;
+  /**
+   * Whether it stores signatures: true only for a destination that implements
+   * {@link SignatureDestination} and is configured to use it. Absent means false.
+   */
+  signatures?: boolean;
 }
 
 /** Options of {@link ImageDestination.putManifest}. */
@@ -141,4 +159,50 @@ export interface ImageDestination {
   commit(signal?: AbortSignal): Promise<void>;
   /** Releases everything; without a commit, leaves the destination as it was. Always called. */
   close(): Promise<void>;
+}
+
+/** Which manifest's signatures a {@link SignatureSource} or {@link SignatureDestination} call is about. */
+export interface SignatureOptions {
+  /**
+   * The digest of a manifest listed by the top-level index (an instance); undefined for the
+   * top-level manifest itself.
+   */
+  instanceDigest?: Digest;
+  signal?: AbortSignal;
+}
+
+/**
+ * An optional source feature, checked at run time with {@link isSignatureSource}: the source
+ * returns the signatures stored with an image (containers-signature(5) blobs) as opaque bytes.
+ * Nothing here verifies them: they are untrusted until a trust policy has checked them.
+ */
+export interface SignatureSource {
+  /**
+   * The signatures of the top-level manifest, or of the instance `options.instanceDigest`, in
+   * their stored order; [] when there are none.
+   */
+  getSignatures(options?: SignatureOptions): Promise<Uint8Array[]>;
+}
+
+/** Reports whether a source implements {@link SignatureSource}. */
+export function isSignatureSource(src: ImageSource): src is ImageSource & SignatureSource {
+  return typeof (src as Partial<SignatureSource>).getSignatures === "function";
+}
+
+/**
+ * An optional destination feature, checked at run time with {@link canStoreSignatures}: the
+ * destination stores signatures (opaque bytes) beside the manifests it wrote.
+ */
+export interface SignatureDestination {
+  /**
+   * Stores `signatures` for the top-level manifest, or for the instance
+   * `options.instanceDigest`, replacing those stored for that manifest before. MUST be called
+   * after the manifest was put and before `commit()`; a destination MAY keep them until commit.
+   */
+  putSignatures(signatures: readonly Uint8Array[], options?: SignatureOptions): Promise<void>;
+}
+
+/** Reports whether a destination can store signatures (capabilities.signatures and {@link SignatureDestination}). */
+export function canStoreSignatures(dst: ImageDestination): dst is ImageDestination & SignatureDestination {
+  return dst.capabilities.signatures === true && typeof (dst as Partial<SignatureDestination>).putSignatures === "function";
 }

@@ -16,7 +16,8 @@ import { writeFileAtomic } from "../../fsutil.js";
 import { fileMatches, InflightWrites, ioError, readSmallFile, writeVerifiedFile } from "../../layout/files.js";
 import { type Descriptor, MAX_MANIFEST_SIZE, Manifest } from "../../manifest.js";
 import { MANIFEST_MEDIA_TYPES } from "../../mediatype.js";
-import type { DestinationCapabilities, ImageDestination, PutManifestOptions } from "../types.js";
+import { writeSignatureFiles } from "../signatures.js";
+import type { DestinationCapabilities, ImageDestination, PutManifestOptions, SignatureDestination, SignatureOptions } from "../types.js";
 import {
   DIR_MANIFEST_FILE,
   DIR_VERSION_1_1,
@@ -24,21 +25,23 @@ import {
   DIR_VERSION_FILE,
   dirBlobName,
   dirManifestName,
+  dirSignatureName,
   isDirContentFile,
   needsVersion1_2,
   parseDirVersion,
 } from "./format.js";
 import type { DirReference } from "./reference.js";
 
-/** What a `dir:` destination stores: every supported manifest type, indexes, concurrent blob writes. */
+/** What a `dir:` destination stores: every supported manifest type, indexes, signatures, concurrent blob writes. */
 export const DIR_DESTINATION_CAPABILITIES: DestinationCapabilities = {
   manifestMediaTypes: MANIFEST_MEDIA_TYPES,
   concurrentWrites: true,
   indexes: true,
+  signatures: true,
 };
 
-/** An {@link ImageDestination} that writes (or updates in place) one image in a `dir:` directory. */
-export class DirImageDestination implements ImageDestination {
+/** An {@link ImageDestination} that writes (or updates in place) one image in a `dir:` directory, with its `signature-N` files. */
+export class DirImageDestination implements ImageDestination, SignatureDestination {
   readonly reference: DirReference;
   readonly capabilities = DIR_DESTINATION_CAPABILITIES;
   private readonly dir: string;
@@ -51,6 +54,8 @@ export class DirImageDestination implements ImageDestination {
   /** File names this destination wrote (blobs, child manifests). */
   private readonly written = new Set<string>();
   private readonly inflight = new InflightWrites();
+  /** Signatures to write at commit: by instance digest, "" for the top-level manifest. */
+  private readonly signatures = new Map<string, readonly Uint8Array[]>();
   private committed = false;
 
   private constructor(reference: DirReference, existed: boolean) {
@@ -159,10 +164,18 @@ export class DirImageDestination implements ImageDestination {
     }, options.signal);
   }
 
+  /** Keeps the signatures for commit, which writes them as `signature-N` (`<hex>.signature-N` for an instance). */
+  async putSignatures(signatures: readonly Uint8Array[], options: SignatureOptions = {}): Promise<void> {
+    options.signal?.throwIfAborted();
+    const key = options.instanceDigest === undefined ? "" : parseDigest(options.instanceDigest);
+    this.signatures.set(key, [...signatures]);
+  }
+
   /**
    * Writes `version` and then `manifest.json` atomically (the moment the new image becomes the
-   * directory's image), then removes the blobs, child manifests and signatures the new image does
-   * not reference.
+   * directory's image), then the signatures given to {@link putSignatures}, then removes the
+   * blobs, child manifests and signatures the new image does not reference (the directory holds
+   * one image, so signatures not given for it are dropped, as skopeo does).
    */
   async commit(signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
@@ -176,6 +189,11 @@ export class DirImageDestination implements ImageDestination {
       await writeFileAtomic(join(this.dir, DIR_MANIFEST_FILE), top.bytes);
     } catch (cause) {
       throw ioError(`cannot write ${join(this.dir, DIR_MANIFEST_FILE)}`, cause);
+    }
+    for (const [key, signatures] of this.signatures) {
+      const instance = key === "" ? undefined : key;
+      await writeSignatureFiles((n) => join(this.dir, dirSignatureName(n, instance)), signatures, instance === undefined ? String(this.reference) : `${instance} of ${this.reference}`);
+      for (let n = 1; n <= signatures.length; n++) keep.files.add(dirSignatureName(n, instance));
     }
     for (const name of await fs.readdir(this.dir)) {
       if (keep.files.has(name) || !isDirContentFile(name)) continue;

@@ -4,7 +4,8 @@
  * - `manifest.json`: the top-level manifest (an image manifest or an index);
  * - `<hex>.manifest.json`: each manifest an index lists (`<alg>-<hex>.manifest.json` for non-sha256);
  * - `<hex>`: each blob, no extension (`<alg>-<hex>` for non-sha256);
- * - `signature-N`, `<hex>.signature-N`: signatures (not written by airlock yet).
+ * - `signature-N` (N from 1): signatures of the top-level manifest; `<hex>.signature-N` (or
+ *   `<alg>-<hex>.signature-N`): signatures of a manifest the top-level index lists.
  * Every digest is validated (parseDigest) before it becomes a file name.
  * @see https://github.com/containers/image/blob/main/directory/directory_transport.go
  */
@@ -30,6 +31,14 @@ export function dirBlobName(digest: string): string {
 /** The file name of a manifest listed by the top-level index: `<hex>.manifest.json` (or `<alg>-<hex>.manifest.json`). */
 export function dirManifestName(digest: string): string {
   return `${dirBlobName(digest)}.manifest.json`;
+}
+
+/**
+ * The file name of the `n`-th signature (from 1): `signature-N` for the top-level manifest,
+ * `<hex>.signature-N` (or `<alg>-<hex>.signature-N`) for the instance `instanceDigest`.
+ */
+export function dirSignatureName(n: number, instanceDigest?: string): string {
+  return instanceDigest === undefined ? `signature-${n}` : `${dirBlobName(instanceDigest)}.signature-${n}`;
 }
 
 /** The path of a blob in the `dir:` layout at `dir`. */
@@ -64,6 +73,6 @@ export function isDirContentFile(name: string): boolean {
   return (
     /^(?:[a-z0-9]+-)?[a-f0-9]{64,128}(?:\.manifest\.json|\.signature-\d+)?$/.test(name) ||
     /^signature-\d+$/.test(name) ||
-    /^\.(?:(?:[a-z0-9]+-)?[a-f0-9]{64,128}(?:\.manifest\.json)?|manifest\.json|version)\.\d+\.[a-f0-9]+\.tmp$/.test(name)
+    /^\.(?:(?:[a-z0-9]+-)?[a-f0-9]{64,128}(?:\.manifest\.json)?|manifest\.json|version|(?:(?:[a-z0-9]+-)?[a-f0-9]{64,128}\.)?signature-\d+)\.\d+\.[a-f0-9]+\.tmp$/.test(name)
   );
 }

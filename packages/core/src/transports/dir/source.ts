@@ -8,12 +8,13 @@ import { type Digest, parseDigest } from "../../digest.js";
 import { AirlockError } from "../../errors.js";
 import { ioError, isNotFoundError, openBlobFile, readSmallFile } from "../../layout/files.js";
 import { type Descriptor, MAX_MANIFEST_SIZE, Manifest } from "../../manifest.js";
-import type { BlobReader, GetBlobOptions, ImageSource } from "../types.js";
-import { DIR_MANIFEST_FILE, DIR_VERSION_FILE, dirBlobPath, dirManifestName, parseDirVersion } from "./format.js";
+import { readSignatureFiles } from "../signatures.js";
+import type { BlobReader, GetBlobOptions, ImageSource, SignatureOptions, SignatureSource } from "../types.js";
+import { DIR_MANIFEST_FILE, DIR_VERSION_FILE, dirBlobPath, dirManifestName, dirSignatureName, parseDirVersion } from "./format.js";
 import type { DirReference } from "./reference.js";
 
-/** An {@link ImageSource} over a `dir:` image directory. */
-export class DirImageSource implements ImageSource {
+/** An {@link ImageSource} over a `dir:` image directory; its signatures are the `signature-N` files. */
+export class DirImageSource implements ImageSource, SignatureSource {
   readonly reference: DirReference;
   private top: Manifest | undefined;
 
@@ -81,6 +82,13 @@ export class DirImageSource implements ImageSource {
   async getBlob(desc: Descriptor, options: GetBlobOptions = {}): Promise<BlobReader> {
     const path = dirBlobPath(this.reference.path, desc.digest);
     return openBlobFile(path, options, () => new AirlockError("ERR_BLOB_NOT_FOUND", `blob ${desc.digest} is missing from ${this.reference} (no file ${path}); the directory is incomplete: copy the image into it again`));
+  }
+
+  /** Reads `signature-1…` (or `<hex>.signature-1…` for an instance) until one is missing. */
+  getSignatures(options: SignatureOptions = {}): Promise<Uint8Array[]> {
+    const instance = options.instanceDigest === undefined ? undefined : parseDigest(options.instanceDigest);
+    const what = instance === undefined ? String(this.reference) : `${instance} of ${this.reference}`;
+    return readSignatureFiles((n) => join(this.reference.path, dirSignatureName(n, instance)), what, options.signal);
   }
 
   /** Nothing to release. */

@@ -9,7 +9,8 @@ import { AirlockError } from "../../errors.js";
 import type { Descriptor, Manifest } from "../../manifest.js";
 import { MANIFEST_MEDIA_TYPES } from "../../mediatype.js";
 import { RegistryClient, type RegistryClientOptions, type Repository } from "../../registry/client.js";
-import type { DestinationCapabilities, ImageDestination, ImageReference, PutManifestOptions, SystemContext } from "../types.js";
+import type { DestinationCapabilities, ImageDestination, ImageReference, PutManifestOptions, SignatureDestination, SignatureOptions, SystemContext } from "../types.js";
+import { isWritableLookaside, writeLookasideSignatures } from "./lookaside.js";
 import { DockerImageReference } from "./reference.js";
 
 /**
@@ -26,10 +27,13 @@ export function isBlobMountTarget(dest: ImageDestination): dest is ImageDestinat
   return typeof (dest as Partial<BlobMountTarget>).setMountSource === "function";
 }
 
-/** A repository in a registry, opened for writing an image under the reference's tag or digest. */
-export class DockerImageDestination implements ImageDestination, BlobMountTarget {
+/**
+ * A repository in a registry, opened for writing an image under the reference's tag or digest.
+ * It stores signatures when `ctx.docker.lookasideStaging` is a `file://` lookaside location.
+ */
+export class DockerImageDestination implements ImageDestination, BlobMountTarget, SignatureDestination {
   readonly reference: DockerImageReference;
-  readonly capabilities: DestinationCapabilities = { manifestMediaTypes: MANIFEST_MEDIA_TYPES, concurrentWrites: true, indexes: true };
+  readonly capabilities: DestinationCapabilities;
   /** The registry client (closed by {@link close}). */
   readonly client: RegistryClient;
   /** The repository written to. */
@@ -37,9 +41,12 @@ export class DockerImageDestination implements ImageDestination, BlobMountTarget
   private mountFrom: string | undefined;
   private topLevel: Manifest | undefined;
   private committed = false;
+  private readonly lookasideStaging: string | undefined;
 
   constructor(reference: DockerImageReference, ctx: SystemContext = {}, options: RegistryClientOptions = {}) {
     this.reference = reference;
+    this.lookasideStaging = ctx.docker?.lookasideStaging;
+    this.capabilities = { manifestMediaTypes: MANIFEST_MEDIA_TYPES, concurrentWrites: true, indexes: true, signatures: isWritableLookaside(this.lookasideStaging) };
     this.client = new RegistryClient(reference.ref.domain, ctx.docker ?? {}, options);
     this.repository = this.client.repository(reference.ref.path, "push");
   }
@@ -91,6 +98,22 @@ export class DockerImageDestination implements ImageDestination, BlobMountTarget
     }
     await this.repository.putManifest(manifest.digest, manifest.bytes, manifest.mediaType, options.signal);
     if (options.topLevel) this.topLevel = manifest;
+  }
+
+  /**
+   * Writes the signatures of the top-level manifest (or of the instance) to the lookaside
+   * staging location, replacing those stored there for that manifest; an empty list changes
+   * nothing (as containers/image).
+   */
+  async putSignatures(signatures: readonly Uint8Array[], options: SignatureOptions = {}): Promise<void> {
+    options.signal?.throwIfAborted();
+    const digest = options.instanceDigest ?? this.topLevel?.digest;
+    if (digest === undefined) throw new AirlockError("ERR_DESTINATION", `cannot store signatures for ${this.reference} before its manifest`);
+    if (signatures.length === 0) return;
+    if (this.lookasideStaging === undefined) {
+      throw new AirlockError("ERR_UNSUPPORTED", `cannot store signatures for ${this.reference}: no lookaside storage is configured for it in registries.d`);
+    }
+    await writeLookasideSignatures(this.lookasideStaging, this.reference.ref.path, digest, signatures, `${digest} of ${this.reference}`);
   }
 
   /** Tags the top-level manifest (for a reference by tag); an image pushed by digest is complete already. */

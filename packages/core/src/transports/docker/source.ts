@@ -6,20 +6,26 @@ import type { Digest } from "../../digest.js";
 import type { Descriptor, Manifest } from "../../manifest.js";
 import { RegistryClient, type RegistryClientOptions, type Repository } from "../../registry/client.js";
 import { RegistryError } from "../../registry/errors.js";
-import type { BlobReader, GetBlobOptions, ImageSource, SystemContext } from "../types.js";
+import type { BlobReader, GetBlobOptions, ImageSource, SignatureOptions, SignatureSource, SystemContext } from "../types.js";
+import { readLookasideSignatures } from "./lookaside.js";
 import type { DockerImageReference } from "./reference.js";
 
-/** An image in a registry, opened for reading. Manifests are fetched lazily; the top-level one is cached. */
-export class DockerImageSource implements ImageSource {
+/**
+ * An image in a registry, opened for reading. Manifests are fetched lazily; the top-level one is
+ * cached. Signatures come from the lookaside storage in `ctx.docker.lookaside`, if set.
+ */
+export class DockerImageSource implements ImageSource, SignatureSource {
   readonly reference: DockerImageReference;
   /** The registry client (closed by {@link close}). */
   readonly client: RegistryClient;
   /** The repository the image is in. */
   readonly repository: Repository;
   private topLevel: Promise<Manifest> | undefined;
+  private readonly lookaside: string | undefined;
 
   constructor(reference: DockerImageReference, ctx: SystemContext = {}, options: RegistryClientOptions = {}) {
     this.reference = reference;
+    this.lookaside = ctx.docker?.lookaside;
     this.client = new RegistryClient(reference.ref.domain, ctx.docker ?? {}, options);
     this.repository = this.client.repository(reference.ref.path, "pull");
   }
@@ -59,6 +65,16 @@ export class DockerImageSource implements ImageSource {
       if (err instanceof RegistryError && (err.code === "ERR_DENIED" || (err.status === 404 && err.registryCode === undefined))) return [];
       throw err;
     }
+  }
+
+  /**
+   * Reads the signatures of the top-level manifest (or of the instance) from the lookaside
+   * storage (`ctx.docker.lookaside`); [] when none is configured.
+   */
+  async getSignatures(options: SignatureOptions = {}): Promise<Uint8Array[]> {
+    if (this.lookaside === undefined) return [];
+    const digest = options.instanceDigest ?? (await this.getManifest(undefined, options.signal)).digest;
+    return readLookasideSignatures(this.lookaside, this.reference.ref.path, digest, `${digest} of ${this.reference}`, options.signal);
   }
 
   /** Closes the registry connections. */

@@ -13,18 +13,21 @@ import { InflightWrites } from "../../layout/files.js";
 import { addIndexEntry, OciLayout } from "../../layout/layout.js";
 import { type Descriptor, Manifest } from "../../manifest.js";
 import { MANIFEST_MEDIA_TYPES } from "../../mediatype.js";
-import type { DestinationCapabilities, ImageDestination, PutManifestOptions } from "../types.js";
+import { writeSignatureFiles } from "../signatures.js";
+import type { DestinationCapabilities, ImageDestination, PutManifestOptions, SignatureDestination, SignatureOptions } from "../types.js";
 import type { OciReference } from "./reference.js";
+import { ociSignaturePath } from "./signatures.js";
 
-/** What an OCI layout destination stores: every supported manifest type, indexes, concurrent blob writes. */
+/** What an OCI layout destination stores: every supported manifest type, indexes, signatures (see signatures.ts), concurrent blob writes. */
 export const OCI_DESTINATION_CAPABILITIES: DestinationCapabilities = {
   manifestMediaTypes: MANIFEST_MEDIA_TYPES,
   concurrentWrites: true,
   indexes: true,
+  signatures: true,
 };
 
-/** An {@link ImageDestination} that adds one image to an OCI layout. */
-export class OciImageDestination implements ImageDestination {
+/** An {@link ImageDestination} that adds one image to an OCI layout, with its signatures. */
+export class OciImageDestination implements ImageDestination, SignatureDestination {
   readonly reference: OciReference;
   readonly capabilities = OCI_DESTINATION_CAPABILITIES;
   /** The layout being written. */
@@ -33,6 +36,8 @@ export class OciImageDestination implements ImageDestination {
   /** Blobs (and manifests) this destination wrote: removed again if it closes without commit in a layout with no image yet. */
   private readonly written = new Set<Digest>();
   private readonly inflight = new InflightWrites();
+  /** Signatures to write at commit, by the digest of the manifest they sign. */
+  private readonly signatures = new Map<Digest, readonly Uint8Array[]>();
   private committed = false;
 
   private constructor(reference: OciReference, layout: OciLayout) {
@@ -86,9 +91,22 @@ export class OciImageDestination implements ImageDestination {
   }
 
   /**
+   * Keeps the signatures of the top-level manifest (or of the instance) for commit, which replaces
+   * that manifest's `signatures/<alg>/<hex>/signature-N` files with them. An empty list leaves the
+   * stored ones alone (other names in the layout may share the manifest).
+   */
+  async putSignatures(signatures: readonly Uint8Array[], options: SignatureOptions = {}): Promise<void> {
+    options.signal?.throwIfAborted();
+    const digest = options.instanceDigest === undefined ? this.topLevel?.digest : parseDigest(options.instanceDigest);
+    if (digest === undefined) throw new AirlockError("ERR_DESTINATION", `cannot store signatures in ${this.reference} before its manifest`);
+    if (signatures.length > 0) this.signatures.set(digest, [...signatures]);
+  }
+
+  /**
    * Adds the top-level manifest to index.json — named by the reference's name, which moves from
    * any entry that had it — under the layout's lock, after checking (under the same lock) that
-   * every blob and manifest it refers to is in the layout; index.json is replaced atomically.
+   * every blob and manifest it refers to is in the layout; index.json is replaced atomically. The
+   * signatures are written under the same lock, just before index.json.
    */
   async commit(signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
@@ -96,6 +114,9 @@ export class OciImageDestination implements ImageDestination {
     if (!top) throw new AirlockError("ERR_DESTINATION", `nothing to commit to ${this.reference}: no top-level manifest was written`);
     await this.layout.updateIndex(async (index) => {
       await this.layout.assertComplete(top, String(this.reference));
+      for (const [digest, signatures] of this.signatures) {
+        await writeSignatureFiles((n) => ociSignaturePath(this.layout.dir, digest, n), signatures, `${digest} in ${this.reference}`);
+      }
       return addIndexEntry(index, top.descriptor(), this.reference.name);
     });
     this.committed = true;

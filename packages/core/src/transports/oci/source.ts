@@ -9,11 +9,13 @@ import { AirlockError } from "../../errors.js";
 import { OciLayout, selectIndexEntry } from "../../layout/layout.js";
 import { type Descriptor, Manifest } from "../../manifest.js";
 import { isManifestMediaType } from "../../mediatype.js";
-import type { BlobReader, GetBlobOptions, ImageSource } from "../types.js";
+import { readSignatureFiles } from "../signatures.js";
+import type { BlobReader, GetBlobOptions, ImageSource, SignatureOptions, SignatureSource } from "../types.js";
 import type { OciReference } from "./reference.js";
+import { ociSignaturePath } from "./signatures.js";
 
-/** An {@link ImageSource} over one image of an OCI layout. */
-export class OciImageSource implements ImageSource {
+/** An {@link ImageSource} over one image of an OCI layout, with the signatures airlock keeps there (see signatures.ts). */
+export class OciImageSource implements ImageSource, SignatureSource {
   readonly reference: OciReference;
   /** The layout being read. */
   readonly layout: OciLayout;
@@ -55,6 +57,12 @@ export class OciImageSource implements ImageSource {
   /** Opens the blob `desc.digest` (from `options.offset`). ERR_BLOB_NOT_FOUND names the digest and the path. */
   getBlob(desc: Descriptor, options: GetBlobOptions = {}): Promise<BlobReader> {
     return this.layout.readBlob(desc.digest, options);
+  }
+
+  /** Reads `signatures/<alg>/<hex>/signature-1…` of the image's manifest (or of the instance) until one is missing. */
+  getSignatures(options: SignatureOptions = {}): Promise<Uint8Array[]> {
+    const digest = options.instanceDigest === undefined ? this.descriptor.digest : parseDigest(options.instanceDigest);
+    return readSignatureFiles((n) => ociSignaturePath(this.layout.dir, digest, n), `${digest} of ${this.reference}`, options.signal);
   }
 
   /** Nothing to release: every read opens and closes its own file. */
