@@ -6,8 +6,9 @@ import { dirTransport } from "./dir/transport.js";
 import { dockerTransport } from "./docker/transport.js";
 import { registerTransport } from "./index.js";
 import { ociTransport } from "./oci/transport.js";
+import { ociArchiveTransport } from "./oci-archive/transport.js";
 
 // Each transport folder exports its Transport object from transport.ts; register it here.
-const builtins: Parameters<typeof registerTransport>[0][] = [ociTransport, dirTransport, dockerTransport];
+const builtins: Parameters<typeof registerTransport>[0][] = [ociTransport, dirTransport, dockerTransport, ociArchiveTransport];
 
 for (const t of builtins) registerTransport(t);
