@@ -3,12 +3,13 @@
  * calling `parseImageName`.
  */
 import { dirTransport } from "./dir/transport.js";
+import { dockerArchiveTransport } from "./docker-archive/transport.js";
 import { dockerTransport } from "./docker/transport.js";
 import { registerTransport } from "./index.js";
 import { ociTransport } from "./oci/transport.js";
 import { ociArchiveTransport } from "./oci-archive/transport.js";
 
 // Each transport folder exports its Transport object from transport.ts; register it here.
-const builtins: Parameters<typeof registerTransport>[0][] = [ociTransport, dirTransport, dockerTransport, ociArchiveTransport];
+const builtins: Parameters<typeof registerTransport>[0][] = [ociTransport, dirTransport, dockerTransport, ociArchiveTransport, dockerArchiveTransport];
 
 for (const t of builtins) registerTransport(t);
