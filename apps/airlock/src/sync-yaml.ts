@@ -234,9 +234,11 @@ function readFilters(c: YamlChecker, reg: SyncYamlRegistry, section: "images-by-
     const v = c.deref(value);
     if (v !== null && isMap(v)) {
       const e = c.mapping(v, path, [field, "destination"]);
-      exprNode = e ? (c.require(e, field, v, path)?.value ?? null) : null;
       const d = e?.get("destination");
       if (d) destination = destinationOf(c, d.value, `${path}.destination`);
+      const x = e ? c.require(e, field, v, path) : undefined;
+      if (!x) continue;
+      exprNode = x.value;
     }
     const expr = scalarText(c, exprNode, section === "images-by-tag-regex" ? path : `${path} (a constraint such as ">= 3.12.0")`);
     if (expr === undefined) continue;
