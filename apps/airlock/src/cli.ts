@@ -11,6 +11,7 @@ import { registerLogin } from "./commands/login.js";
 import { registerInspect } from "./commands/inspect.js";
 import { registerManifestDigest } from "./commands/manifest-digest.js";
 import { registerServe } from "./commands/serve.js";
+import { registerStandalone } from "./commands/standalone.js";
 import { registerSync } from "./commands/sync.js";
 import { type CliContext, defaultContext, type GlobalOptions } from "./context.js";
 import { EXIT_ERROR, EXIT_OK, exitCodeFor, formatError, UsageError } from "./errors.js";
@@ -29,7 +30,9 @@ export function buildProgram(cli: CliContext): Command {
     .option("--override-variant <variant>", "use VARIANT when choosing an image from an index")
     .option("--tmpdir <dir>", "directory for large temporary files")
     .option("--command-timeout <duration>", "give up after this long, e.g. 10m", parseDuration)
-    .option("--insecure-policy", "accepted for skopeo compatibility (airlock does not enforce a signature policy yet)")
+    .option("--policy <path>", "trust policy (policy.json) to enforce instead of the default one ($CONTAINERS_POLICY_JSON, ~/.config/containers/policy.json, /etc/containers/policy.json)")
+    .option("--insecure-policy", "accept every image: read no trust policy")
+    .option("--registries.d <dir>", "registries.d directory: where registry images keep signatures (lookaside storage)")
     .showHelpAfterError("(run with --help for usage)")
     .configureOutput({
       writeOut: (s) => cli.stdout.write(s),
@@ -44,9 +47,13 @@ Image names are TRANSPORT:REFERENCE, as in skopeo:
   oci:PATH[:NAME]                           an OCI image layout directory (NAME = org.opencontainers.image.ref.name)
   dir:PATH                                  skopeo's directory layout
 
+Trust policy: with neither --policy nor --insecure-policy, airlock enforces the default policy.json;
+when no policy file exists anywhere, it accepts every image (skopeo would fail).
+
 Exit status: 0 ok, 1 error, 2 image not found.`,
   );
   for (const register of [registerCopy, registerInspect, registerManifestDigest, registerListTags, registerDelete, registerLogin, registerServe, registerBundle, registerSync]) register(program, cli);
+  registerStandalone(program, cli);
   for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: (s) => cli.stdout.write(s), writeErr: (s) => cli.stderr.write(s) });
   return program;
 }

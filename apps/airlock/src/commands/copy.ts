@@ -2,11 +2,12 @@
  * `airlock copy SOURCE-IMAGE DESTINATION-IMAGE`, with skopeo copy's flags.
  */
 import { writeFile } from "node:fs/promises";
-import { copyImage, type MultiArch, parseImageName } from "@airlock/core";
+import { AirlockError, copyImage, DockerImageReference, DockerReference, type ImageReference, type MultiArch, parseImageName, type SystemContext } from "@airlock/core";
 import { type Command, Option } from "commander";
 import type { CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
 import { addDockerFlags, addRetryFlags, parseCount, platformFrom, systemContextFrom } from "../flags.js";
+import { configuredLookasideStaging, loadRegistriesD, loadTrustPolicy, lookasideForReading, lookasideHint, keyFileSigner, policyChecker, type RegistriesD } from "../signing/index.js";
 
 /** Registers the `copy` verb. */
 export function registerCopy(program: Command, cli: CliContext): void {
@@ -21,7 +22,10 @@ export function registerCopy(program: Command, cli: CliContext): void {
     .option("--preserve-digests", "fail instead of changing any digest")
     .option("--digestfile <path>", "write the digest of the copied manifest to this file")
     .option("--image-parallel-copies <n>", "blobs copied at once (default 6)", (v) => parseCount(v, "--image-parallel-copies"))
-    .option("--remove-signatures", "do not copy signatures (airlock does not copy signatures yet)")
+    .option("--remove-signatures", "do not copy the source's signatures")
+    .option("--sign-by-key <file>", "sign the copied image with this secret OpenPGP key file (gpg --export-secret-keys --armor KEY)")
+    .option("--sign-passphrase-file <file>", "read the passphrase of the --sign-by-key key from the first line of this file")
+    .option("--sign-identity <reference>", "the identity to sign, a fully-qualified HOST/REPOSITORY[:TAG] (default: the destination's Docker reference)")
     .option("-q, --quiet", "print no progress")
     .option("--json", "print progress as NDJSON events on stderr");
   addDockerFlags(cmd, "src-");
@@ -35,6 +39,11 @@ Examples:
   airlock copy --all oci:./layout:app docker://127.0.0.1:5000/app:1.0
   airlock copy --dest-tls-verify=false dir:./app docker://registry.lan:5000/app:1.0
 
+Signatures: those of the source are copied (unless --remove-signatures) and --sign-by-key adds one;
+dir: keeps them as signature-N files, oci: under signatures/<alg>/<hex>/ in the layout, docker://
+in the lookaside storage configured by registries.d (--registries.d DIR). The trust policy
+(--policy FILE, else the default policy.json) is checked before any blob is read.
+
 Progress goes to stderr (bars on a terminal, plain lines in CI, NDJSON with --json).
 Exit status: 0 ok, 1 error, 2 the source image was not found.`,
   );
@@ -44,11 +53,15 @@ Exit status: 0 ok, 1 error, 2 the source image was not found.`,
     const multiArch: MultiArch = opts.all ? "all" : ((opts.multiArch as MultiArch | undefined) ?? "system");
     const src = parseImageName(srcName);
     const dst = parseImageName(dstName);
+    const sourceContext = systemContextFrom(opts, "src-", globals as Record<string, unknown>);
+    const destinationContext = systemContextFrom(opts, "dest-", globals as Record<string, unknown>);
+    const signing = await prepareSignatures(src, dst, sourceContext, destinationContext, opts, globals as Record<string, unknown>);
     const progress = cli.progress({ json: opts.json as boolean, quiet: opts.quiet as boolean });
     try {
       const result = await copyImage(src, dst, {
-        sourceContext: systemContextFrom(opts, "src-", globals as Record<string, unknown>),
-        destinationContext: systemContextFrom(opts, "dest-", globals as Record<string, unknown>),
+        ...signing,
+        sourceContext,
+        destinationContext,
         multiArch,
         platform: platformFrom(globals as Record<string, unknown>),
         preserveDigests: opts.preserveDigests === true,
@@ -61,4 +74,74 @@ Exit status: 0 ok, 1 error, 2 the source image was not found.`,
       progress.stop();
     }
   });
+}
+
+/** The signature and trust-policy options of a copy (see CopyOptions), from the flags. */
+interface SignatureOptions {
+  removeSignatures: boolean;
+  checkPolicy?: ReturnType<typeof policyChecker>;
+  sign?: (manifest: Uint8Array, dockerReference: string) => Promise<Uint8Array>;
+  signIdentity?: string;
+}
+
+/**
+ * Reads the trust policy, registries.d (lookaside locations of registry images, set on the
+ * contexts) and the signing key — everything that can be wrong about signatures is found here,
+ * before the copy reads any blob.
+ */
+async function prepareSignatures(
+  src: ImageReference,
+  dst: ImageReference,
+  sourceContext: SystemContext,
+  destinationContext: SystemContext,
+  opts: Record<string, unknown>,
+  globals: Record<string, unknown>,
+): Promise<SignatureOptions> {
+  const keyFile = opts.signByKey as string | undefined;
+  const passphraseFile = opts.signPassphraseFile as string | undefined;
+  const identity = opts.signIdentity as string | undefined;
+  if (keyFile === undefined && (passphraseFile !== undefined || identity !== undefined)) {
+    throw new UsageError("--sign-passphrase-file and --sign-identity need --sign-by-key FILE");
+  }
+  if (identity !== undefined) checkSignIdentity(identity);
+  if (keyFile !== undefined && identity === undefined && dst.dockerReference() === undefined) {
+    throw new UsageError(`${dst} has no Docker reference to sign: name the identity with --sign-identity HOST/REPOSITORY:TAG`);
+  }
+  const options: SignatureOptions = { removeSignatures: opts.removeSignatures === true };
+  const trust = await loadTrustPolicy({ policy: globals.policy as string | undefined, insecurePolicy: globals.insecurePolicy === true });
+  if (trust) options.checkPolicy = policyChecker(trust);
+
+  let registries: RegistriesD | undefined;
+  const registriesD = async () => {
+    registries ??= await loadRegistriesD(globals["registries.d"] as string | undefined);
+    return registries;
+  };
+  if (src instanceof DockerImageReference) {
+    sourceContext.docker = { ...sourceContext.docker, lookaside: lookasideForReading((await registriesD()).config, src.ref) };
+  }
+  if (dst instanceof DockerImageReference) {
+    const { config, dir } = await registriesD();
+    const staging = configuredLookasideStaging(config, dst.ref);
+    if (staging !== undefined) destinationContext.docker = { ...destinationContext.docker, lookasideStaging: staging };
+    if (keyFile !== undefined && (staging === undefined || !staging.startsWith("file:"))) {
+      const why = staging === undefined ? `no lookaside storage is configured for ${dst.ref.name} in ${dir}` : `its lookaside storage ${staging} is not a file:// location airlock can write`;
+      throw new AirlockError("ERR_UNSUPPORTED", `cannot sign the image pushed to ${dst}: ${why}; ${lookasideHint(dst.ref, dir)}`);
+    }
+  }
+  if (keyFile !== undefined) {
+    options.sign = await keyFileSigner({ keyFile, keyFlag: "--sign-by-key", passphraseFlag: "--sign-passphrase-file", ...(passphraseFile === undefined ? {} : { passphraseFile }) });
+    if (identity !== undefined) options.signIdentity = identity;
+  }
+  return options;
+}
+
+/** Checks --sign-identity as containers/image does: a fully-qualified (canonical) Docker reference. */
+function checkSignIdentity(identity: string): void {
+  let canonical: string;
+  try {
+    canonical = DockerReference.parse(identity).toString();
+  } catch (err) {
+    throw new UsageError(`--sign-identity ${JSON.stringify(identity)} is not a Docker reference: ${(err as Error).message}`);
+  }
+  if (canonical !== identity) throw new UsageError(`--sign-identity must be fully qualified: write ${canonical}, not ${identity}`);
 }
