@@ -443,6 +443,23 @@ Each holds one image named \`bad\` (OCI manifest, linux/amd64, 2 gzip layers, e.
 | layout | fault | digest of the faulty blob |
 |---|---|---|
 ${bad.join("\n")}
+
+## Where image signatures are kept
+
+The committed fixtures carry no signatures (tests sign with \`fixtures/keys\` at run time), but the
+same layouts hold them when airlock copies a signed image or signs one (\`airlock copy --sign-by-key\`).
+Signatures are containers-signature(5) "simple signing" blobs (binary OpenPGP signed messages),
+stored as opaque files numbered from 1 and read until the first missing number:
+
+| where | files | who else reads them |
+|---|---|---|
+| \`dir:\` | \`signature-1\`, \`signature-2\`, … for the top-level manifest; \`<hex>.signature-N\` for an image an index lists | skopeo, podman (the \`dir:\` layout's own files) |
+| \`docker://\` | lookaside storage per registries.d(5): \`BASE/REPOSITORY@sha256=<hex>/signature-N\`, written to \`lookaside-staging\` (a \`file://\` URL), read from \`lookaside\` | skopeo, podman, CRI-O with the same registries.d |
+| \`oci:\` | \`signatures/<alg>/<hex>/signature-N\` in the layout directory, keyed by the digest of the manifest signed (the top-level one, or an index's image) | airlock only: skopeo 1.9.3 stores no signatures in \`oci:\`; other tools ignore the directory (it is outside \`blobs/\` and \`index.json\`) |
+
+A signature names its image inside its payload, so one set per manifest digest serves every
+\`index.json\` name that points at that manifest. Copying into \`oci:\` replaces that digest's set with
+the one copied (none given: the stored ones stay); copying into \`dir:\` leaves exactly the copied ones.
 `;
 }
 
