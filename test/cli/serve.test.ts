@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -61,6 +61,27 @@ describe("airlock serve", () => {
     expect(push.code).toBe(1);
     expect(push.stderr).toMatch(/denied|read-only|not allowed/i);
     child.kill("SIGTERM");
+  });
+
+  it("podman pulls from it (rootful, vfs storage), from a store and straight from a bundle, same digests", async () => {
+    const storage = mkdtempSync(join(tmp, "podman-"));
+    const podman = async (...args: string[]) =>
+      (await promisify(execFile)("podman", ["--root", join(storage, "root"), "--runroot", join(storage, "run"), "--storage-driver", "vfs", ...args], { encoding: "utf8" })).stdout;
+    const store = await startServe(["--root", join(FIX, "oci"), "--read-only"]);
+    await podman("pull", "-q", "--tls-verify=false", `${store.host}/multi:latest`);
+    const layout = join(tmp, "bundle-src");
+    expect((await runCli(["copy", "-q", `oci:${FIX}/oci:base-a`, `oci:${layout}:example.com/base-a:1`])).code).toBe(0);
+    const bundle = join(tmp, "podman.tar");
+    const images = join(tmp, "podman.yaml");
+    writeFileSync(images, `version: 1\nimages:\n  - source: oci:${layout}:example.com/base-a:1\n    as: example/base-a:1\n`);
+    expect((await runCli(["export", "-q", "-f", images, "-o", bundle])).code).toBe(0);
+    const served = await startServe([bundle]);
+    await podman("pull", "-q", "--tls-verify=false", `${served.host}/example/base-a:1`);
+    const listed = await podman("images", "--digests", "--format", "{{.Repository}}:{{.Tag}} {{.Digest}}");
+    expect(listed).toContain(`${store.host}/multi:latest ${MULTI}`);
+    expect(listed).toContain(`${served.host}/example/base-a:1 sha256:ec3bbc6cac42279c72c4dab2711918c31ef1fb8917d7e95190983ad50a18776b`);
+    store.child.kill("SIGTERM");
+    served.child.kill("SIGTERM");
   });
 
   it("refuses contradictory options with one line", async () => {
