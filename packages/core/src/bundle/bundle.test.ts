@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
+import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeImage, makeIndex, MemoryStore } from "../../../../test/support/memory-transport.js";
@@ -288,6 +289,49 @@ describe("nothing half-done looks done", () => {
     expect(existsSync(journalFileName(out))).toBe(false);
     const report = await verifyBundle(out);
     expect(report.problems).toEqual([]);
+  });
+
+  it("retries a download cut short, and the checksums match the files, not the bytes of the failed attempt", async () => {
+    const store = new MemoryStore();
+    const big = Buffer.alloc(3 * 1024 * 1024);
+    for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i * 2654435761) >>> 0, i);
+    const m = makeImage(store, { layers: [big, Buffer.alloc(5000, 9)], name: "app" });
+    const ref = store.ref("app");
+    let cut = 0;
+    const flaky: ImageReference = {
+      transport: ref.transport,
+      toString: () => ref.toString(),
+      dockerReference: () => undefined,
+      newDestination: () => ref.newDestination(),
+      newSource: async () => {
+        const src = await ref.newSource();
+        return {
+          reference: src.reference,
+          getManifest: (d) => src.getManifest(d),
+          close: () => src.close(),
+          getBlob: async (desc) => {
+            const data = store.blobs.get(desc.digest) as Buffer;
+            if (desc.digest === m.image.layers[0]?.digest && cut++ === 0) {
+              // Two MiB of garbage arrive (a broken proxy), then the connection drops.
+              const stream = new Readable({ read() {} });
+              stream.push(Buffer.alloc(1024 * 1024, 0x55));
+              stream.push(Buffer.alloc(1024 * 1024, 0xaa));
+              setTimeout(() => stream.destroy(new AirlockError("ERR_NETWORK", "connection reset", { retryable: true })), 20);
+              return { stream, size: desc.size };
+            }
+            return { stream: Readable.from([data]), size: desc.size };
+          },
+        };
+      },
+    };
+    const out = scratch("retry.tar");
+    const events: BundleEvent[] = [];
+    const r = await exportBundle([{ source: flaky, name: "app" }], out, { onProgress: (e) => events.push(e) });
+    expect(cut).toBe(2);
+    expect(events.some((e) => e.type === "warning" && /retrying/.test(e.message))).toBe(true);
+    expect(execFileSync("sha256sum", ["-c", checksumFileName(out)], { cwd: tmp, encoding: "utf8" })).toContain(": OK");
+    expect((await verifyBundle(out)).problems).toEqual([]);
+    expect(r.blobsWritten).toBe(3);
   });
 
   it("starts over when the journal belongs to another plan", async () => {

@@ -42,6 +42,7 @@ import {
 } from "./format.js";
 import { type BundlePlan, type LayoutItem, type PlannedEntry, padJson, planLayout, volumeDescriptionBytes } from "./plan.js";
 import { type PlatformSelection, type ResolvedImage, resolveImage } from "./resolve.js";
+import { VolumeHasher } from "./hasher.js";
 import { END_OF_ARCHIVE_SIZE, paddedSize } from "./tar.js";
 import { VolumeFiles } from "./volumes.js";
 import { checkBlobData, Journal, type JournalData, WRITE_CHUNK_SIZE, writeBlobData } from "./writer.js";
@@ -165,7 +166,7 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
   const sources: ImageSource[] = [];
   try {
     // 1. Every manifest, before any blob.
-    const resolveLimit = limiter(8);
+    const resolveLimit = limiter(16);
     const resolved = await Promise.all(
       images.map((img) =>
         resolveLimit(async () => {
@@ -210,7 +211,8 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
       { path: OCI_LAYOUT_PATH, size: OCI_LAYOUT_CONTENT.length, kind: "file", digest: digestOf(OCI_LAYOUT_CONTENT) },
       { path: INDEX_PATH, size: indexBytes.length, kind: "file", digest: digestOf(indexBytes) },
       ...[...manifests.values()].map((m): LayoutItem => ({ path: blobPath(m.digest), size: m.bytes.length, kind: "manifest", digest: m.digest })),
-      ...[...blobs.values()].map(({ desc }): LayoutItem => ({ path: blobPath(desc.digest), size: desc.size, kind: "blob", digest: desc.digest })),
+      // Largest first, the order they are downloaded in, so the volume checksums can follow the downloads.
+      ...[...blobs.values()].sort((a, b) => b.desc.size - a.desc.size).map(({ desc }): LayoutItem => ({ path: blobPath(desc.digest), size: desc.size, kind: "blob", digest: desc.digest })),
     ];
 
     // 3. The plan, and whether a partial bundle of the same plan can be resumed.
@@ -276,19 +278,22 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
     await fs.mkdir(dirname(resolve(out)), { recursive: true });
     if (!resumed) await fs.rm(journalPath, { force: true });
     await checkFreeSpace(out, plan.size, resumed ? partials : []);
-    const files = await VolumeFiles.open(plan.volumes, partials, resumed ? "r+" : "w");
+    const files = await VolumeFiles.open(plan.volumes, partials, resumed ? "r+" : "w+");
     const journal = new Journal(journalPath, resumed && previous ? { ...previous, done: [] } : ({ version: 1, plan: planKey, bundle: bundleId, created, done: [] } satisfies JournalData));
     const doneBefore = new Set<string>(resumed && previous ? previous.done : []);
-    const sums: string[] = [];
+    let sums: string[] = [];
+    const hasher = new VolumeHasher(plan, files);
+    const background = new BackgroundSync(files);
     try {
       journal.save();
       await writeSmallEntries(files, plan, bundleId, indexBytes, manifests);
+      for (const e of plan.entries) if (e.kind !== "blob" && e.kind !== "metadata") hasher.written(e);
       for (const { r } of resolved) for (const m of r.manifests) onProgress?.({ type: "manifest", image: r.name, digest: m.digest, mediaType: m.mediaType, topLevel: m === r.top });
 
       const entryByPath = new Map(plan.entries.map((e) => [e.path, e]));
       const tasks: BlobTask[] = [...blobs.values()].map((b) => ({ ...b, entry: entryByPath.get(blobPath(b.desc.digest)) as PlannedEntry }));
-      // Largest first: the longest downloads start early and the small ones fill in around them.
-      tasks.sort((a, b) => b.desc.size - a.desc.size);
+      // Largest first (as in the archive): the longest downloads start early, the small ones fill in around them.
+      tasks.sort((a, b) => a.entry.headerOffset - b.entry.headerOffset);
       const remainingPerImage = new Map<string, number>();
       for (const { r } of resolved) remainingPerImage.set(r.name, new Set(r.blobs.map((d) => d.digest)).size);
       const imagesOf = new Map<string, string[]>();
@@ -319,13 +324,15 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
               const d = t.desc.digest;
               if (doneBefore.has(d) && (await checkBlobData(files, t.entry, d))) {
                 result.blobsResumed++;
+                hasher.written(t.entry);
                 journal.markDone(d);
                 onProgress?.({ type: "blob-skipped", image: t.image, digest: d, size: t.desc.size, reason: "already in the partial bundle" });
                 blobDone(d);
                 return;
               }
-              await downloadBlob(files, t, inner.signal, options);
+              await downloadBlob(files, t, inner.signal, options, hasher, background);
               await files.write(t.entry.header, 0, t.entry.header.length, t.entry.headerOffset);
+              hasher.written(t.entry);
               journal.markDone(d);
               result.blobsWritten++;
               result.bytesWritten += t.desc.size;
@@ -345,18 +352,22 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
 
       // 5. Finish: checksums of the volumes before bundle.json, bundle.json, end of archive, the rest.
       const meta = plan.entries.find((e) => e.kind === "metadata") as PlannedEntry;
-      for (const v of plan.volumes) {
-        if (v.offset + v.size > meta.headerOffset) break;
-        sums.push(await sha256File(partials[v.number] as string, signal));
-      }
+      await hasher.reach(meta.headerOffset);
+      const before = plan.volumes.filter((v) => v.offset + v.size <= meta.headerOffset);
+      sums = hasher.valid ? before.map((v) => hasher.sums[v.number] as string) : await Promise.all(before.map((v) => sha256File(partials[v.number] as string, signal)));
       const metadata = buildMetadata(metaBase(), manifests, blobs, plan, paths, sums);
       const metaBytes = padJson(JSON.stringify(metadata, null, 2), metadataReserve, BUNDLE_METADATA_PATH);
       await files.write(entryBytes(meta, metaBytes), 0, meta.header.length + paddedSize(meta.size), meta.headerOffset);
+      hasher.written(meta);
       await files.write(Buffer.alloc(END_OF_ARCHIVE_SIZE), 0, END_OF_ARCHIVE_SIZE, plan.endOffset);
-      for (let i = sums.length; i < plan.volumes.length; i++) sums.push(await sha256File(partials[i] as string, signal));
+      hasher.endWritten();
+      await hasher.reach(plan.size);
+      for (let i = sums.length; i < plan.volumes.length; i++) sums.push(hasher.valid ? (hasher.sums[i] as string) : await sha256File(partials[i] as string, signal));
+      await background.idle();
       await checkSizes(plan, partials);
       await files.sync();
     } catch (err) {
+      await background.idle();
       await files.close();
       await journal.flush();
       throw explainFailure(err, out, partials, journalPath);
@@ -508,11 +519,12 @@ async function writeSmallEntries(files: VolumeFiles, plan: BundlePlan, bundleId:
   await flush();
 }
 
-async function downloadBlob(files: VolumeFiles, t: BlobTask, signal: AbortSignal, options: ExportOptions): Promise<void> {
+async function downloadBlob(files: VolumeFiles, t: BlobTask, signal: AbortSignal, options: ExportOptions, hasher: VolumeHasher, background: BackgroundSync): Promise<void> {
   const { onProgress } = options;
   const d = t.desc.digest;
   const interval = options.progressIntervalMs ?? 500;
   for (let attempt = 1; ; attempt++) {
+    if (attempt > 1) hasher.blobRestart(t.entry);
     onProgress?.({ type: "blob-start", image: t.image, digest: d, size: t.desc.size, mediaType: t.desc.mediaType });
     let last = 0;
     try {
@@ -520,6 +532,10 @@ async function downloadBlob(files: VolumeFiles, t: BlobTask, signal: AbortSignal
       await writeBlobData(files, t.entry, d, stream, {
         signal,
         what: `blob ${d} of ${t.src.reference}`,
+        onWritten: (pos, buf, n) => {
+          hasher.blobWrite(t.entry, pos, buf, n);
+          background.add(n);
+        },
         onBytes: (bytes) => {
           const now = Date.now();
           if (onProgress && now - last >= interval) {
@@ -533,6 +549,40 @@ async function downloadBlob(files: VolumeFiles, t: BlobTask, signal: AbortSignal
       if (!(isAirlockError(err) && err.retryable) || attempt >= 3 || signal.aborted) throw err;
       onProgress?.({ type: "warning", image: t.image, message: `blob ${d}: ${err.message}; retrying (${attempt}/2)` });
     }
+  }
+}
+
+/**
+ * Flushes the volume files to disk in the background every so many bytes written, so that the
+ * final fsync has little left to do (the disk works while the network does).
+ */
+class BackgroundSync {
+  private readonly files: VolumeFiles;
+  private readonly every: number;
+  private since = 0;
+  private running: Promise<void> | undefined;
+
+  constructor(files: VolumeFiles, every = 128 * 1024 * 1024) {
+    this.files = files;
+    this.every = every;
+  }
+
+  /** Counts `n` bytes written; starts a sync when enough accumulated and none is running. */
+  add(n: number): void {
+    this.since += n;
+    if (this.since < this.every || this.running) return;
+    this.since = 0;
+    this.running = this.files
+      .sync()
+      .catch(() => {}) // the final sync reports errors
+      .finally(() => {
+        this.running = undefined;
+      });
+  }
+
+  /** Waits for a running sync. */
+  async idle(): Promise<void> {
+    await this.running;
   }
 }
 

@@ -132,22 +132,27 @@ export async function importBundle(path: string | string[], options: ImportOptio
       return result;
     }
 
-    // 2. Destinations, what they already hold, then every blob.
-    for (const w of work) {
-      signal?.throwIfAborted();
-      const dest = await w.ref.newDestination(options.ctx);
-      w.dest = dest;
-      for (const m of w.manifests) {
-        if (!dest.capabilities.manifestMediaTypes.includes(m.mediaType)) {
-          throw new AirlockError("ERR_UNSUPPORTED", `${w.ref} does not accept ${m.mediaType} manifests (image ${w.name}), and airlock does not convert manifest formats; import into another destination`);
-        }
-      }
-      if (w.top.isIndex && !dest.capabilities.indexes) {
-        throw new AirlockError("ERR_UNSUPPORTED", `${w.ref} cannot store a multi-arch index (image ${w.name}); import into a registry or an oci: layout`);
-      }
-      w.present = (await Promise.all(w.manifests.map((m) => dest.hasManifest(m.digest, signal)))).every(Boolean);
-      onProgress?.({ type: "image-start", image: w.name, digest: w.top.digest, blobs: w.blobs.length, bytes: sum(w.blobs) });
-    }
+    // 2. Destinations and what they already hold (all images at once: these are small requests), then every blob.
+    const open = limiter(16);
+    await settleAll(
+      work.map((w) =>
+        open(async () => {
+          signal?.throwIfAborted();
+          const dest = await w.ref.newDestination(options.ctx);
+          w.dest = dest;
+          for (const m of w.manifests) {
+            if (!dest.capabilities.manifestMediaTypes.includes(m.mediaType)) {
+              throw new AirlockError("ERR_UNSUPPORTED", `${w.ref} does not accept ${m.mediaType} manifests (image ${w.name}), and airlock does not convert manifest formats; import into another destination`);
+            }
+          }
+          if (w.top.isIndex && !dest.capabilities.indexes) {
+            throw new AirlockError("ERR_UNSUPPORTED", `${w.ref} cannot store a multi-arch index (image ${w.name}); import into a registry or an oci: layout`);
+          }
+          w.present = (await Promise.all(w.manifests.map((m) => dest.hasManifest(m.digest, signal)))).every(Boolean);
+          onProgress?.({ type: "image-start", image: w.name, digest: w.top.digest, blobs: w.blobs.length, bytes: sum(w.blobs) });
+        }),
+      ),
+    );
     const inner = new AbortController();
     setMaxListeners(0, inner.signal); // one listener per blob in flight
     const onOuterAbort = () => inner.abort(signal?.reason);
@@ -187,20 +192,25 @@ export async function importBundle(path: string | string[], options: ImportOptio
     if (firstError !== undefined) throw firstError;
     signal?.throwIfAborted();
 
-    // 3. Manifests, children first, the top-level one last; then the tag.
-    for (const w of work) {
-      const dest = w.dest as ImageDestination;
-      for (const m of w.manifests) {
-        const topLevel = m === w.top;
-        if (!topLevel && (await dest.hasManifest(m.digest, signal))) continue;
-        await dest.putManifest(m, { topLevel, signal });
-        result.manifestsPushed++;
-        onProgress?.({ type: "manifest", image: w.name, digest: m.digest, mediaType: m.mediaType, topLevel });
-      }
-      await dest.commit(signal);
-      result.images.push({ name: w.name, destination: w.ref.toString(), digest: w.top.digest, mediaType: w.top.mediaType, status: w.present ? "present" : "pushed", blobs: w.blobs.length, bytes: sum(w.blobs) });
-      onProgress?.({ type: "image-done", image: w.name, digest: w.top.digest });
-    }
+    // 3. Manifests, children first, the top-level one last; then the tag. Images in parallel.
+    const done = await settleAll(
+      work.map((w) =>
+        open(async (): Promise<ImportedImage> => {
+          const dest = w.dest as ImageDestination;
+          for (const m of w.manifests) {
+            const topLevel = m === w.top;
+            if (!topLevel && (w.present || (await dest.hasManifest(m.digest, signal)))) continue;
+            await dest.putManifest(m, { topLevel, signal });
+            result.manifestsPushed++;
+            onProgress?.({ type: "manifest", image: w.name, digest: m.digest, mediaType: m.mediaType, topLevel });
+          }
+          await dest.commit(signal);
+          onProgress?.({ type: "image-done", image: w.name, digest: w.top.digest });
+          return { name: w.name, destination: w.ref.toString(), digest: w.top.digest, mediaType: w.top.mediaType, status: w.present ? "present" : "pushed", blobs: w.blobs.length, bytes: sum(w.blobs) };
+        }),
+      ),
+    );
+    result.images = done;
     result.durationMs = Date.now() - started;
     return result;
   } finally {
@@ -272,6 +282,14 @@ function refuse(reader: BundleReader, name: string, err: unknown): AirlockError 
   const missing = reader.missingVolumes();
   const hint = missing.length > 0 ? ` (missing volume${missing.length > 1 ? "s" : ""}: ${missing.join(", ")})` : "";
   return new AirlockError(e.code, `bundle ${reader.path}, image ${name}: ${e.message}${hint}; nothing was imported — run airlock verify for the full list of faults`, { cause: err });
+}
+
+/** Like Promise.all, but waits for every promise to settle before rejecting with the first error. */
+async function settleAll<T>(promises: Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
 }
 
 function sum(blobs: Descriptor[]): number {

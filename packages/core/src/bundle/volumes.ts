@@ -24,10 +24,10 @@ export class VolumeFiles {
   }
 
   /**
-   * Opens one file per extent: `w` creates or truncates them, `r+` opens existing files for
-   * writing without truncating (resume), `r` for reading.
+   * Opens one file per extent: `w+` creates or truncates them, `r+` opens existing files without
+   * truncating (resume) — both for reading and writing — and `r` for reading only.
    */
-  static async open(extents: readonly VolumeExtent[], paths: readonly string[], flags: "w" | "r+" | "r"): Promise<VolumeFiles> {
+  static async open(extents: readonly VolumeExtent[], paths: readonly string[], flags: "w+" | "r+" | "r"): Promise<VolumeFiles> {
     const handles: FileHandle[] = [];
     try {
       for (const p of paths) handles.push(await open(p, flags, 0o644));

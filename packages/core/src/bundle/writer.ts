@@ -20,6 +20,11 @@ export interface WriteBlobOptions {
   signal?: AbortSignal | undefined;
   /** Called with the running byte count after every write. */
   onBytes?: ((bytes: number) => void) | undefined;
+  /**
+   * Called when each write completes, in order, with its logical position and bytes — before the
+   * buffer is reused (the volume hasher follows the download this way).
+   */
+  onWritten?: ((pos: number, buf: Buffer, n: number) => void) | undefined;
   /** Names the blob in error messages, e.g. "blob sha256:… of docker://…". */
   what: string;
 }
@@ -31,7 +36,7 @@ export interface WriteBlobOptions {
  * is not written: the caller writes it once the data is verified.
  */
 export async function writeBlobData(files: VolumeFiles, entry: PlannedEntry, digest: Digest, stream: Readable, options: WriteBlobOptions): Promise<void> {
-  const { signal, onBytes, what } = options;
+  const { signal, onBytes, onWritten, what } = options;
   const size = entry.size;
   const digester = new Digester(digestAlgorithm(digest));
   let pos = entry.dataOffset;
@@ -51,7 +56,8 @@ export async function writeBlobData(files: VolumeFiles, entry: PlannedEntry, dig
       if (pendingPooled) pool.push(pendingPooled);
       pendingPooled = undefined;
     }
-    const write = files.write(b, 0, n, pos);
+    const at = pos;
+    const write = onWritten ? files.write(b, 0, n, at).then(() => onWritten(at, b, n)) : files.write(b, 0, n, at);
     write.catch(() => {}); // awaited by the next flush; this only keeps it from being "unhandled"
     pending = write;
     pendingPooled = pooled ? b : undefined;
@@ -63,29 +69,36 @@ export async function writeBlobData(files: VolumeFiles, entry: PlannedEntry, dig
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
     signal?.throwIfAborted();
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      digester.update(chunk);
-      if (digester.size > size) {
-        throw new AirlockError("ERR_SIZE_MISMATCH", `${what}: more than the expected ${size} bytes arrived; the source is corrupt or does not match its manifest`);
-      }
-      if (fill === 0 && chunk.length >= WRITE_CHUNK_SIZE) {
+    // Copies a chunk into the coalescing buffer from `off`; returns a promise when a full buffer
+    // had to be flushed first (the stream is paused meanwhile), else nothing.
+    const take = (chunk: Buffer, off: number): Promise<void> | undefined => {
+      if (off === 0 && fill === 0 && chunk.length >= WRITE_CHUNK_SIZE) {
         // A large chunk is written as it is, without a copy (the stream hands over its chunks).
-        await flush(chunk, chunk.length, false);
-        continue;
+        return flush(chunk, chunk.length, false);
       }
-      let off = 0;
       while (off < chunk.length) {
         const n = Math.min(chunk.length - off, buf.length - fill);
         chunk.copy(buf, fill, off, off + n);
         fill += n;
         off += n;
         if (fill === buf.length) {
-          await flush(buf, fill, true);
-          buf = nextBuffer();
-          fill = 0;
+          const rest = off;
+          return flush(buf, fill, true).then(() => {
+            buf = nextBuffer();
+            fill = 0;
+            return take(chunk, rest);
+          });
         }
       }
-    }
+      return undefined;
+    };
+    await eachChunk(stream, (chunk) => {
+      digester.update(chunk);
+      if (digester.size > size) {
+        throw new AirlockError("ERR_SIZE_MISMATCH", `${what}: more than the expected ${size} bytes arrived; the source is corrupt or does not match its manifest`);
+      }
+      return take(chunk, 0);
+    });
     signal?.throwIfAborted();
     if (digester.size !== size) {
       throw new AirlockError("ERR_SIZE_MISMATCH", `${what}: got ${digester.size} bytes, expected ${size}; the source is truncated or does not match its manifest`);
@@ -117,6 +130,64 @@ export async function writeBlobData(files: VolumeFiles, entry: PlannedEntry, dig
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
+}
+
+/**
+ * Feeds each chunk of `stream` to `onChunk` as it arrives — through 'data' events, so chunks are
+ * never concatenated (an async iterator's read() would copy them together) — pausing the stream
+ * while a promise `onChunk` returned is pending. Resolves when the stream ended and the last
+ * chunk was handled; rejects on the first error (the stream's or `onChunk`'s).
+ */
+export function eachChunk(stream: Readable, onChunk: (chunk: Buffer) => Promise<void> | undefined): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let done = false;
+    let inflight: Promise<void> | undefined;
+    const cleanup = () => {
+      stream.off("data", onData);
+      stream.off("end", onEnd);
+      stream.off("error", finish);
+      stream.off("close", onClose);
+    };
+    function finish(err?: unknown): void {
+      if (done) return;
+      done = true;
+      cleanup();
+      if (err === undefined) resolve();
+      else reject(err);
+    }
+    function onData(chunk: Buffer): void {
+      if (done) return;
+      let p: Promise<void> | undefined;
+      try {
+        p = onChunk(chunk);
+      } catch (err) {
+        finish(err);
+        return;
+      }
+      if (p) {
+        stream.pause();
+        inflight = p.then(
+          () => {
+            inflight = undefined;
+            if (!done) stream.resume();
+          },
+          (err: unknown) => finish(err),
+        );
+      }
+    }
+    function onEnd(): void {
+      if (inflight) inflight.then(() => finish(), finish);
+      else finish();
+    }
+    function onClose(): void {
+      // 'close' after 'end' is normal; before it, the stream was cut short without an error.
+      if (!stream.readableEnded) finish(new AirlockError("ERR_NETWORK", "the blob stream closed before its end", { retryable: true }));
+    }
+    stream.on("data", onData);
+    stream.once("end", onEnd);
+    stream.once("error", finish);
+    stream.once("close", onClose);
+  });
 }
 
 /**

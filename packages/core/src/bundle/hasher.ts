@@ -1,0 +1,218 @@
+/**
+ * Volume checksums computed while an export runs, instead of in a second pass at the end.
+ *
+ * A volume's sha256 must be computed in file order, but blobs are written in parallel and out of
+ * order. The hasher keeps a frontier: everything before it is hashed. Entries written in one go
+ * (descriptions, index.json, manifests, finished blobs) are read back from the page cache when the
+ * frontier reaches them. When the frontier reaches a blob that is still downloading, it catches up
+ * with what has been written and then follows the download live: each buffer is hashed as its
+ * write completes, before the buffer is reused. A blob's tar header, written only after its data
+ * is verified, is hashed from the plan (the exact bytes that will be written).
+ */
+import { createHash, type Hash } from "node:crypto";
+import { AirlockError } from "../errors.js";
+import { type BundlePlan, type PlannedEntry, volumeAt } from "./plan.js";
+import { END_OF_ARCHIVE_SIZE, paddedSize } from "./tar.js";
+import type { VolumeFiles } from "./volumes.js";
+import { WRITE_CHUNK_SIZE } from "./writer.js";
+
+interface Span {
+  start: number;
+  end: number;
+  /** The entry (absent for the end-of-archive marker). */
+  entry?: PlannedEntry;
+  /** Written completely (for a blob: data and header). */
+  done: boolean;
+  /** For a blob: bytes of data (and padding) written contiguously from its data offset. */
+  written: number;
+  /** For a blob: its header has been hashed (from the plan). */
+  headerHashed: boolean;
+  /** For a blob: the frontier follows its writes live. */
+  attached: boolean;
+}
+
+/** Hashes each volume of a planned bundle as its bytes are written. */
+export class VolumeHasher {
+  /** sha256 (hex) of each volume, set once the frontier passed its end. */
+  readonly sums: (string | undefined)[];
+  /** False when a retried blob made the sums untrustworthy (see {@link blobRestart}). */
+  valid = true;
+  private readonly plan: BundlePlan;
+  private readonly files: VolumeFiles;
+  private readonly spans: Span[];
+  private readonly byEntry = new Map<PlannedEntry, Span>();
+  private readonly hashes: Hash[];
+  private readonly buf = Buffer.allocUnsafe(WRITE_CHUNK_SIZE);
+  private frontier = 0;
+  private index = 0;
+  private running = false;
+  private failure: unknown;
+  private waiters: { pos: number; resolve: () => void; reject: (err: unknown) => void }[] = [];
+
+  constructor(plan: BundlePlan, files: VolumeFiles) {
+    this.plan = plan;
+    this.files = files;
+    this.hashes = plan.volumes.map(() => createHash("sha256"));
+    this.sums = plan.volumes.map(() => undefined);
+    this.spans = plan.entries.map((entry) => {
+      const s: Span = { start: entry.headerOffset, end: entry.dataOffset + paddedSize(entry.size), entry, done: false, written: 0, headerHashed: false, attached: false };
+      this.byEntry.set(entry, s);
+      return s;
+    });
+    this.spans.push({ start: plan.endOffset, end: plan.endOffset + END_OF_ARCHIVE_SIZE, done: false, written: 0, headerHashed: false, attached: false });
+  }
+
+  /** Records that `entry` (header, data and padding) is written. */
+  written(entry: PlannedEntry): void {
+    const s = this.span(entry);
+    s.done = true;
+    if (s.attached) {
+      // Whatever the live writes did not cover is read back.
+      s.attached = false;
+      if (this.frontier >= s.end && this.spans[this.index] === s) {
+        this.index++;
+        this.settle();
+      }
+    }
+    this.kick();
+  }
+
+  /** Records that the end-of-archive marker is written. */
+  endWritten(): void {
+    (this.spans.at(-1) as Span).done = true;
+    this.kick();
+  }
+
+  /**
+   * Records that `n` bytes of blob `entry`'s data region were written at logical position `pos`
+   * from `buf` — called when the write completes, in order, before `buf` is reused.
+   */
+  blobWrite(entry: PlannedEntry, pos: number, buf: Uint8Array, n: number): void {
+    const s = this.span(entry);
+    s.written = Math.max(s.written, pos + n - entry.dataOffset);
+    if (s.attached && pos <= this.frontier && this.frontier < pos + n) {
+      this.feed(this.frontier, buf.subarray(this.frontier - pos, n));
+      if (this.frontier >= s.end) this.detach(s);
+    }
+  }
+
+  /**
+   * Records that blob `entry` is being written again from its start (a retried download). If the
+   * frontier already hashed some of its first attempt's bytes, the sums can no longer be trusted:
+   * `valid` turns false and the caller must checksum the files itself.
+   */
+  blobRestart(entry: PlannedEntry): void {
+    const s = this.span(entry);
+    // Bytes of the failed attempt may already be hashed, or be being read back right now.
+    const current = this.spans[this.index] === s;
+    if ((this.frontier > entry.dataOffset && this.frontier <= s.end) || (current && this.running)) this.valid = false;
+    s.written = 0;
+    s.attached = false;
+  }
+
+  /** Resolves once everything before logical position `pos` is hashed. */
+  reach(pos: number): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.frontier >= pos) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ pos, resolve, reject });
+      this.kick();
+    });
+  }
+
+  private span(entry: PlannedEntry): Span {
+    const s = this.byEntry.get(entry);
+    if (!s) throw new AirlockError("ERR_INVALID_ARGUMENT", `internal error: ${entry.path} is not in the plan`);
+    return s;
+  }
+
+  private detach(s: Span): void {
+    s.attached = false;
+    if (this.spans[this.index] === s) this.index++;
+    this.settle();
+    this.kick();
+  }
+
+  private kick(): void {
+    if (this.running || this.failure !== undefined) return;
+    this.running = true;
+    this.run()
+      .catch((err: unknown) => {
+        this.failure = err;
+        for (const w of this.waiters.splice(0)) w.reject(err);
+      })
+      .finally(() => {
+        this.running = false;
+      });
+  }
+
+  private async run(): Promise<void> {
+    while (this.index < this.spans.length) {
+      const s = this.spans[this.index] as Span;
+      if (s.attached) return;
+      const e = s.entry;
+      if (e?.kind === "blob" && !s.done) {
+        // A blob still being written: hash its header from the plan, catch up, then follow it.
+        if (!s.headerHashed) {
+          this.feed(s.start, e.header);
+          s.headerHashed = true;
+        }
+        const avail = e.dataOffset + s.written;
+        if (this.frontier < avail) {
+          await this.readBack(avail);
+          continue;
+        }
+        if (this.frontier >= s.end) {
+          this.index++;
+          this.settle();
+          continue;
+        }
+        s.attached = true;
+        return;
+      }
+      if (!s.done) return;
+      await this.readBack(s.end);
+      this.index++;
+      this.settle();
+    }
+  }
+
+  /** Reads the file from the frontier to `to` and hashes it. */
+  private async readBack(to: number): Promise<void> {
+    while (this.frontier < to) {
+      const n = Math.min(this.buf.length, to - this.frontier);
+      const got = await this.files.read(this.buf, 0, n, this.frontier);
+      if (got !== n) throw new AirlockError("ERR_IO", `reading back the bundle at offset ${this.frontier}: got ${got} of ${n} bytes`);
+      this.feed(this.frontier, this.buf.subarray(0, n));
+    }
+  }
+
+  /** Hashes bytes at logical position `pos` (= the frontier) into the volumes they belong to. */
+  private feed(pos: number, bytes: Uint8Array): void {
+    if (pos !== this.frontier) throw new AirlockError("ERR_IO", `internal error: hashing at ${pos}, the frontier is at ${this.frontier}`);
+    let off = 0;
+    let v = volumeAt(this.plan.volumes, pos);
+    while (off < bytes.length) {
+      const vol = this.plan.volumes[v];
+      if (!vol) throw new AirlockError("ERR_IO", `internal error: offset ${pos + off} is past the bundle's end`);
+      const n = Math.min(bytes.length - off, vol.offset + vol.size - (pos + off));
+      (this.hashes[v] as Hash).update(bytes.subarray(off, off + n));
+      off += n;
+      if (pos + off === vol.offset + vol.size) {
+        this.sums[v] = (this.hashes[v] as Hash).digest("hex");
+        v++;
+      }
+    }
+    this.frontier = pos + bytes.length;
+  }
+
+  private settle(): void {
+    if (this.waiters.length === 0) return;
+    const left: typeof this.waiters = [];
+    for (const w of this.waiters) {
+      if (this.frontier >= w.pos) w.resolve();
+      else left.push(w);
+    }
+    this.waiters = left;
+  }
+}
