@@ -134,7 +134,7 @@ class FzstdTransform extends Transform {
 }
 
 function corrupt(alg: string, cause: unknown): AirlockError {
-  return new AirlockError("ERR_DIGEST_MISMATCH", `the ${alg} data is corrupt or truncated: ${(cause as Error)?.message ?? cause}`, { cause });
+  return new AirlockError("ERR_IO", `the ${alg} data is corrupt or truncated: ${(cause as Error)?.message ?? cause}`, { cause });
 }
 
 /**

@@ -11,6 +11,7 @@
  * caller's (the CLI passes functions built on @airlock/sign).
  */
 import { pipeline } from "node:stream";
+import { type ConversionOptions, ImageConverter } from "../convert/convert.js";
 import { type Digest, VerifyingStream } from "../digest.js";
 import { AirlockError } from "../errors.js";
 import type { Descriptor, Manifest } from "../manifest.js";
@@ -57,6 +58,13 @@ export interface CopyOptions {
   sign?: (manifest: Uint8Array, dockerReference: string) => Promise<Uint8Array>;
   /** The identity `sign` signs (`--sign-identity`); default the destination's Docker reference. */
   signIdentity?: string;
+  /**
+   * Manifest and layer conversion asked for (`--format`, `--dest-compress-format`,
+   * `--dest-compress`, `--dest-decompress`); see convert/convert.ts. Without it an image is still
+   * converted when the destination requires it (a manifest type it does not take, docker-archive's
+   * uncompressed layers). A converted manifest has a new digest: a `warning` event says so.
+   */
+  convert?: ConversionOptions;
 }
 
 /** What {@link CopyOptions.checkPolicy} is asked about. */
@@ -88,7 +96,8 @@ export interface CopyResult {
 
 /**
  * Copies one image — or an index and its images — from `source` to `destination`, as
- * `skopeo copy` does. Manifests are copied as their exact bytes, so digests never change.
+ * `skopeo copy` does. Manifests are copied as their exact bytes, so digests never change — unless
+ * a conversion is asked for (`options.convert`) or the destination needs one (see convert/).
  */
 export async function copyImage(source: ImageReference, destination: ImageReference, options: CopyOptions = {}): Promise<CopyResult> {
   options.signal?.throwIfAborted();
@@ -133,6 +142,10 @@ class Copier {
   private readonly children = new Map<Digest, Manifest>();
   /** The digest of the manifest put under the destination's name. */
   private putTopLevel: Digest | undefined;
+  /** Conversion (convert/): plans and makes the changes an image needs for the destination. */
+  private converter!: ImageConverter;
+  /** The manifest put under the destination's name (converted or not). */
+  private writtenTop: Manifest | undefined;
   private readonly result = { blobsCopied: 0, blobsSkipped: 0, bytesCopied: 0, manifests: 0, signatures: 0 };
 
   constructor(src: ImageSource, options: CopyOptions) {
@@ -200,7 +213,9 @@ class Copier {
           : `Can not sign the image written to ${dst.reference}: the destination cannot store signatures${registry}`,
       );
     }
-    this.checkMediaType(top);
+    this.converter = this.newConverter(hasSignatures);
+    // In system mode the index itself is not written: only the image chosen from it is checked.
+    if (!top.isIndex || (this.options.multiArch ?? "system") !== "system") this.checkMediaType(top);
     if (top.isIndex) {
       const mode = this.options.multiArch ?? "system";
       if (mode === "system") {
@@ -210,14 +225,46 @@ class Copier {
         if (!this.dst.capabilities.indexes) {
           throw new AirlockError("ERR_UNSUPPORTED", `${this.dst.reference} cannot store a multi-arch index; copy one platform (drop --all / --multi-arch) or choose another destination`);
         }
-        await this.copyIndex(top, mode);
+        await this.copyIndex(top, mode, true);
       }
     } else {
       await this.copyImageManifest(top, true);
     }
-    const written = plan.written;
+    const written = this.writtenTop ?? plan.written;
     await this.storeSignatures(plan, identity);
     return { digest: written.digest, mediaType: written.mediaType, ...this.result };
+  }
+
+  /** The converter of this copy, sharing the copy's blob path, limiter and counters. */
+  private newConverter(hasSignatures: boolean): ImageConverter {
+    const { preserveDigests, removeSignatures, signal, onProgress, destinationContext } = this.options;
+    const keepDigests = preserveDigests
+      ? '"Instructed to preserve digests" (--preserve-digests)'
+      : hasSignatures && !removeSignatures
+        ? '"Would invalidate signatures" (the source is signed; add --remove-signatures to copy it without its signatures)'
+        : undefined;
+    return new ImageConverter({
+      src: this.src,
+      dst: this.dst,
+      options: this.options.convert ?? {},
+      keepDigests,
+      image: this.name,
+      tmpDir: destinationContext?.tmpDir,
+      signal,
+      onProgress,
+      copyBlob: (d) => this.copyBlob(d),
+      schedule: this.schedule,
+      copied: (size) => {
+        this.result.blobsCopied++;
+        this.result.bytesCopied += size;
+      },
+      skipped: (d, reason) => this.skipped(d, reason),
+    });
+  }
+
+  /** Reports a manifest written with another digest than the source's. */
+  private converted(from: Manifest, to: Manifest, reason: string): void {
+    this.options.onProgress?.({ type: "warning", image: this.name, message: `${this.name}: manifest digest changed from ${from.digest} to ${to.digest}: ${reason}` });
   }
 
   /** The identity to sign, checked before anything moves; undefined when not signing. */
@@ -259,11 +306,9 @@ class Copier {
     }
   }
 
+  /** Checks that `m` can be written, as it is or converted (convert/; ERR_UNSUPPORTED otherwise). */
   private checkMediaType(m: Manifest): void {
-    if (!this.dst.capabilities.manifestMediaTypes.includes(m.mediaType)) {
-      const why = this.options.preserveDigests ? "and --preserve-digests forbids converting it" : "and airlock does not convert manifest formats yet";
-      throw new AirlockError("ERR_UNSUPPORTED", `${this.dst.reference} does not accept ${m.mediaType} manifests (image ${this.name}), ${why}`);
-    }
+    this.converter.checkWritable(m);
   }
 
   /** Chooses the index entry for the wanted platform (system mode). */
@@ -293,8 +338,10 @@ class Copier {
     return m;
   }
 
-  private async copyIndex(index: Manifest, mode: "all" | "index-only"): Promise<void> {
+  /** Copies an index's images (mode all) and the index; returns the index written (converted when its images were). */
+  private async copyIndex(index: Manifest, mode: "all" | "index-only", topLevel: boolean): Promise<Manifest> {
     const children = index.index.manifests;
+    const written = new Map<Digest, Manifest>();
     if (mode === "index-only") {
       for (const d of children) {
         if (!(await this.dst.hasManifest(d.digest, this.options.signal))) {
@@ -309,26 +356,38 @@ class Copier {
         this.checkMediaType(m);
         manifests.push(m);
       }
-      await Promise.all(manifests.map((m) => (m.isIndex ? this.copyIndex(m, mode).then(() => this.putManifest(m, false)) : this.copyImageManifest(m, false))));
+      await Promise.all(manifests.map(async (m) => written.set(m.digest, m.isIndex ? await this.copyIndex(m, mode, false) : await this.copyImageManifest(m, false))));
     }
-    await this.putManifest(index, true);
+    const out = this.converter.convertIndex(index, written) ?? index;
+    await this.putManifest(out, topLevel);
+    if (out !== index) this.converted(index, out, `its images were converted${out.mediaType !== index.mediaType ? `, and the index to ${out.mediaType}` : ""}`);
+    return out;
   }
 
-  /** Copies an image manifest's blobs, then the manifest. */
-  private async copyImageManifest(m: Manifest, topLevel: boolean): Promise<void> {
+  /** Copies an image manifest's blobs, then the manifest; returns the manifest written (converted when needed). */
+  private async copyImageManifest(m: Manifest, topLevel: boolean): Promise<Manifest> {
+    const plan = this.converter.planImage(m);
+    if (plan) {
+      const out = await this.converter.convertImage(m, plan);
+      await this.putManifest(out, topLevel);
+      this.converted(m, out, plan.reason);
+      return out;
+    }
     if (!topLevel && (await this.dst.hasManifest(m.digest, this.options.signal))) {
       // Destinations store a manifest only after its blobs, so its blobs are there too.
       for (const b of m.blobs()) this.skipped(b, "manifest already present");
-      return;
+      return m;
     }
     await Promise.all(m.blobs().map((b) => this.copyBlob(b)));
     await this.putManifest(m, topLevel);
+    return m;
   }
 
   private async putManifest(m: Manifest, topLevel: boolean): Promise<void> {
     this.options.signal?.throwIfAborted();
     await this.dst.putManifest(m, { topLevel, signal: this.options.signal });
     if (topLevel) this.putTopLevel = m.digest;
+    if (topLevel) this.writtenTop = m;
     this.result.manifests++;
     this.options.onProgress?.({ type: "manifest", image: this.name, digest: m.digest, mediaType: m.mediaType, topLevel });
   }

@@ -31,7 +31,8 @@ import { MediaType } from "../../mediatype.js";
 import { DockerReference } from "../../reference/docker.js";
 import { archiveLockPath } from "../oci-archive/destination.js";
 import type { DestinationCapabilities, ImageDestination, PutManifestOptions, SystemContext } from "../types.js";
-import { type ArchiveImage, DOCKER_ARCHIVE_MANIFEST, DockerArchiveReader, type DockerArchiveItem, MAX_CONFIG_SIZE } from "./reader.js";
+import { MAX_CONFIG_SIZE } from "../../inspect.js";
+import { type ArchiveImage, DOCKER_ARCHIVE_MANIFEST, DockerArchiveReader, type DockerArchiveItem } from "./reader.js";
 import type { DockerArchiveReference } from "./reference.js";
 import { TarWriter, type TarFileEntry, normalizeArchivePath } from "./tarfile.js";
 

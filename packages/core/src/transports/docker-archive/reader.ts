@@ -16,6 +16,7 @@ import { type Digest, digestOf, parseDigest } from "../../digest.js";
 import { detectCompression, decompressor } from "../../convert/compression.js";
 import { LayerMediaType } from "../../convert/mediatypes.js";
 import { AirlockError } from "../../errors.js";
+import { MAX_CONFIG_SIZE } from "../../inspect.js";
 import { type Descriptor, MAX_MANIFEST_SIZE, Manifest } from "../../manifest.js";
 import { MediaType } from "../../mediatype.js";
 import { DockerReference } from "../../reference/docker.js";
@@ -24,8 +25,6 @@ import { type OpenTarOptions, TarFile, type TarFileEntry } from "./tarfile.js";
 /** The name of the image list of a `docker save` archive. */
 export const DOCKER_ARCHIVE_MANIFEST = "manifest.json";
 
-/** Largest config airlock reads, as containers/image (4 MiB). */
-export const MAX_CONFIG_SIZE = MAX_MANIFEST_SIZE;
 
 /** One image of `manifest.json`, as `docker save` writes it. Fields airlock does not use are kept. */
 export interface DockerArchiveItem {

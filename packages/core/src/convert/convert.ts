@@ -1,0 +1,324 @@
+/**
+ * Manifest and layer conversion during a copy (containers/image's copy/manifest.go and
+ * copy/compression.go): an image changes only when the user asks for it (`--format`,
+ * `--dest-compress-format`, `--dest-compress`, `--dest-decompress`) or the destination requires it
+ * (a manifest type it does not accept; docker-archive's uncompressed layers). Every change gives
+ * the image a new digest, which the copy reports in a `warning` event; `--preserve-digests` turns
+ * any needed change into an error.
+ *
+ * A layer whose representation changes is read from the source, verified against its digest,
+ * (de)compressed, and spooled to a temporary file while its new digest is computed (the destination
+ * contract needs the digest before the bytes); the file is then stored and removed. Configs never
+ * change: only the media type in their descriptor does.
+ */
+import { createReadStream, promises as fs } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Readable, pipeline, Transform, type TransformCallback } from "node:stream";
+import { pipeline as pipelineAsync } from "node:stream/promises";
+import { type Digest, Digester, VerifyingStream } from "../digest.js";
+import { AirlockError } from "../errors.js";
+import type { Descriptor, Manifest } from "../manifest.js";
+import type { ProgressListener } from "../progress.js";
+import type { ImageDestination, ImageSource } from "../transports/types.js";
+import { type CompressionAlgorithm, type Compression, compressor, decompressor, zstdSupport } from "./compression.js";
+import { buildImageManifest, buildIndex } from "./manifest.js";
+import { configMediaType, formatOf, imageManifestMediaType, indexMediaType, isImageConfig, layerKind, layerMediaType, type ManifestFormat } from "./mediatypes.js";
+
+/** What the user asked to change, as skopeo copy's flags. */
+export interface ConversionOptions {
+  /** `--format oci|v2s2`: the manifest format to write. */
+  format?: ManifestFormat | undefined;
+  /** `--dest-compress-format gzip|zstd`: every layer ends in this compression (uncompressed ones are compressed, others recompressed). */
+  compressFormat?: CompressionAlgorithm | undefined;
+  /** `--dest-compress`: compress uncompressed layers (with `compressFormat`, default gzip). */
+  compress?: boolean | undefined;
+  /** `--dest-decompress`: store every layer uncompressed. */
+  decompress?: boolean | undefined;
+  /** `--dest-compress-level`: gzip 1–9, zstd 1–19. */
+  compressLevel?: number | undefined;
+}
+
+/** What a destination wants layers to be, when it has a preference (containers/image's DesiredLayerCompression). */
+export type LayerCompressionPreference = "preserve" | "decompress";
+
+/**
+ * The optional destination feature that states a layer compression preference. A destination that
+ * has it (docker-archive: `decompress`) gets its layers that way from the copy pipeline.
+ */
+export interface LayerCompressionRequirement {
+  readonly desiredLayerCompression: LayerCompressionPreference;
+}
+
+/** The layer compression `dst` wants: its {@link LayerCompressionRequirement}, else `preserve`. */
+export function desiredLayerCompression(dst: ImageDestination): LayerCompressionPreference {
+  const v = (dst as Partial<LayerCompressionRequirement>).desiredLayerCompression;
+  return v === "decompress" ? "decompress" : "preserve";
+}
+
+/** Checks a {@link ConversionOptions} for contradictions (ERR_INVALID_ARGUMENT). */
+export function validateConversionOptions(o: ConversionOptions): void {
+  if (o.decompress && (o.compress || o.compressFormat)) {
+    throw new AirlockError("ERR_INVALID_ARGUMENT", "--dest-decompress cannot be combined with --dest-compress or --dest-compress-format: choose whether layers are compressed");
+  }
+  if (o.format !== undefined && o.format !== "oci" && o.format !== "v2s2") {
+    throw new AirlockError("ERR_INVALID_ARGUMENT", `unknown manifest format ${JSON.stringify(o.format)}: use oci or v2s2`);
+  }
+  if (o.compressFormat !== undefined && o.compressFormat !== "gzip" && o.compressFormat !== "zstd") {
+    throw new AirlockError("ERR_INVALID_ARGUMENT", `unknown compression ${JSON.stringify(o.compressFormat)}: use gzip or zstd`);
+  }
+  if (o.format === "v2s2" && o.compressFormat === "zstd") {
+    throw new AirlockError("ERR_INVALID_ARGUMENT", "--format v2s2 and --dest-compress-format zstd cannot be used together: Docker v2s2 manifests cannot describe zstd layers; use --format oci");
+  }
+}
+
+/** How one layer is copied: unchanged, or from one compression to another. */
+export interface LayerStep {
+  layer: Descriptor;
+  from: Compression;
+  to: Compression;
+  /** The layer's media type in the new manifest. */
+  mediaType: string;
+}
+
+/** What converting an image manifest means: its new format and what happens to each layer. */
+export interface ImagePlan {
+  format: ManifestFormat;
+  layers: LayerStep[];
+  /** A sentence for the warning event: what changes and why. */
+  reason: string;
+}
+
+/** What {@link ImageConverter} needs from the copy pipeline. */
+export interface ConverterContext {
+  src: ImageSource;
+  dst: ImageDestination;
+  options: ConversionOptions;
+  /**
+   * Why no digest may change, when one may not — skopeo's words: `"Instructed to preserve digests"`
+   * (--preserve-digests) or `"Would invalidate signatures"` — else undefined.
+   */
+  keepDigests?: string | undefined;
+  /** The source image's name, for messages. */
+  image: string;
+  /** Directory for the spooled (de)compressed layers (default os.tmpdir()). */
+  tmpDir?: string | undefined;
+  signal?: AbortSignal | undefined;
+  onProgress?: ProgressListener | undefined;
+  /** The pipeline's copy of an unchanged blob (verified, scheduled, deduplicated). */
+  copyBlob(desc: Descriptor): Promise<void>;
+  /** The pipeline's concurrency limit. */
+  schedule<T>(fn: () => Promise<T>): Promise<T>;
+  /** Records a blob written (for the copy's result). */
+  copied(size: number): void;
+  /** Records a blob the destination already had. */
+  skipped(desc: Descriptor, reason: string): void;
+}
+
+function counting(d: Digester): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
+      d.update(chunk);
+      cb(null, chunk);
+    },
+  });
+}
+
+/** Converts images as they are copied; one per copy (it remembers layers it already converted). */
+export class ImageConverter {
+  private readonly ctx: ConverterContext;
+  private readonly transformed = new Map<string, Promise<Descriptor>>();
+
+  constructor(ctx: ConverterContext) {
+    validateConversionOptions(ctx.options);
+    this.ctx = ctx;
+  }
+
+  /** Whether the destination takes manifests of `mediaType` as they are. */
+  accepts(mediaType: string): boolean {
+    return (this.ctx.dst.capabilities.manifestMediaTypes as readonly string[]).includes(mediaType);
+  }
+
+  /** Whether any conversion was asked for or may be needed, i.e. whether planning is worth it. */
+  get active(): boolean {
+    const o = this.ctx.options;
+    return o.format !== undefined || o.compressFormat !== undefined || o.compress === true || o.decompress === true || desiredLayerCompression(this.ctx.dst) !== "preserve";
+  }
+
+  private refuse(what: string): never {
+    throw new AirlockError("ERR_UNSUPPORTED", `copying ${this.ctx.image} to ${this.ctx.dst.reference} would require ${what}, which changes its digest, and that cannot be done: ${this.ctx.keepDigests}`);
+  }
+
+  /** Checks that `m` can be written to the destination, as it is or converted (ERR_UNSUPPORTED otherwise). */
+  checkWritable(m: Manifest): void {
+    if (this.accepts(m.mediaType)) return;
+    const format = this.targetFormat(m);
+    if (this.ctx.keepDigests) this.refuse(`converting its ${m.mediaType} manifest to ${(m.isIndex ? indexMediaType : imageManifestMediaType)(format)}`);
+  }
+
+  /** The format an image or index is written in: `--format`, else its own when accepted, else one the destination accepts. */
+  private targetFormat(m: Manifest): ManifestFormat {
+    const own = formatOf(m.mediaType);
+    const typeOf = m.isIndex ? indexMediaType : imageManifestMediaType;
+    if (this.ctx.options.format) {
+      const f = this.ctx.options.format;
+      if (!this.accepts(typeOf(f))) {
+        throw new AirlockError("ERR_UNSUPPORTED", `--format ${f}: ${this.ctx.dst.reference} does not accept ${typeOf(f)} manifests (it takes ${this.ctx.dst.capabilities.manifestMediaTypes.join(", ")})`);
+      }
+      return f;
+    }
+    if (this.accepts(m.mediaType)) return own;
+    const other: ManifestFormat = own === "oci" ? "v2s2" : "oci";
+    if (this.accepts(typeOf(other))) return other;
+    throw new AirlockError("ERR_UNSUPPORTED", `${this.ctx.dst.reference} does not accept ${m.mediaType} manifests (image ${this.ctx.image}) nor any format airlock can convert it to`);
+  }
+
+  /**
+   * Plans the conversion of image manifest `m`; undefined when it is copied unchanged. Throws
+   * ERR_UNSUPPORTED when a needed change cannot be made (an artifact, zstd in Docker v2s2) or
+   * `--preserve-digests` forbids it.
+   */
+  planImage(m: Manifest): ImagePlan | undefined {
+    if (!this.active && this.accepts(m.mediaType)) return undefined;
+    const o = this.ctx.options;
+    const own = formatOf(m.mediaType);
+    let format = this.targetFormat(m);
+    const decompress = o.decompress === true || desiredLayerCompression(this.ctx.dst) === "decompress";
+    const wanted = (from: Compression): Compression => {
+      if (decompress) return "none";
+      if (o.compressFormat) return o.compressFormat;
+      if (o.compress && from === "none") return "gzip";
+      return from;
+    };
+    const kinds = m.image.layers.map((l) => layerKind(l.mediaType));
+    // zstd can only be described by an OCI manifest: a zstd result moves an unforced format to OCI.
+    if (format === "v2s2" && !o.format && kinds.some((k) => k && wanted(k.compression) === "zstd") && this.accepts(imageManifestMediaType("oci"))) format = "oci";
+    if (format !== own && !isImageConfig(m.image.config.mediaType)) {
+      throw new AirlockError("ERR_UNSUPPORTED", `${this.ctx.image} is not a container image (its config is ${m.image.config.mediaType}), so it cannot be converted to ${imageManifestMediaType(format)} for ${this.ctx.dst.reference}`);
+    }
+    const steps: LayerStep[] = [];
+    for (const [i, layer] of m.image.layers.entries()) {
+      const kind = kinds[i];
+      if (!kind) {
+        if (format !== own || decompress) {
+          throw new AirlockError("ERR_UNSUPPORTED", `${this.ctx.image}: layer ${i} has media type ${layer.mediaType}, which airlock cannot convert (${format !== own ? `to ${imageManifestMediaType(format)}` : "to an uncompressed layer"}) for ${this.ctx.dst.reference}`);
+        }
+        steps.push({ layer, from: "none", to: "none", mediaType: layer.mediaType });
+        continue;
+      }
+      const to = wanted(kind.compression);
+      const mediaType = layerMediaType(format, to, kind.nondistributable);
+      if (!mediaType) {
+        throw new AirlockError(
+          "ERR_UNSUPPORTED",
+          `${this.ctx.image}: layer ${i} would be ${to}-compressed, which a Docker v2s2 manifest cannot describe; use --format oci, or --dest-compress-format gzip, or --dest-decompress`,
+        );
+      }
+      steps.push({ layer, from: kind.compression, to, mediaType });
+    }
+    const changed = steps.filter((s) => s.from !== s.to);
+    if (format === own && changed.length === 0) return undefined;
+    if (changed.some((s) => s.to === "zstd") && !zstdSupport().compress) compressor("zstd"); // throws, saying which runtime has zstd, before any blob moves
+    const parts: string[] = [];
+    if (format !== own) parts.push(`converted from ${m.mediaType} to ${imageManifestMediaType(format)}`);
+    const count = (to: Compression) => changed.filter((s) => s.to === to).length;
+    if (count("none")) parts.push(`${count("none")} layer(s) decompressed`);
+    if (count("gzip")) parts.push(`${count("gzip")} layer(s) compressed with gzip`);
+    if (count("zstd")) parts.push(`${count("zstd")} layer(s) compressed with zstd`);
+    const why = this.why(m, format, decompress);
+    const reason = `${parts.join(", ")}${why}`;
+    if (this.ctx.keepDigests) this.refuse(parts.join(" and "));
+    return { format, layers: steps, reason };
+  }
+
+  private why(m: Manifest, format: ManifestFormat, decompress: boolean): string {
+    const o = this.ctx.options;
+    const asked = o.format || o.compressFormat || o.compress || o.decompress;
+    if (asked) return "";
+    if (!this.accepts(m.mediaType)) return ` (${this.ctx.dst.reference.transport.name}: stores ${imageManifestMediaType(format)}${decompress ? " with uncompressed layers" : ""})`;
+    return decompress ? ` (${this.ctx.dst.reference.transport.name}: stores uncompressed layers)` : "";
+  }
+
+  /** Copies the blobs of `m` as `plan` says and returns the converted manifest (not yet stored). */
+  async convertImage(m: Manifest, plan: ImagePlan): Promise<Manifest> {
+    const { config } = m.image;
+    const newConfig: Descriptor = { ...config, mediaType: isImageConfig(config.mediaType) ? configMediaType(plan.format) : config.mediaType };
+    const [, ...layers] = await Promise.all([
+      this.ctx.copyBlob(config),
+      ...plan.layers.map(async (step): Promise<Descriptor> => {
+        if (step.from === step.to) {
+          await this.ctx.copyBlob(step.layer);
+          return { ...step.layer, mediaType: step.mediaType };
+        }
+        const key = `${step.layer.digest} ${step.to}`;
+        let p = this.transformed.get(key);
+        if (!p) {
+          p = this.ctx.schedule(() => this.transformLayer(step));
+          this.transformed.set(key, p);
+        }
+        return p.then((d) => ({ ...d, mediaType: step.mediaType }));
+      }),
+    ]);
+    return buildImageManifest(plan.format, newConfig, layers as Descriptor[], m);
+  }
+
+  /**
+   * The index to write for `index` once its images were written as `written` (original digest →
+   * manifest written); undefined when it is written unchanged. Throws under `--preserve-digests`
+   * when it would change.
+   */
+  convertIndex(index: Manifest, written: Map<Digest, Manifest>): Manifest | undefined {
+    const format = this.targetFormat(index);
+    const entries = index.index.manifests;
+    const changedChild = entries.some((d) => {
+      const w = written.get(d.digest);
+      return w !== undefined && w.digest !== d.digest;
+    });
+    if (format === formatOf(index.mediaType) && !changedChild) return undefined;
+    if (this.ctx.keepDigests) this.refuse(format !== formatOf(index.mediaType) ? `converting its index to ${indexMediaType(format)}` : "changing the images its index lists");
+    const manifests = entries.map((d) => {
+      const w = written.get(d.digest);
+      if (!w || w.digest === d.digest) return d;
+      const nd: Descriptor = { ...d, mediaType: w.mediaType, digest: w.digest, size: w.bytes.length };
+      return nd;
+    });
+    return buildIndex(format, manifests, index);
+  }
+
+  /** Reads a layer, verifies it, (de)compresses it into a spool file, and stores the result. */
+  private async transformLayer(step: LayerStep): Promise<Descriptor> {
+    const { src, dst, signal, onProgress, image } = this.ctx;
+    const desc = step.layer;
+    signal?.throwIfAborted();
+    const stages: Transform[] = [];
+    if (step.from !== "none") stages.push(decompressor(step.from));
+    if (step.to !== "none") stages.push(compressor(step.to, this.ctx.options.compressLevel));
+    onProgress?.({ type: "blob-start", image, digest: desc.digest, size: desc.size, mediaType: desc.mediaType });
+    const dir = await fs.mkdtemp(join(this.ctx.tmpDir ?? tmpdir(), "airlock-convert-"));
+    try {
+      const file = join(dir, "layer");
+      const d = new Digester();
+      const { stream } = await src.getBlob(desc, { signal });
+      const verified = pipeline(stream, new VerifyingStream({ digest: desc.digest, size: desc.size }, `blob ${desc.digest} of ${image}`), () => {});
+      const out = await fs.open(file, "wx");
+      try {
+        await pipelineAsync([verified, ...stages, counting(d), out.createWriteStream({ highWaterMark: 1024 * 1024 })], signal ? { signal } : {});
+      } catch (err) {
+        if (err instanceof AirlockError) throw err;
+        if ((err as Error).name === "AbortError") throw new AirlockError("ERR_ABORTED", `converting layer ${desc.digest} of ${image} was aborted`, { cause: err });
+        throw new AirlockError("ERR_IO", `converting layer ${desc.digest} of ${image} (${step.from} → ${step.to}) failed: ${(err as Error).message}`, { cause: err });
+      }
+      const result: Descriptor = { mediaType: step.mediaType, digest: d.digest(), size: d.size };
+      if (await dst.tryReuseBlob(result, signal)) {
+        this.ctx.skipped(result, "already exists");
+      } else {
+        await dst.putBlob(result, createReadStream(file, { highWaterMark: 1024 * 1024 }) as Readable, signal);
+        this.ctx.copied(result.size);
+      }
+      onProgress?.({ type: "blob-done", image, digest: desc.digest, size: desc.size });
+      return result;
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true }).catch(() => {});
+    }
+  }
+}
