@@ -19,6 +19,7 @@ import {
   PATH_SCOPED_TRANSPORTS,
   type Policy,
   type PolicyImage,
+  type PolicyLookup,
   policyPathCandidates,
   resolvePolicyPath,
 } from "@airlock/sign";
@@ -42,11 +43,13 @@ export interface TrustPolicy {
  * file exists anywhere (see this module's comment); else the `--policy` file or the default one.
  * Throws ERR_POLICY for a missing or invalid file.
  */
-export async function loadTrustPolicy(flags: PolicyFlags, env: Record<string, string | undefined> = process.env): Promise<TrustPolicy | undefined> {
+export async function loadTrustPolicy(flags: PolicyFlags, lookup: PolicyLookup = {}): Promise<TrustPolicy | undefined> {
   if (flags.insecurePolicy) return undefined;
   if (flags.policy !== undefined) return loadPolicy(flags.policy);
-  if (!env.CONTAINERS_POLICY_JSON && !policyPathCandidates({ env }).some((p) => existsSync(p))) return undefined;
-  return loadPolicy(undefined, { env });
+  const env = lookup.env ?? process.env;
+  const exists = lookup.exists ?? existsSync;
+  if (!env.CONTAINERS_POLICY_JSON && !policyPathCandidates(lookup).some((p) => exists(p))) return undefined;
+  return loadPolicy(undefined, lookup);
 }
 
 /**
