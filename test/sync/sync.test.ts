@@ -159,6 +159,32 @@ describe("registry → registry", () => {
     expect(go.stderr).toMatch(/Sync failed due to previous reported error/);
   });
 
+  it("--retry-times retries an image whose check or copy failed with a retryable error", async () => {
+    let failures = 0;
+    const flaky = await startFaultProxy(reg.url, (q) => {
+      if (q.method === "HEAD" && q.url.endsWith("/src/app/manifests/1.1.0") && failures < 2) {
+        failures++;
+        return { respond: { status: 503, body: "busy" } };
+      }
+      return undefined;
+    });
+    try {
+      const args = ["--src", "docker", "--dest", "dir", "--retry-delay", "10ms", `${flaky.host}/src/app:1.1.0`, join(tmp, "retry")];
+      // One attempt per request and no image retry: the second 503 is the end.
+      const once = await runCli(["sync", "--retry-times", "0", ...args]);
+      expect(once.code).not.toBe(0);
+      expect(once.stderr).toMatch(/503|unavailable/i);
+      failures = 0;
+      // --retry-times 1: the request is tried twice (both 503), then the image once more (200).
+      const r = await runCli(["sync", "--retry-times", "1", ...args]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/attempt 1 failed .*; retrying/);
+      expect(sha(readFileSync(join(tmp, "retry", "app:1.1.0", "manifest.json")))).toBe(D.baseA);
+    } finally {
+      await flaky.stop();
+    }
+  });
+
   it("runs several images at once, never more than --max-per-registry against one registry", async () => {
     const inflight = async (args: string[]) => {
       const r = await sync(["--json", ...args]);

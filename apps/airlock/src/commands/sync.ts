@@ -75,7 +75,7 @@ export function registerSync(program: Command, cli: CliContext): void {
   cmd.addHelpText(
     "after",
     `
-Destination names are skopeo's: DESTINATION/NAME[--append-suffix], where NAME is the last element of
+Destination names are skopeo's: DESTINATION/NAME followed by --append-suffix, where NAME is the last element of
 the source (busybox:1.0), or with --scoped its whole path (registry.example.com/ns/busybox:1.0).
 With --dest oci, DESTINATION is one OCI layout and NAME is each image's name in it.
 

@@ -15,7 +15,7 @@
  * a bad name fails before anything is copied), {@link runSync} runs a plan.
  */
 import { setMaxListeners } from "node:events";
-import { copyImage, type CopyResult, type MultiArch } from "../copy/copy.js";
+import { type CopyOptions, copyImage, type CopyResult, type MultiArch } from "../copy/copy.js";
 import type { Digest } from "../digest.js";
 import { AirlockError } from "../errors.js";
 import { formatPlatform, type Platform, platformMatches } from "../platform.js";
@@ -98,6 +98,11 @@ export interface SyncOptions {
   retryDelayMs?: number;
   /** Blobs copied at once within one image (copyImage's `concurrency`). */
   concurrency?: number;
+  /**
+   * Further copyImage options for every copy (e.g. a trust-policy check). The options sync sets
+   * itself — contexts, platform, digests, concurrency, signal, progress — take precedence.
+   */
+  copyOptions?: Omit<CopyOptions, "sourceContext" | "destinationContext" | "multiArch" | "platform" | "preserveDigests" | "concurrency" | "signal" | "onProgress">;
   signal?: AbortSignal;
   /** Blob and manifest progress of the copies. */
   onProgress?: ProgressListener;
@@ -264,6 +269,7 @@ async function attempt(task: SyncTask, options: SyncOptions, pool: RegistryClien
   }
   options.onEvent?.({ type: "image-copy", task, total });
   const copied: CopyResult = await copyImage(source, mountingFrom(task.destination, source), {
+    ...options.copyOptions,
     ...(sourceContext ? { sourceContext } : {}),
     ...(options.destinationContext ? { destinationContext: options.destinationContext } : {}),
     multiArch,
