@@ -2,7 +2,19 @@
  * `airlock copy SOURCE-IMAGE DESTINATION-IMAGE`, with skopeo copy's flags.
  */
 import { writeFile } from "node:fs/promises";
-import { AirlockError, copyImage, DockerImageReference, DockerReference, type ImageReference, type MultiArch, parseImageName, type SystemContext } from "@airlock/core";
+import {
+  AirlockError,
+  type CompressionAlgorithm,
+  copyImage,
+  type DockerArchiveContext,
+  DockerImageReference,
+  DockerReference,
+  type ImageReference,
+  type ManifestFormat,
+  type MultiArch,
+  parseImageName,
+  type SystemContext,
+} from "@airlock/core";
 import { type Command, Option } from "commander";
 import type { CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
@@ -27,7 +39,14 @@ export function registerCopy(program: Command, cli: CliContext): void {
     .option("--sign-passphrase-file <file>", "read the passphrase of the --sign-by-key key from the first line of this file")
     .option("--sign-identity <reference>", "the identity to sign, a fully-qualified HOST/REPOSITORY[:TAG] (default: the destination's Docker reference)")
     .option("-q, --quiet", "print no progress")
-    .option("--json", "print progress as NDJSON events on stderr");
+    .option("--json", "print progress as NDJSON events on stderr")
+    // Conversion (packages/core/src/convert): each of these changes the digest, and says so.
+    .addOption(new Option("-f, --format <format>", "write the manifest in this format: oci or v2s2 (Docker v2 schema 2)").choices(["oci", "v2s2"]))
+    .option("--dest-compress", "compress uncompressed layers (with --dest-compress-format, default gzip)")
+    .option("--dest-decompress", "store every layer uncompressed")
+    .addOption(new Option("--dest-compress-format <format>", "compress every layer with this algorithm: gzip or zstd (zstd needs Node.js ≥ 22.15 or Bun)").choices(["gzip", "zstd"]))
+    .option("--dest-compress-level <n>", "compression level (gzip 1-9, zstd 1-19)", (v) => parseCount(v, "--dest-compress-level"))
+    .option("--additional-tag <name:tag>", "docker-archive: also tag the image NAME:TAG (repeatable)", (v: string, prev: string[] = []) => [...prev, v]);
   addDockerFlags(cmd, "src-");
   addDockerFlags(cmd, "dest-");
   addRetryFlags(cmd);
@@ -38,6 +57,14 @@ Examples:
   airlock copy docker://docker.io/library/busybox:latest oci:./layout:busybox
   airlock copy --all oci:./layout:app docker://127.0.0.1:5000/app:1.0
   airlock copy --dest-tls-verify=false dir:./app docker://registry.lan:5000/app:1.0
+  airlock copy oci:./layout:app docker-archive:./images.tar:app:1.0   (then: docker load -i images.tar)
+  airlock copy --format v2s2 oci:./layout:app dir:./app-docker
+
+Conversion: a manifest or layer is converted only when asked (--format, --dest-compress,
+--dest-decompress, --dest-compress-format) or when the destination needs it (docker-archive: stores
+Docker v2s2 manifests with uncompressed layers); the new digest is reported in a warning.
+--preserve-digests makes any conversion an error. docker-archive: and oci-archive: keep the other
+images of an existing archive and add or replace the named one.
 
 Signatures: those of the source are copied (unless --remove-signatures) and --sign-by-key adds one;
 dir: keeps them as signature-N files, oci: under signatures/<alg>/<hex>/ in the layout, docker://
@@ -55,6 +82,13 @@ Exit status: 0 ok, 1 error, 2 the source image was not found.`,
     const dst = parseImageName(dstName);
     const sourceContext = systemContextFrom(opts, "src-", globals as Record<string, unknown>);
     const destinationContext = systemContextFrom(opts, "dest-", globals as Record<string, unknown>);
+    if (opts.destCompress && opts.destDecompress) throw new UsageError("--dest-compress and --dest-decompress cannot be used together");
+    if (opts.destDecompress && opts.destCompressFormat) throw new UsageError("--dest-decompress and --dest-compress-format cannot be used together");
+    const additionalTags = opts.additionalTag as string[] | undefined;
+    if (additionalTags?.length) {
+      if (dst.transport.name !== "docker-archive") throw new UsageError(`--additional-tag applies to docker-archive: destinations, not ${dst.transport.name}:`);
+      (destinationContext as DockerArchiveContext).dockerArchiveAdditionalTags = additionalTags;
+    }
     const signing = await prepareSignatures(src, dst, sourceContext, destinationContext, opts, globals as Record<string, unknown>);
     const progress = cli.progress({ json: opts.json as boolean, quiet: opts.quiet as boolean });
     try {
@@ -68,6 +102,13 @@ Exit status: 0 ok, 1 error, 2 the source image was not found.`,
         concurrency: opts.imageParallelCopies as number | undefined,
         signal: cli.signal,
         onProgress: progress.listener,
+        convert: {
+          format: opts.format as ManifestFormat | undefined,
+          compress: opts.destCompress === true,
+          decompress: opts.destDecompress === true,
+          compressFormat: opts.destCompressFormat as CompressionAlgorithm | undefined,
+          compressLevel: opts.destCompressLevel as number | undefined,
+        },
       });
       if (opts.digestfile) await writeFile(opts.digestfile as string, result.digest);
     } finally {
