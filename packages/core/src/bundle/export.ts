@@ -9,7 +9,6 @@
  * finished blobs so that a rerun of the same export resumes.
  */
 import { createHash, randomUUID } from "node:crypto";
-import { setMaxListeners } from "node:events";
 import { promises as fs } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { type Digest, digestOf } from "../digest.js";
@@ -20,6 +19,7 @@ import { MediaType } from "../mediatype.js";
 import { formatPlatform } from "../platform.js";
 import { limiter } from "../progress.js";
 import type { ImageReference, ImageSource, SystemContext } from "../transports/types.js";
+import { baseSetDigest, type DeltaBase } from "../delta/receipt.js";
 import type { BundleListener } from "./events.js";
 import {
   BUNDLE_FORMAT_VERSION,
@@ -44,6 +44,7 @@ import { type BundlePlan, type LayoutItem, type PlannedEntry, padJson, planLayou
 import { type PlatformSelection, type ResolvedImage, resolveImage } from "./resolve.js";
 import { VolumeHasher } from "./hasher.js";
 import { END_OF_ARCHIVE_SIZE, paddedSize } from "./tar.js";
+import { settleAll, linkedController } from "./util.js";
 import { VolumeFiles } from "./volumes.js";
 import { checkBlobData, Journal, type JournalData, WRITE_CHUNK_SIZE, writeBlobData } from "./writer.js";
 
@@ -82,6 +83,12 @@ export interface ExportOptions {
   lock?: unknown;
   /** The tool version recorded in bundle.json (default: @airlock/core's). */
   toolVersion?: string;
+  /**
+   * A delta export: what the other side already holds. Blobs it lists, and the blobs of image
+   * manifests it lists, are not stored; bundle.json records them as the bundle's `base`. Manifests
+   * are always stored (they are small, and every image's tag must be writable).
+   */
+  since?: DeltaBase;
 }
 
 /** An image as exported. */
@@ -95,11 +102,12 @@ export interface ExportedImage {
   sourceDigest?: Digest;
 }
 
-/** A volume file written. */
+/** A volume file written (or, in a dry run, planned). */
 export interface ExportedVolume {
   volume: number;
   path: string;
   size: number;
+  /** sha256 (hex) of the file; empty in a dry run. */
   sha256: string;
 }
 
@@ -130,6 +138,9 @@ export interface ExportResult {
   duplicateBytes: number;
   /** Total size of the bundle. */
   size: number;
+  /** A delta export: blobs left out because the other side has them, and their bytes. */
+  baseBlobs?: number;
+  baseBytes?: number;
   durationMs: number;
   dryRun: boolean;
 }
@@ -167,7 +178,7 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
   try {
     // 1. Every manifest, before any blob.
     const resolveLimit = limiter(16);
-    const resolved = await Promise.all(
+    const resolved = await settleAll(
       images.map((img) =>
         resolveLimit(async () => {
           signal?.throwIfAborted();
@@ -206,6 +217,18 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
     for (const d of manifests.keys()) {
       if (blobs.has(d)) throw new AirlockError("ERR_MANIFEST_INVALID", `${d} is both a manifest and a layer or config; airlock cannot export such images`);
     }
+    // A delta: leave out what the other side has (listed blobs, and blobs of listed image manifests).
+    const omitted = new Map<string, number>();
+    if (options.since) {
+      const have = new Set(options.since.blobs);
+      for (const m of manifests.values()) if (!m.isIndex && options.since.manifests.has(m.digest)) for (const b of m.blobs()) have.add(b.digest);
+      for (const [d, b] of blobs) {
+        if (have.has(d)) {
+          omitted.set(d, b.desc.size);
+          blobs.delete(d);
+        }
+      }
+    }
     const indexBytes = buildIndexJson(resolved.map(({ r }) => r));
     const items: LayoutItem[] = [
       { path: OCI_LAYOUT_PATH, size: OCI_LAYOUT_CONTENT.length, kind: "file", digest: digestOf(OCI_LAYOUT_CONTENT) },
@@ -231,6 +254,10 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
         created,
         images: resolved.map(({ r }) => bundleImage(r)),
       };
+      if (options.since) {
+        const list = [...omitted.keys()].sort() as Digest[];
+        m.base = { source: options.since.source, count: list.length, digest: baseSetDigest(list), blobs: list };
+      }
       if (options.lock !== undefined) m.lock = options.lock;
       return m;
     };
@@ -266,6 +293,10 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
       durationMs: 0,
       dryRun: options.dryRun ?? false,
     };
+    if (options.since) {
+      result.baseBlobs = omitted.size;
+      result.baseBytes = [...omitted.values()].reduce((n, x) => n + x, 0);
+    }
     if (options.dryRun) {
       result.volumes = finalPaths(plan).map((path, i) => ({ volume: i, path, size: plan.volumes[i]?.size ?? 0, sha256: "" }));
       result.durationMs = Date.now() - started;
@@ -295,7 +326,7 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
       // Largest first (as in the archive): the longest downloads start early, the small ones fill in around them.
       tasks.sort((a, b) => a.entry.headerOffset - b.entry.headerOffset);
       const remainingPerImage = new Map<string, number>();
-      for (const { r } of resolved) remainingPerImage.set(r.name, new Set(r.blobs.map((d) => d.digest)).size);
+      for (const { r } of resolved) remainingPerImage.set(r.name, new Set(r.blobs.map((d) => d.digest).filter((d) => blobs.has(d))).size);
       const imagesOf = new Map<string, string[]>();
       for (const { r } of resolved) for (const d of new Set(r.blobs.map((x) => x.digest))) imagesOf.set(d, [...(imagesOf.get(d) ?? []), r.name]);
       const blobDone = (d: Digest) => {
@@ -310,10 +341,7 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
         if (left === 0) onProgress?.({ type: "image-done", image: name, digest: resolved.find(({ r }) => r.name === name)?.r.top.digest as Digest });
       }
 
-      const inner = new AbortController();
-      setMaxListeners(0, inner.signal); // one listener per blob in flight
-      const onOuterAbort = () => inner.abort(signal?.reason);
-      signal?.addEventListener("abort", onOuterAbort, { once: true });
+      const { controller: inner, release } = linkedController(signal);
       const run = limiter(Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY));
       let firstError: unknown;
       try {
@@ -345,7 +373,7 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
           ),
         );
       } finally {
-        signal?.removeEventListener("abort", onOuterAbort);
+        release();
       }
       if (firstError !== undefined) throw firstError;
       signal?.throwIfAborted();
@@ -453,8 +481,9 @@ function buildMetadata(base: MetaBase, manifests: Map<string, Manifest>, blobs: 
     volumes = Array.from({ length: placeholderVolumes }, () => ({ volume: 999_999, name: "", size: Number.MAX_SAFE_INTEGER, sha256: "0".repeat(64) }));
   }
   // Key order as in the BundleMetadata interface, lock last.
-  const { lock, ...rest } = base;
+  const { lock, base: delta, ...rest } = base;
   const m: BundleMetadata = { ...rest, manifests: mlist, blobs: blist, volumes };
+  if (delta !== undefined) m.base = delta;
   if (lock !== undefined) m.lock = lock;
   return m;
 }

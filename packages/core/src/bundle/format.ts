@@ -162,6 +162,22 @@ export interface BundleVolume {
   sha256: string | null;
 }
 
+/**
+ * What a delta bundle depends on: blobs its images list that it does not carry, because the other
+ * side already has them (`export --since`). `verify` expects them absent; `import` checks that the
+ * destination has every one before pushing anything.
+ */
+export interface BundleBase {
+  /** Where the base came from, e.g. `receipt receipt.json (registry.local:5000/mirror, …)`. */
+  source: string;
+  /** How many base blobs the images of this bundle need. */
+  count: number;
+  /** sha256 over the sorted `blobs`, one per line (see baseSetDigest). */
+  digest: Digest;
+  /** The base blobs the images of this bundle need, sorted. */
+  blobs: Digest[];
+}
+
 /** `airlock/bundle.json`: airlock's description of the whole bundle, written last. */
 export interface BundleMetadata {
   mediaType: typeof BUNDLE_MEDIA_TYPE;
@@ -177,6 +193,8 @@ export interface BundleMetadata {
   /** Every other blob (configs and layers), each stored once. */
   blobs: BundleBlob[];
   volumes: BundleVolume[];
+  /** Only in a delta bundle: the blobs it relies on the destination having. */
+  base?: BundleBase;
   /** Anything the caller recorded, e.g. the resolved images.lock. */
   lock?: unknown;
 }

@@ -12,7 +12,6 @@
  *   3. only when every blob arrived: per image, child manifests, then the top-level one, then
  *      commit (the tag).
  */
-import { setMaxListeners } from "node:events";
 import { pipeline } from "node:stream";
 import { type Digest, VerifyingStream } from "../digest.js";
 import { AirlockError } from "../errors.js";
@@ -20,8 +19,9 @@ import type { Descriptor, Manifest } from "../manifest.js";
 import { limiter } from "../progress.js";
 import type { ImageDestination, ImageReference, SystemContext } from "../transports/types.js";
 import type { BundleListener } from "./events.js";
-import type { BundleMetadata } from "./format.js";
+import { type BundleMetadata, blobPath } from "./format.js";
 import { BundleReader } from "./reader.js";
+import { linkedController, settleAll } from "./util.js";
 
 /** Options of {@link importBundle}. */
 export interface ImportOptions {
@@ -73,6 +73,8 @@ interface ImageWork {
   manifests: Manifest[];
   /** Distinct blobs. */
   blobs: Descriptor[];
+  /** A delta bundle: blobs of this image the bundle does not carry; the destination must have them. */
+  base: Descriptor[];
   dest?: ImageDestination;
   present?: boolean;
 }
@@ -93,6 +95,8 @@ export async function importBundle(path: string | string[], options: ImportOptio
     // 1. Check everything that can be checked without pushing.
     const images = await selectImages(reader, options.images);
     const metadata = await reader.metadata();
+    const baseBlobs = new Set<string>(metadata?.base?.blobs ?? []);
+    const isBase = (b: Descriptor) => baseBlobs.has(b.digest) && !reader.entry(blobPath(b.digest));
     for (const { name, descriptor } of images) {
       signal?.throwIfAborted();
       checkAgainstMetadata(reader, metadata, name, descriptor);
@@ -118,12 +122,14 @@ export async function importBundle(path: string | string[], options: ImportOptio
       try {
         top = await visit(descriptor);
         for (const b of blobs.values()) {
+          if (isBase(b)) continue; // a delta's base: checked at the destination before pushing
           reader.locateBlob(b); // present, of the right size, no part in a missing or truncated volume
         }
       } catch (err) {
         throw refuse(reader, name, err);
       }
-      work.push({ name, ref: options.destinationFor(name), top, manifests, blobs: [...blobs.values()] });
+      const all = [...blobs.values()];
+      work.push({ name, ref: options.destinationFor(name), top, manifests, blobs: all.filter((b) => !isBase(b)), base: all.filter(isBase) });
     }
     const result: ImportResult = { path: reader.path, images: [], blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0, manifestsPushed: 0, durationMs: 0, dryRun: options.dryRun ?? false };
     if (options.dryRun) {
@@ -153,10 +159,12 @@ export async function importBundle(path: string | string[], options: ImportOptio
         }),
       ),
     );
-    const inner = new AbortController();
-    setMaxListeners(0, inner.signal); // one listener per blob in flight
-    const onOuterAbort = () => inner.abort(signal?.reason);
-    signal?.addEventListener("abort", onOuterAbort, { once: true });
+    await checkBase(work, reader, metadata, open, signal);
+    for (const w of work) {
+      result.blobsSkipped += w.base.length;
+      for (const b of w.base) onProgress?.({ type: "blob-skipped", image: w.name, digest: b.digest, size: b.size, reason: "in the delta's base" });
+    }
+    const { controller: inner, release } = linkedController(signal);
     const run = limiter(Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY));
     const serial = new Map<ImageDestination, <T>(fn: () => Promise<T>) => Promise<T>>();
     const byDigest = new Map<string, Promise<void>>();
@@ -187,7 +195,7 @@ export async function importBundle(path: string | string[], options: ImportOptio
       }
       await Promise.all(tasks);
     } finally {
-      signal?.removeEventListener("abort", onOuterAbort);
+      release();
     }
     if (firstError !== undefined) throw firstError;
     signal?.throwIfAborted();
@@ -248,6 +256,25 @@ async function pushBlob(reader: BundleReader, w: ImageWork, dest: ImageDestinati
   onProgress?.({ type: "blob-done", image: w.name, digest: b.digest, size: b.size });
 }
 
+/** A delta: every base blob must already be at the destination, before a single byte is pushed. */
+async function checkBase(work: ImageWork[], reader: BundleReader, metadata: BundleMetadata | undefined, open: <T>(fn: () => Promise<T>) => Promise<T>, signal: AbortSignal | undefined): Promise<void> {
+  const missing: string[] = [];
+  await settleAll(
+    work.map((w) =>
+      open(async () => {
+        const dest = w.dest as ImageDestination;
+        for (const b of w.base) if (!(await dest.tryReuseBlob(b, signal))) missing.push(`${b.digest} (${w.name} → ${w.ref})`);
+      }),
+    ),
+  );
+  if (missing.length > 0) {
+    throw new AirlockError(
+      "ERR_BLOB_NOT_FOUND",
+      `bundle ${reader.path} is a delta against ${metadata?.base?.source ?? "an earlier bundle"}, and the destination lacks ${missing.length} of the blobs it relies on: ${missing.slice(0, 20).join(", ")}${missing.length > 20 ? ", …" : ""}; nothing was pushed — import the base first, or export again with --since a fresh receipt (airlock inventory)`,
+    );
+  }
+}
+
 async function selectImages(reader: BundleReader, wanted: string[] | undefined): Promise<{ name: string; descriptor: Descriptor }[]> {
   const all = await reader.images();
   const named = all.filter((i): i is { name: string; descriptor: Descriptor } => i.name !== undefined);
@@ -282,14 +309,6 @@ function refuse(reader: BundleReader, name: string, err: unknown): AirlockError 
   const missing = reader.missingVolumes();
   const hint = missing.length > 0 ? ` (missing volume${missing.length > 1 ? "s" : ""}: ${missing.join(", ")})` : "";
   return new AirlockError(e.code, `bundle ${reader.path}, image ${name}: ${e.message}${hint}; nothing was imported — run airlock verify for the full list of faults`, { cause: err });
-}
-
-/** Like Promise.all, but waits for every promise to settle before rejecting with the first error. */
-async function settleAll<T>(promises: Promise<T>[]): Promise<T[]> {
-  const settled = await Promise.allSettled(promises);
-  const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
-  if (failed) throw failed.reason;
-  return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
 }
 
 function sum(blobs: Descriptor[]): number {

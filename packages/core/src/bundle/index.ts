@@ -8,6 +8,7 @@ export {
   BUNDLE_FORMAT_VERSION,
   BUNDLE_MEDIA_TYPE,
   BUNDLE_METADATA_PATH,
+  type BundleBase,
   type BundleBlob,
   type BundleImage,
   type BundleMetadata,

@@ -235,6 +235,7 @@ export async function verifyBundle(pathOrVolumes: string | string[], options: Ve
       if (reader.volumes[0]?.present) problem({ kind: "index-invalid", path: INDEX_PATH, message: (err as Error).message });
     }
     const reached = new Set<string>();
+    const deltaBase = new Set<string>(metadata?.base?.blobs ?? []);
     const metaVolume = new Map<string, number>();
     for (const b of [...(metadata?.blobs ?? []), ...(metadata?.manifests ?? [])]) metaVolume.set(b.digest, b.volume);
     const where = (d: Digest) => {
@@ -245,6 +246,7 @@ export async function verifyBundle(pathOrVolumes: string | string[], options: Ve
     const checkBlob = (desc: Descriptor, owner: string, image: string): boolean => {
       reached.add(desc.digest);
       const e = reader.entry(blobPath(desc.digest));
+      if (!e && deltaBase.has(desc.digest)) return true; // a delta's base: absent by design (bundle.json "base")
       if (!e) {
         const n = metaVolume.get(desc.digest);
         const inMissing = n !== undefined && !reader.volumes[n]?.present;
