@@ -7,7 +7,9 @@
  * @see https://github.com/opencontainers/distribution-spec/blob/main/spec.md
  */
 import type { Readable } from "node:stream";
-import { Agent, type Dispatcher, request } from "undici";
+// The file path, not the bare name: Bun answers a bare "undici" with its own stub whose Agent
+// ignores TLS options and has no close(); the path loads the real undici on Node, Bun and Deno.
+import { Agent, type Dispatcher, request } from "undici/index.js";
 import { AirlockError } from "../errors.js";
 import { isLoopbackHost } from "../reference/docker.js";
 import type { DockerContext } from "../transports/types.js";
