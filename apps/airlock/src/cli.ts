@@ -9,7 +9,9 @@ import { registerDelete } from "./commands/delete.js";
 import { registerListTags } from "./commands/list-tags.js";
 import { registerLogin } from "./commands/login.js";
 import { registerInspect } from "./commands/inspect.js";
+import { registerInventory } from "./commands/inventory.js";
 import { registerManifestDigest } from "./commands/manifest-digest.js";
+import { registerMirrorConfig } from "./commands/mirror-config.js";
 import { registerServe } from "./commands/serve.js";
 import { registerStandalone } from "./commands/standalone.js";
 import { registerSync } from "./commands/sync.js";
@@ -52,7 +54,7 @@ when no policy file exists anywhere, it accepts every image (skopeo would fail).
 
 Exit status: 0 ok, 1 error, 2 image not found.`,
   );
-  for (const register of [registerCopy, registerInspect, registerManifestDigest, registerListTags, registerDelete, registerLogin, registerServe, registerBundle, registerSync]) register(program, cli);
+  for (const register of [registerCopy, registerInspect, registerManifestDigest, registerListTags, registerDelete, registerLogin, registerServe, registerBundle, registerInventory, registerMirrorConfig, registerSync]) register(program, cli);
   registerStandalone(program, cli);
   for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: (s) => cli.stdout.write(s), writeErr: (s) => cli.stderr.write(s) });
   return program;

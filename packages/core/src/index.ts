@@ -34,6 +34,7 @@ export * from "./transports/docker/source.js";
 export * from "./transports/docker/destination.js";
 export * from "./transports/docker/operations.js";
 export * from "./bundle/index.js";
+export * from "./delta/index.js";
 export * from "./sync/index.js";
 export * from "./convert/compression.js";
 export * from "./convert/mediatypes.js";

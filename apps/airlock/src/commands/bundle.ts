@@ -13,17 +13,23 @@ import {
   type ImageReference,
   importBundle,
   type ImportResult,
+  baseFromManifests,
+  type DeltaBase,
+  loadDeltaBase,
   parseImageName,
+  takeInventory,
   verifyBundle,
+  writeReceipt,
 } from "@airlock/core";
 import { type Command, Option } from "commander";
 import { checkLocked, defaultLockPath, exportImagesFor, type ImageFailure, resolveAndLock } from "../bundle-flow.js";
-import { destinationName, NAMING_MODES, type NamingMode, writeLock } from "../config/index.js";
+import { destinationName, NAMING_MODES, type NamingMode, readLock, writeLock } from "../config/index.js";
 import type { CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
 import { addDockerFlags, addRetryFlags, parseCount, systemContextFrom } from "../flags.js";
 import { formatBytes } from "../progress.js";
 import { VERSION } from "../version.js";
+import { describeReceipt } from "./inventory.js";
 
 /** Named volume sizes for `--split-size`. */
 const NAMED_SIZES: Record<string, number> = {
@@ -128,7 +134,8 @@ export function registerBundle(program: Command, cli: CliContext): void {
       .option("--split-size <size>", "write volumes of at most this size (OUT.000, OUT.001, …): bytes, 4G, fat32, dvd, bd25", parseSize)
       .option("--concurrency <n>", "blobs downloaded at once (default 6)", (v) => parseCount(v, "--concurrency"))
       .option("--keep-going", "export the images that can be read; list the others and exit non-zero")
-      .option("--no-resume", "start over instead of resuming an interrupted export of the same bundle"),
+      .option("--no-resume", "start over instead of resuming an interrupted export of the same bundle")
+      .option("--since <receipt|lock|bundle>", "a delta: leave out what the other side has (a receipt from airlock inventory, an old images.lock.yaml, or an old bundle)"),
   );
   exportCmd.addHelpText(
     "after",
@@ -155,6 +162,7 @@ Examples:
         resume: opts.resume !== false,
         lock,
         toolVersion: VERSION,
+        ...(opts.since ? { since: await deltaBaseFrom(opts.since as string, cli.signal) } : {}),
         signal: cli.signal,
         onProgress: listener(progress.listener),
       });
@@ -199,7 +207,8 @@ Examples:
       .option("--dry-run", "check the bundle and print what would be pushed; push nothing")
       .option("--image <name...>", "import only these images (their bundle names)")
       .option("--concurrency <n>", "blobs pushed at once (default 6)", (v) => parseCount(v, "--concurrency"))
-      .option("--authfile <path>", "auth file (default: $REGISTRY_AUTH_FILE, then containers' and Docker's auth files)"),
+      .option("--authfile <path>", "auth file (default: $REGISTRY_AUTH_FILE, then containers' and Docker's auth files)")
+      .option("--receipt <file>", "after the import, write a receipt of what --to REGISTRY[/PREFIX] holds (for airlock export --since)"),
   );
   addDockerFlags(importCmd, "dest-");
   addRetryFlags(importCmd);
@@ -242,7 +251,27 @@ Examples:
       `${result.dryRun ? "Dry run: " : ""}${result.images.length} image(s); ${result.blobsPushed} blob(s) ${result.dryRun ? "to push" : "pushed"} (${formatBytes(result.bytesPushed)}), ${result.blobsSkipped} already present; ${result.manifestsPushed} manifest(s) in ${seconds(result.durationMs)}\n`,
     );
     await writeReport(opts, result);
+    if (opts.receipt && !result.dryRun) {
+      if (to.startsWith("oci:") || to.startsWith("dir:")) throw new UsageError("--receipt needs --to REGISTRY[/PREFIX]: an inventory is taken of a registry");
+      const ctx = systemContextFrom(opts, "dest-", cli.globals() as Record<string, unknown>);
+      const receipt = await takeInventory(to, { ...(ctx.docker ? { docker: ctx.docker } : {}), signal: cli.signal });
+      await writeReceipt(opts.receipt as string, receipt);
+      cli.stdout.write(describeReceipt(receipt, opts.receipt as string));
+    }
   });
+}
+
+/**
+ * The base of `export --since FILE`: a receipt or an old bundle (read by @airlock/core), or an old
+ * images.lock.yaml (its manifest digests: the blobs of those manifests are not shipped again).
+ */
+async function deltaBaseFrom(path: string, signal: AbortSignal): Promise<DeltaBase> {
+  if (/\.ya?ml$/i.test(path)) {
+    const lock = await readLock(path);
+    const digests = lock.images.flatMap((i) => [i.digest, ...(i.manifests ?? []).map((m) => m.digest)]);
+    return baseFromManifests(`lock ${path} (${lock.generated})`, digests);
+  }
+  return loadDeltaBase(path, signal);
 }
 
 /** Maps a bundle name to its destination reference for `--to`. */
@@ -274,6 +303,7 @@ function printExport(cli: CliContext, r: ExportResult, failures: ImageFailure[])
     `Exported ${r.images.length} image(s), ${r.blobs} blob(s), ${formatBytes(r.blobBytes)}` +
       (r.duplicateBlobs ? ` (${r.duplicateBlobs} shared blob reference(s) stored once)` : "") +
       (r.blobsResumed ? `, ${r.blobsResumed} blob(s) resumed from an earlier run` : "") +
+      (r.baseBlobs !== undefined ? `; a delta: ${r.baseBlobs} blob(s) (${formatBytes(r.baseBytes ?? 0)}) left out, the other side has them` : "") +
       ` in ${seconds(r.durationMs)} to ${r.path}${r.volumes.length > 1 ? ` (${r.volumes.length} volumes)` : ""}\n`,
   );
 }
