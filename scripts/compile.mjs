@@ -1,0 +1,96 @@
+#!/usr/bin/env node
+// Builds airlock as a single-file executable (`npm run compile`): `bun build --compile` of the
+// CLI, with the Bun binary that the `bun` npm dev dependency brings. The result runs on a machine
+// with no Node, no npm and no network.
+//
+//   dist/airlock-linux-x64     always (or the host's platform, e.g. dist/airlock-linux-arm64)
+//   dist/airlock-linux-arm64   also, when Bun can fetch its arm64 base binary (it asks the npm
+//                              registry for @oven/bun-linux-aarch64); skipped with a note otherwise
+//
+// Options: --target PLATFORM (repeatable; e.g. linux-x64, linux-arm64), --host-only,
+// --out-dir DIR (default dist/), --no-tsc (the CLI's JavaScript is already built).
+// Prints each executable's path, size and sha256.
+import { execFileSync, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createReadStream, existsSync, mkdirSync, statSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const bun = join(root, "node_modules", ".bin", process.platform === "win32" ? "bun.exe" : "bun");
+const entry = join(root, "apps", "airlock", "bin", "airlock.js");
+
+/** airlock's platform name for this machine: `linux-x64`, `linux-arm64`, `darwin-arm64`, … */
+function hostPlatform() {
+  return `${process.platform}-${process.arch}`;
+}
+
+/** Bun's --target for an airlock platform name (`linux-arm64` → `bun-linux-aarch64`). */
+function bunTarget(platform) {
+  const [os, arch] = platform.split("-");
+  return `bun-${os}-${arch === "arm64" ? "aarch64" : arch}`;
+}
+
+async function sha256(path) {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(path)) h.update(chunk);
+  return h.digest("hex");
+}
+
+function mib(n) {
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+const args = process.argv.slice(2);
+const targets = [];
+let outDir = join(root, "dist");
+let runTsc = true;
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === "--target") targets.push(args[++i]);
+  else if (args[i] === "--host-only") targets.push(hostPlatform());
+  else if (args[i] === "--out-dir") outDir = resolve(args[++i]);
+  else if (args[i] === "--no-tsc") runTsc = false;
+  else {
+    console.error(`compile: unknown argument ${args[i]} (use --target PLATFORM, --host-only, --out-dir DIR, --no-tsc)`);
+    process.exit(2);
+  }
+}
+const host = hostPlatform();
+const wanted = targets.length > 0 ? targets : [...new Set([host, "linux-x64", "linux-arm64"])];
+// The host's own executable must build; cross builds are best effort (they need a download).
+const required = new Set(targets.length > 0 ? targets : [host]);
+
+if (!existsSync(bun)) {
+  console.error(`compile: ${relative(root, bun)} is missing; run \`npm ci\` (bun is a dev dependency)`);
+  process.exit(1);
+}
+// The CLI's JavaScript must be current: `npm ci` builds it, but sources may have changed since.
+// A type error elsewhere does not stop the build: tsc still writes JavaScript, and we say so.
+if (runTsc) {
+  try {
+    execFileSync(process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-b", join(root, "apps", "airlock")], { stdio: "inherit" });
+  } catch {
+    console.error("compile: warning: `tsc -b apps/airlock` reported errors (above); compiling the JavaScript it wrote");
+  }
+}
+mkdirSync(outDir, { recursive: true });
+
+let failed = 0;
+for (const platform of wanted) {
+  const out = join(outDir, `airlock-${platform}`);
+  const started = Date.now();
+  const r = spawnSync(bun, ["build", "--compile", "--minify", `--target=${bunTarget(platform)}`, entry, "--outfile", out], { cwd: root, encoding: "utf8" });
+  if (r.status !== 0) {
+    const why = (r.stderr || r.stdout || String(r.error ?? "")).trim().split("\n").slice(-3).join(" | ");
+    if (required.has(platform)) {
+      console.error(`compile: FAILED ${relative(root, out)}: ${why}`);
+      failed++;
+    } else {
+      console.error(`compile: skipped ${relative(root, out)} (cross build needs Bun's ${bunTarget(platform)} base binary, which could not be fetched): ${why}`);
+    }
+    continue;
+  }
+  const size = statSync(out).size;
+  console.log(`${relative(root, out)}  ${mib(size)} (${size} bytes)  sha256:${await sha256(out)}  built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+process.exit(failed > 0 ? 1 : 0);
