@@ -151,6 +151,9 @@ export class ImageConverter {
 
   /** Checks that `m` can be written to the destination, as it is or converted (ERR_UNSUPPORTED otherwise). */
   checkWritable(m: Manifest): void {
+    if (m.isIndex && !this.ctx.dst.capabilities.indexes) {
+      throw new AirlockError("ERR_UNSUPPORTED", `${this.ctx.dst.reference} cannot store a multi-arch index; copy one platform (drop --all / --multi-arch) or choose another destination`);
+    }
     if (this.accepts(m.mediaType)) return;
     const format = this.targetFormat(m);
     if (this.ctx.keepDigests) this.refuse(`converting its ${m.mediaType} manifest to ${(m.isIndex ? indexMediaType : imageManifestMediaType)(format)}`);

@@ -271,6 +271,47 @@ describe("docker-archive: reads every layout", () => {
   });
 });
 
+describe("docker-archive: Docker 25+ archives and indexes", () => {
+  it("a docker save archive that is also an OCI layout (Docker 25+: manifest.json pointing into blobs/sha256) reads both ways", async () => {
+    const layer = await tarOf([{ name: "hello.txt", data: "hello\n" }]);
+    const diff = digestOf(layer);
+    const config = Buffer.from(JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [diff] } }));
+    const cd = digestOf(config);
+    const manifest = Buffer.from(
+      JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OCIManifest, config: { mediaType: MediaType.OCIConfig, digest: cd, size: config.length }, layers: [{ mediaType: MediaType.OCILayer, digest: diff, size: layer.length }] }),
+    );
+    const md = digestOf(manifest);
+    const blob = (d: string) => `blobs/sha256/${d.slice(7)}`;
+    const path = join(dir, "docker25.tar");
+    await fs.writeFile(
+      path,
+      await tarOf([
+        { name: blob(diff), data: layer },
+        { name: blob(cd), data: config },
+        { name: blob(md), data: manifest },
+        { name: "index.json", data: JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: MediaType.OCIManifest, digest: md, size: manifest.length, annotations: { "io.containerd.image.name": "docker.io/library/hello:1", "org.opencontainers.image.ref.name": "1" } }] }) },
+        { name: "manifest.json", data: JSON.stringify([{ Config: blob(cd), RepoTags: ["hello:1"], Layers: [blob(diff)] }]) },
+        { name: "oci-layout", data: '{"imageLayoutVersion":"1.0.0"}' },
+        { name: "repositories", data: "{}" },
+      ]),
+    );
+    const m = await openRead(`${path}:hello:1`);
+    expect([m.image.config.digest, m.image.layers.map((l) => l.digest)]).toEqual([cd, [diff]]);
+    const src = await parseImageName(`oci-archive:${path}:1`).newSource();
+    expect((await readImage(src)).digest).toBe(md);
+    await src.close();
+  });
+
+  it("from a multi-arch index, the image of the chosen platform is written", async () => {
+    const path = join(dir, "a.tar");
+    const r = await copyImage(OciReference.parse(`${join(fixtures, "oci")}:multi`), archive(`${path}:multi:arm`), { platform: { os: "linux", architecture: "arm64" } });
+    const config = JSON.parse((await skopeo("inspect", "--config", `docker-archive:${path}`)).stdout) as { architecture: string };
+    expect(config.architecture).toBe("arm64");
+    expect((await openRead(path)).digest).toBe(r.digest);
+    await expect(copyImage(OciReference.parse(`${join(fixtures, "oci")}:multi`), archive(`${path}:multi:all`), { multiArch: "all" })).rejects.toThrow(/cannot store a multi-arch index/);
+  });
+});
+
 describe("docker-archive: bad input", () => {
   it("an archive with two images and no name: an error naming both", async () => {
     const path = join(dir, "two.tar");
