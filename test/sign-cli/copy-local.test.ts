@@ -92,6 +92,18 @@ describe("airlock copy --sign-by-key", () => {
     expect(existsSync(dst)).toBe(false);
   });
 
+  it("refuses a copy that would change the manifest digest (a format conversion), before writing anything", async () => {
+    const dst = fresh();
+    const r = await runCli(["copy", "-q", "--format", "v2s2", "--sign-by-key", key("signer.sec.asc"), "--sign-identity", IDENTITY, `oci:${FIX}/oci:single`, `dir:${dst}`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/changes its digest.*"Would invalidate signatures"/);
+    expect(existsSync(dst)).toBe(false);
+    // Copying a signed source into another format is refused as well, unless its signatures are dropped.
+    const signed = await signedDir();
+    expect((await runCli(["copy", "-q", "--format", "v2s2", `dir:${signed}`, `dir:${fresh()}`])).stderr).toMatch(/"Would invalidate signatures"/);
+    expect((await runCli(["copy", "-q", "--format", "v2s2", "--remove-signatures", `dir:${signed}`, `dir:${fresh()}`])).code).toBe(0);
+  });
+
   it("keeps the signatures of the source, adds its own, and drops them with --remove-signatures", async () => {
     const once = await signedDir();
     const twice = fresh();

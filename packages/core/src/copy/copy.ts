@@ -242,7 +242,9 @@ class Copier {
       ? '"Instructed to preserve digests" (--preserve-digests)'
       : hasSignatures && !removeSignatures
         ? '"Would invalidate signatures" (the source is signed; add --remove-signatures to copy it without its signatures)'
-        : undefined;
+        : this.options.sign
+          ? '"Would invalidate signatures" (a signature made while copying names the source\'s manifest digest)'
+          : undefined;
     return new ImageConverter({
       src: this.src,
       dst: this.dst,
