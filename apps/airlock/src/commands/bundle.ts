@@ -2,10 +2,11 @@
  * The air-gap verbs: `lock`, `plan` and `export` on the connected side; `verify` and `import` on
  * the air-gapped side.
  */
-import { statfs, writeFile } from "node:fs/promises";
+import { readFile, statfs, writeFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import {
   AirlockError,
+  BUNDLE_METADATA_PATH,
   BundleReader,
   type BundleEvent,
   exportBundle,
@@ -19,6 +20,7 @@ import {
   parseImageName,
   takeInventory,
   verifyBundle,
+  writeFileAtomic,
   writeReceipt,
 } from "@airlock/core";
 import { type Command, Option } from "commander";
@@ -28,6 +30,7 @@ import type { CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
 import { addDockerFlags, addRetryFlags, parseCount, systemContextFrom } from "../flags.js";
 import { formatBytes } from "../progress.js";
+import { signBundleMetadataWithKeyFile, verifyBundleMetadataWithKeyFiles } from "../signing/index.js";
 import { VERSION } from "../version.js";
 import { describeReceipt } from "./inventory.js";
 
@@ -60,6 +63,41 @@ const reportOptions = (cmd: Command) =>
 /** Writes the JSON report when asked. */
 async function writeReport(opts: Record<string, unknown>, report: unknown): Promise<void> {
   if (opts.report) await writeFile(opts.report as string, `${JSON.stringify(report, null, 2)}\n`);
+}
+
+/** The detached signature of a bundle: `BUNDLE.sig` next to the bundle file (or its volumes' base name). */
+export function signaturePathFor(paths: string[]): string {
+  return `${(paths[0] as string).replace(/\.\d{3}$/, "")}.sig`;
+}
+
+/** The exact bytes of a bundle's `airlock/bundle.json`, which commit to every digest in it. */
+async function bundleMetadataBytes(bundle: string | string[], signal?: AbortSignal): Promise<Buffer> {
+  const reader = await BundleReader.open(bundle, signal ? { signal } : {});
+  try {
+    const entry = reader.entry(BUNDLE_METADATA_PATH);
+    if (!entry) throw new AirlockError("ERR_INVALID_LAYOUT", `${Array.isArray(bundle) ? bundle.join(" ") : bundle} has no ${BUNDLE_METADATA_PATH}: it is not a complete airlock bundle, so it cannot be signed or checked against a signature`);
+    return await reader.readEntry(entry, 256 * 1024 * 1024);
+  } finally {
+    await reader.close();
+  }
+}
+
+/**
+ * Checks a bundle's signature (`--key`/`--verify-key`): the detached signature over its metadata
+ * must verify with one of `keyFiles`. Throws ERR_SIGNATURE for an unsigned, wrongly signed or
+ * altered bundle. Returns the signer's fingerprint.
+ */
+async function checkBundleSignature(paths: string[], keyFiles: string[], signatureFile: string | undefined, flag: string, signal?: AbortSignal): Promise<string> {
+  const sigPath = signatureFile ?? signaturePathFor(paths);
+  let signature: Buffer;
+  try {
+    signature = await readFile(sigPath);
+  } catch {
+    throw new AirlockError("ERR_SIGNATURE", `${paths.join(" ")} is not signed: no signature file ${sigPath}; export it with --sign-key, or give the signature with --signature FILE`);
+  }
+  const metadata = await bundleMetadataBytes(paths.length === 1 ? (paths[0] as string) : paths, signal);
+  const signer = await verifyBundleMetadataWithKeyFiles(metadata, signature, keyFiles, flag);
+  return signer.keyFingerprint;
 }
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
@@ -135,7 +173,9 @@ export function registerBundle(program: Command, cli: CliContext): void {
       .option("--concurrency <n>", "blobs downloaded at once (default 6)", (v) => parseCount(v, "--concurrency"))
       .option("--keep-going", "export the images that can be read; list the others and exit non-zero")
       .option("--no-resume", "start over instead of resuming an interrupted export of the same bundle")
-      .option("--since <receipt|lock|bundle>", "a delta: leave out what the other side has (a receipt from airlock inventory, an old images.lock.yaml, or an old bundle)"),
+      .option("--since <receipt|lock|bundle>", "a delta: leave out what the other side has (a receipt from airlock inventory, an old images.lock.yaml, or an old bundle)")
+      .option("--sign-key <file>", "sign the bundle's metadata (which commits to every digest) with this OpenPGP secret key; writes BUNDLE.sig")
+      .option("--sign-passphrase-file <file>", "the passphrase of --sign-key, on the first line of this file"),
   );
   exportCmd.addHelpText(
     "after",
@@ -168,6 +208,15 @@ Examples:
       });
       progress.stop();
       printExport(cli, result, resolved.failures);
+      if (opts.signKey) {
+        const sig = await signBundleMetadataWithKeyFile(await bundleMetadataBytes(out, cli.signal), {
+          keyFile: opts.signKey as string,
+          keyFlag: "--sign-key",
+          ...(opts.signPassphraseFile ? { passphraseFile: opts.signPassphraseFile as string, passphraseFlag: "--sign-passphrase-file" } : {}),
+        });
+        await writeFileAtomic(signaturePathFor([out]), sig);
+        cli.stdout.write(`Signed: ${signaturePathFor([out])}\n`);
+      }
       await writeReport(opts, { ...result, failures: resolved.failures });
       if (resolved.failures.length > 0) throw new AirlockError("ERR_IMAGE_NOT_FOUND", `${resolved.failures.length} image(s) could not be exported (listed above); the bundle holds the others`);
     } finally {
@@ -181,8 +230,14 @@ Examples:
     .description("Check a bundle offline: every volume, blob, manifest and the metadata")
     .argument("<bundle...>", "the bundle file, or its volumes (bundle.tar.000 …), or the base name of a split bundle")
     .option("--json", "print the report as JSON on stdout")
-    .addHelpText("after", "\nExit status: 0 when the bundle is intact, 1 when anything is wrong (each problem is listed).")
+    .option("--key <file...>", "require a valid signature by one of these OpenPGP public keys (BUNDLE.sig)")
+    .option("--signature <file>", "the bundle's signature file (default: BUNDLE.sig)")
+    .addHelpText("after", "\nExit status: 0 when the bundle is intact (and, with --key, signed by a trusted key), 1 when anything is wrong (each problem is listed).")
     .action(async (paths: string[], opts: Record<string, unknown>) => {
+      if (opts.key) {
+        const fpr = await checkBundleSignature(paths, opts.key as string[], opts.signature as string | undefined, "--key", cli.signal);
+        if (!opts.json) cli.stdout.write(`signature ok: metadata signed by ${fpr}\n`);
+      }
       const report = await verifyBundle(paths.length === 1 ? (paths[0] as string) : paths, { signal: cli.signal });
       if (opts.json) cli.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       else {
@@ -208,7 +263,9 @@ Examples:
       .option("--image <name...>", "import only these images (their bundle names)")
       .option("--concurrency <n>", "blobs pushed at once (default 6)", (v) => parseCount(v, "--concurrency"))
       .option("--authfile <path>", "auth file (default: $REGISTRY_AUTH_FILE, then containers' and Docker's auth files)")
-      .option("--receipt <file>", "after the import, write a receipt of what --to REGISTRY[/PREFIX] holds (for airlock export --since)"),
+      .option("--receipt <file>", "after the import, write a receipt of what --to REGISTRY[/PREFIX] holds (for airlock export --since)")
+      .option("--verify-key <file...>", "refuse the bundle unless BUNDLE.sig is a valid signature by one of these OpenPGP public keys; the whole bundle is then verified before anything is pushed")
+      .option("--signature <file>", "the bundle's signature file (default: BUNDLE.sig)"),
   );
   addDockerFlags(importCmd, "dest-");
   addRetryFlags(importCmd);
@@ -225,6 +282,14 @@ Examples:
   importCmd.action(async (paths: string[], opts: Record<string, unknown>) => {
     const bundle = paths.length === 1 ? (paths[0] as string) : paths;
     const to = opts.to as string;
+    if (opts.verifyKey) {
+      const fpr = await checkBundleSignature(paths, opts.verifyKey as string[], opts.signature as string | undefined, "--verify-key", cli.signal);
+      const report = await verifyBundle(bundle, { signal: cli.signal });
+      if (!report.ok) {
+        throw new AirlockError("ERR_DIGEST_MISMATCH", `${paths.join(" ")} is signed by ${fpr} but its content does not match its signed metadata (${report.problems.filter((p) => p.severity === "error").map((p) => p.message).join("; ")}); nothing was pushed`);
+      }
+      cli.stderr.write(`Bundle signed by ${fpr} and verified; importing\n`);
+    }
     const reader = await BundleReader.open(bundle, { signal: cli.signal });
     const metadata = await reader.metadata();
     await reader.close();
