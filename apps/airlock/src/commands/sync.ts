@@ -8,6 +8,7 @@ import { writeFile } from "node:fs/promises";
 import {
   AirlockError,
   dirSyncImages,
+  DockerImageReference,
   dockerSyncImages,
   formatPlatform,
   type MultiArch,
@@ -31,6 +32,7 @@ import type { CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
 import { addDockerFlags, addRetryFlags, parseCount, platformFrom, systemContextFrom } from "../flags.js";
 import { formatBytes } from "../progress.js";
+import { configuredLookasideStaging, loadRegistriesD, loadTrustPolicy, lookasideForReading, policyChecker } from "../signing/index.js";
 import { loadSyncYaml, registryContext, selectForEntry } from "../sync-yaml.js";
 
 const SOURCES = ["docker", "dir", "oci", "yaml"] as const;
@@ -66,7 +68,7 @@ export function registerSync(program: Command, cli: CliContext): void {
     .option("--parallel <n>", "images copied at once (default 4)", positive("--parallel"))
     .option("--max-per-registry <n>", "images copied at once against any one registry, source or destination (default: --parallel)", positive("--max-per-registry"))
     .option("--image-parallel-copies <n>", "blobs copied at once within one image (default 6)", positive("--image-parallel-copies"))
-    .option("--remove-signatures", "do not copy signatures (airlock does not copy signatures yet)")
+    .option("--remove-signatures", "do not copy the sources' signatures (they are still checked against the trust policy)")
     .option("-q, --quiet", "print nothing but errors")
     .option("--json", "print progress and results as NDJSON events on stderr");
   addDockerFlags(cmd, "src-");
@@ -155,6 +157,21 @@ async function runSyncCommand(cli: CliContext, source: string, destination: stri
       scoped: opts.scoped === true,
       ...(opts.appendSuffix ? { appendSuffix: opts.appendSuffix as string } : {}),
     });
+    // As in copy: the trust policy is checked before any blob of a copied image is read, and
+    // registry images read and write their signatures where registries.d says.
+    const trust = await loadTrustPolicy({ policy: globals.policy as string | undefined, insecurePolicy: globals.insecurePolicy === true });
+    if (tasks.some((t) => t.image.source instanceof DockerImageReference || t.destination instanceof DockerImageReference)) {
+      const { config } = await loadRegistriesD(globals["registries.d"] as string | undefined);
+      const ctx = contextCache();
+      for (const t of tasks) {
+        const src = t.image.source;
+        if (src instanceof DockerImageReference) t.image.sourceContext = ctx(t.image.sourceContext, "lookaside", lookasideForReading(config, src.ref));
+        if (t.destination instanceof DockerImageReference) {
+          const staging = configuredLookasideStaging(config, t.destination.ref);
+          if (staging !== undefined) t.destinationContext = ctx(dstCtx, "lookasideStaging", staging);
+        }
+      }
+    }
     if (platforms.length > 1) out.line(`Platforms ${platforms.map(formatPlatform).join(", ")}: multi-arch images are copied whole (an index of only some platforms would have a new digest)`);
     const options: SyncOptions = {
       destinationContext: dstCtx,
@@ -169,6 +186,7 @@ async function runSyncCommand(cli: CliContext, source: string, destination: stri
       retryTimes: (opts.retryTimes as number | undefined) ?? 0,
       ...(opts.retryDelay === undefined ? {} : { retryDelayMs: opts.retryDelay as number }),
       ...(opts.imageParallelCopies === undefined ? {} : { concurrency: opts.imageParallelCopies as number }),
+      copyOptions: { removeSignatures: opts.removeSignatures === true, ...(trust ? { checkPolicy: policyChecker(trust) } : {}) },
       signal: cli.signal,
       onProgress: progress.listener,
       onEvent: (e) => {
@@ -198,6 +216,28 @@ async function runSyncCommand(cli: CliContext, source: string, destination: stri
   } finally {
     progress.stop();
   }
+}
+
+/**
+ * Derives contexts with one registry setting changed, one object per distinct (base, value): the
+ * sync reuses a registry connection per context object, so equal settings must be one object.
+ */
+function contextCache(): (base: SystemContext | undefined, key: "lookaside" | "lookasideStaging", value: string) => SystemContext {
+  const cache = new Map<SystemContext | undefined, Map<string, SystemContext>>();
+  return (base, key, value) => {
+    let m = cache.get(base);
+    if (!m) {
+      m = new Map();
+      cache.set(base, m);
+    }
+    const id = `${key}\0${value}`;
+    let ctx = m.get(id);
+    if (!ctx) {
+      ctx = { ...base, docker: { ...base?.docker, [key]: value } };
+      m.set(id, ctx);
+    }
+    return ctx;
+  };
 }
 
 /** `DIGEST TRANSPORT:DESTINATION` lines, in plan order, for every image now at its destination. */

@@ -38,6 +38,8 @@ export interface SyncTask {
   image: SyncImage;
   /** The destination reference (from {@link syncDestination}). */
   destination: ImageReference;
+  /** Settings for writing this destination, in place of {@link SyncOptions.destinationContext} (e.g. its signature storage). */
+  destinationContext?: SystemContext;
 }
 
 /** What happened to one image. `would-*` only in a dry run. */
@@ -258,7 +260,8 @@ async function attempt(task: SyncTask, options: SyncOptions, pool: RegistryClien
     }
   }
   if (want.digest !== undefined) result.digest = want.digest;
-  const have = await destinationDigest(task.destination, options.destinationContext, pool, signal);
+  const destinationContext = task.destinationContext ?? options.destinationContext;
+  const have = await destinationDigest(task.destination, destinationContext, pool, signal);
   if (want.digest !== undefined && have === want.digest) {
     result.status = options.dryRun ? "would-skip" : "skipped";
     return;
@@ -271,7 +274,7 @@ async function attempt(task: SyncTask, options: SyncOptions, pool: RegistryClien
   const copied: CopyResult = await copyImage(source, mountingFrom(task.destination, source), {
     ...options.copyOptions,
     ...(sourceContext ? { sourceContext } : {}),
-    ...(options.destinationContext ? { destinationContext: options.destinationContext } : {}),
+    ...(destinationContext ? { destinationContext } : {}),
     multiArch,
     ...(options.platform ? { platform: options.platform } : {}),
     ...(options.preserveDigests ? { preserveDigests: true } : {}),
