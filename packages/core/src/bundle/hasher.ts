@@ -46,6 +46,7 @@ export class VolumeHasher {
   private frontier = 0;
   private index = 0;
   private running = false;
+  private dirty = false;
   private failure: unknown;
   private waiters: { pos: number; resolve: () => void; reject: (err: unknown) => void }[] = [];
 
@@ -133,17 +134,27 @@ export class VolumeHasher {
     this.kick();
   }
 
+  /**
+   * Runs the frontier forward, once at a time. A change that arrives while a run is finishing sets
+   * `dirty`, and the runner loops again before it stops — no change is ever left unprocessed.
+   */
   private kick(): void {
+    this.dirty = true;
     if (this.running || this.failure !== undefined) return;
     this.running = true;
-    this.run()
-      .catch((err: unknown) => {
+    void (async () => {
+      try {
+        while (this.dirty) {
+          this.dirty = false;
+          await this.run();
+        }
+      } catch (err) {
         this.failure = err;
         for (const w of this.waiters.splice(0)) w.reject(err);
-      })
-      .finally(() => {
+      } finally {
         this.running = false;
-      });
+      }
+    })();
   }
 
   private async run(): Promise<void> {
