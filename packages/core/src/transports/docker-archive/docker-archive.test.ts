@@ -22,7 +22,9 @@ import "../all.js";
 import { DirReference } from "../dir/reference.js";
 import { OciReference } from "../oci/reference.js";
 import type { ImageSource } from "../types.js";
+import { DockerArchiveReader } from "./reader.js";
 import { DockerArchiveReference } from "./reference.js";
+import { DockerArchiveImageSource } from "./source.js";
 
 const run = promisify(execFile);
 const skopeo = (...args: string[]) => run("skopeo", ["--insecure-policy", ...args], { maxBuffer: 16 << 20 });
@@ -309,6 +311,26 @@ describe("docker-archive: Docker 25+ archives and indexes", () => {
     expect(config.architecture).toBe("arm64");
     expect((await openRead(path)).digest).toBe(r.digest);
     await expect(copyImage(OciReference.parse(`${join(fixtures, "oci")}:multi`), archive(`${path}:multi:all`), { multiArch: "all" })).rejects.toThrow(/cannot store a multi-arch index/);
+  });
+});
+
+describe("docker-archive: the reader, for other transports", () => {
+  it("several sources over one open reader (DockerArchiveImageSource.fromReader); the reader stays the caller's", async () => {
+    const path = join(dir, "two.tar");
+    const store = new MemoryStore();
+    const one = await realDockerImage(store, "one", { "1": "1" });
+    const two = await realDockerImage(store, "two", { "2": "2" });
+    await copyImage(store.ref("one"), archive(`${path}:first:1`));
+    await copyImage(store.ref("two"), archive(`${path}:second:2`));
+    const reader = await DockerArchiveReader.open(path);
+    expect(reader.repoTags(1).map(String)).toEqual(["docker.io/library/second:2"]);
+    const a = await DockerArchiveImageSource.fromReader(archive(`${path}:@0`), reader, { position: 0 });
+    const b = await DockerArchiveImageSource.fromReader(archive(`${path}:second:2`), reader, { ref: archive(`${path}:second:2`).ref });
+    expect((await readImage(a)).image.config.digest).toBe(one.image.config.digest);
+    await a.close();
+    expect((await readImage(b)).image.config.digest).toBe(two.image.config.digest);
+    await b.close();
+    await reader.close();
   });
 });
 

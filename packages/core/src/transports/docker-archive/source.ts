@@ -9,24 +9,36 @@ import type { Digest } from "../../digest.js";
 import { decompressor } from "../../convert/compression.js";
 import { AirlockError } from "../../errors.js";
 import type { Descriptor, Manifest } from "../../manifest.js";
-import type { BlobReader, GetBlobOptions, ImageSource, SystemContext } from "../types.js";
-import { type ArchiveImage, archiveImageManifest, DockerArchiveReader } from "./reader.js";
+import type { BlobReader, GetBlobOptions, ImageReference, ImageSource, SystemContext } from "../types.js";
+import { type ArchiveImage, archiveImageManifest, DockerArchiveReader, type ImageSelector } from "./reader.js";
 import type { DockerArchiveReference } from "./reference.js";
 
 /** An {@link ImageSource} over one image of a `docker save` archive. */
 export class DockerArchiveImageSource implements ImageSource {
-  readonly reference: DockerArchiveReference;
+  readonly reference: ImageReference;
   /** The archive being read. */
   readonly reader: DockerArchiveReader;
   /** The image the reference resolved to. */
   readonly image: ArchiveImage;
   private readonly manifest: Manifest;
+  private readonly closeReader: boolean;
 
-  private constructor(reference: DockerArchiveReference, reader: DockerArchiveReader, image: ArchiveImage) {
+  private constructor(reference: ImageReference, reader: DockerArchiveReader, image: ArchiveImage, closeReader: boolean) {
     this.reference = reference;
     this.reader = reader;
     this.image = image;
     this.manifest = archiveImageManifest(image);
+    this.closeReader = closeReader;
+  }
+
+  /**
+   * A source over one image of an archive another transport opened (docker-daemon: reads
+   * `docker save` output this way): the image `selector` chooses, reported as `reference`. The
+   * reader is closed with the source when `closeReader` (default false: the caller owns it).
+   */
+  static async fromReader(reference: ImageReference, reader: DockerArchiveReader, selector: ImageSelector, options: { closeReader?: boolean } = {}): Promise<DockerArchiveImageSource> {
+    const position = reader.choose(selector, String(reference));
+    return new DockerArchiveImageSource(reference, reader, await reader.image(position), options.closeReader ?? false);
   }
 
   /**
@@ -37,7 +49,7 @@ export class DockerArchiveImageSource implements ImageSource {
     const reader = await DockerArchiveReader.open(ref.path, { tmpDir: ctx.tmpDir, what: `docker-archive:${ref.path}` });
     try {
       const position = reader.choose({ ref: ref.ref, position: ref.position }, `docker-archive:${ref.path}`);
-      return new DockerArchiveImageSource(ref, reader, await reader.image(position));
+      return new DockerArchiveImageSource(ref, reader, await reader.image(position), true);
     } catch (err) {
       await reader.close();
       throw err;
@@ -73,8 +85,8 @@ export class DockerArchiveImageSource implements ImageSource {
     return layer.size >= 0 ? { stream, size: layer.size } : { stream };
   }
 
-  /** Closes the archive (and removes a decompressed copy of it). */
-  close(): Promise<void> {
-    return this.reader.close();
+  /** Closes the archive (and removes a decompressed copy of it) unless its reader belongs to the caller. */
+  async close(): Promise<void> {
+    if (this.closeReader) await this.reader.close();
   }
 }
