@@ -350,7 +350,9 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
             run(async () => {
               if (inner.signal.aborted) return;
               const d = t.desc.digest;
-              if (doneBefore.has(d) && (await checkBlobData(files, t.entry, d))) {
+              // The journal is saved asynchronously, so a kill can lose its last entries: on a resumed run every
+              // blob's header is looked at (cheap), and a blob with its header in place is re-verified and kept.
+              if ((doneBefore.has(d) || resumed) && (await checkBlobData(files, t.entry, d))) {
                 result.blobsResumed++;
                 hasher.written(t.entry);
                 journal.markDone(d);

@@ -195,6 +195,9 @@ export function eachChunk(stream: Readable, onChunk: (chunk: Buffer) => Promise<
  * done is skipped only if its bytes on disk are still right).
  */
 export async function checkBlobData(files: VolumeFiles, entry: PlannedEntry, digest: Digest): Promise<boolean> {
+  // The header is written only after the data is verified: without it, the blob is not done (a cheap check first).
+  const head = Buffer.alloc(entry.header.length);
+  if ((await files.read(head, 0, head.length, entry.headerOffset)) !== head.length || !head.equals(entry.header)) return false;
   const digester = new Digester(digestAlgorithm(digest));
   const buf = Buffer.allocUnsafe(Math.min(WRITE_CHUNK_SIZE, Math.max(entry.size, 1)));
   let pos = entry.dataOffset;
