@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from "commander";
 import { registerBundle } from "./commands/bundle.js";
+import { registerCompletion } from "./commands/completion.js";
 import { registerCopy } from "./commands/copy.js";
 import { registerDelete } from "./commands/delete.js";
 import { registerListTags } from "./commands/list-tags.js";
@@ -56,6 +57,7 @@ Exit status: 0 ok, 1 error, 2 image not found.`,
   );
   for (const register of [registerCopy, registerInspect, registerManifestDigest, registerListTags, registerDelete, registerLogin, registerServe, registerBundle, registerInventory, registerMirrorConfig, registerSync]) register(program, cli);
   registerStandalone(program, cli);
+  registerCompletion(program, cli);
   for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: (s) => cli.stdout.write(s), writeErr: (s) => cli.stderr.write(s) });
   return program;
 }
