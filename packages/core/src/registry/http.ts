@@ -7,9 +7,7 @@
  * @see https://github.com/opencontainers/distribution-spec/blob/main/spec.md
  */
 import type { Readable } from "node:stream";
-// The file path, not the bare name: Bun answers a bare "undici" with its own stub whose Agent
-// ignores TLS options and has no close(); the path loads the real undici on Node, Bun and Deno.
-import { Agent, type Dispatcher, request } from "undici/index.js";
+import type { Agent, Dispatcher } from "undici";
 import { AirlockError } from "../errors.js";
 import { isLoopbackHost } from "../reference/docker.js";
 import type { DockerContext } from "../transports/types.js";
@@ -17,6 +15,7 @@ import { basicAuthorization, type Challenge, mergeScopes, parseTokenResponse, pa
 import { lookupCredentials } from "./authfile.js";
 import { mapRegistryError, type RequestKind } from "./errors.js";
 import { abortError, DEFAULT_RETRIES, isRetryableNetworkError, isRetryableStatus, MAX_RETRY_WAIT_MS, parseRetryAfter, type RetryPolicy, retryDelay, sleep } from "./retry.js";
+import { undici } from "./undici.js";
 import { CERT_DIR_FLAG_HINT, isCertificateError, isPlainHttpResponse, loadTlsSettings, secureContextFor, TLS_VERIFY_FLAG_HINT, type TlsSettings } from "./tls.js";
 
 /** HTTP methods the client uses. */
@@ -200,7 +199,7 @@ export class RegistryConnection {
     // One secure context for every connection: parsing the CAs per connection is slow.
     const secureContext = secureContextFor(this.tls);
     if (secureContext) connect.secureContext = secureContext;
-    this.agent ??= new Agent({
+    this.agent ??= new (undici().Agent)({
       connect,
       connectTimeout: t.connectMs ?? 30_000,
       headersTimeout: t.headersMs ?? 300_000,
@@ -262,7 +261,7 @@ export class RegistryConnection {
 
   private async rawRequest(agent: Agent, method: HttpMethod, url: URL, headers: Record<string, string>, body: Uint8Array | Readable | undefined, signal: AbortSignal | undefined): Promise<Dispatcher.ResponseData> {
     const h: Record<string, string> = { "user-agent": this.ctx.userAgent ?? DEFAULT_USER_AGENT, "docker-distribution-api-version": "registry/2.0", ...headers };
-    return request(url, { dispatcher: agent, method, headers: h, body: body ?? null, signal: signal ?? null });
+    return undici().request(agent, url, { method, headers: h, body: body ?? null, signal: signal ?? null });
   }
 
   private log(method: string, url: URL, status: number | string): void {
