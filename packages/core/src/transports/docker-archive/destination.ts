@@ -13,7 +13,9 @@
  * the archive): when PATH already is a docker archive, its other images are kept — the new image's
  * tags move to it from any image that had them (an image left with no tag by that is dropped), an
  * image with the same config gains the tags — and layers the archive holds are not copied again.
- * Each commit rewrites the whole archive. A PATH that is not a docker archive is replaced.
+ * Each commit rewrites the whole archive, uncompressed (also when the archive it replaces was
+ * gzip-compressed: docker load, podman load and skopeo read either). A PATH that is not a docker
+ * archive is replaced.
  * @see https://github.com/moby/moby/blob/master/image/spec/v1.2.md
  */
 import { promises as fs } from "node:fs";
