@@ -185,6 +185,23 @@ describe("registry → registry", () => {
     }
   });
 
+  it("a destination that refuses the presence check (401/403 on the tag) is copied to anyway", async () => {
+    const closed = await startFaultProxy(reg.url, (q) =>
+      q.method === "HEAD" && /\/guarded\/app\/manifests\/[^/]*$/.test(q.url) && !q.url.includes("sha256:")
+        ? { respond: { status: 403, headers: { "content-type": "application/json" }, body: '{"errors":[{"code":"DENIED","message":"no pull"}]}' } }
+        : undefined,
+    );
+    try {
+      const r = await runCli(["sync", "--src", "docker", "--dest", "docker", `${H}/src/app:1.1.0`, `${closed.host}/guarded`]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/1 copied/);
+      expect(closed.requests.some((q) => q.method === "HEAD" && q.url.endsWith("/guarded/app/manifests/1.1.0"))).toBe(true);
+      expect(await digestOf("guarded/app:1.1.0")).toBe(D.baseA);
+    } finally {
+      await closed.stop();
+    }
+  });
+
   it("runs several images at once, never more than --max-per-registry against one registry", async () => {
     const inflight = async (args: string[]) => {
       const r = await sync(["--json", ...args]);

@@ -17,7 +17,7 @@
 import { setMaxListeners } from "node:events";
 import { type CopyOptions, copyImage, type CopyResult, type MultiArch } from "../copy/copy.js";
 import type { Digest } from "../digest.js";
-import { AirlockError } from "../errors.js";
+import { AirlockError, isAirlockError } from "../errors.js";
 import { formatPlatform, type Platform, platformMatches } from "../platform.js";
 import type { ProgressListener } from "../progress.js";
 import { isRetryableNetworkError, retryDelay, sleep } from "../registry/retry.js";
@@ -261,7 +261,15 @@ async function attempt(task: SyncTask, options: SyncOptions, pool: RegistryClien
   }
   if (want.digest !== undefined) result.digest = want.digest;
   const destinationContext = task.destinationContext ?? options.destinationContext;
-  const have = await destinationDigest(task.destination, destinationContext, pool, signal);
+  let have: Digest | undefined;
+  try {
+    have = await destinationDigest(task.destination, destinationContext, pool, signal);
+  } catch (err) {
+    // Some registries refuse to show a repository that does not exist yet, or give push access
+    // without pull: the check is an optimisation, so the copy goes ahead (and fails on its own
+    // if the destination really is closed).
+    if (!isAirlockError(err, "ERR_DENIED") && !isAirlockError(err, "ERR_UNAUTHORIZED")) throw err;
+  }
   if (want.digest !== undefined && have === want.digest) {
     result.status = options.dryRun ? "would-skip" : "skipped";
     return;
