@@ -20,6 +20,7 @@ import {
   parseImageName,
   takeInventory,
   verifyBundle,
+  type VerifyReport,
   writeFileAtomic,
   writeReceipt,
 } from "@airlock/core";
@@ -239,6 +240,20 @@ Examples:
         if (!opts.json) cli.stdout.write(`signature ok: metadata signed by ${fpr}\n`);
       }
       const report = await verifyBundle(paths.length === 1 ? (paths[0] as string) : paths, { signal: cli.signal });
+      const alone = volumeAlone(paths, report);
+      if (alone) {
+        // One volume file given, and only it at hand (one USB stick): its own state, from its own description.
+        if (opts.json) cli.stdout.write(`${JSON.stringify({ ...report, volumeAlone: alone }, null, 2)}\n`);
+        else {
+          for (const p of alone.problems) cli.stdout.write(`error: ${p.message}\n`);
+          cli.stdout.write(
+            `volume ${alone.volume} of ${report.volumes.length} (${alone.path}): ${alone.ok ? "OK" : "DAMAGED"}; ${alone.checksum}; ` +
+              `volume(s) ${alone.absent.join(", ")} not present, not checked (verify all volumes together to check the images)\n`,
+          );
+        }
+        if (!alone.ok) throw new AirlockError("ERR_DIGEST_MISMATCH", `${alone.path}: volume ${alone.volume} is damaged (${alone.problems.length} problem(s) above); copy this volume again`);
+        return;
+      }
       if (opts.json) cli.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       else {
         for (const v of report.volumes) {
@@ -337,6 +352,30 @@ async function deltaBaseFrom(path: string, signal: AbortSignal): Promise<DeltaBa
     return baseFromManifests(`lock ${path} (${lock.generated})`, digests);
   }
   return loadDeltaBase(path, signal);
+}
+
+/** The state of one volume verified on its own: `verify bundle.tar.003` with the other volumes absent. */
+interface VolumeAlone {
+  volume: number;
+  path: string;
+  ok: boolean;
+  /** What was said about its checksum. */
+  checksum: string;
+  /** Faults in this volume (none about the absent ones). */
+  problems: VerifyReport["problems"];
+  /** The volumes not present. */
+  absent: number[];
+}
+
+/** When `paths` is one volume file (`OUT.NNN`) and no other volume is present: that volume's own state; otherwise undefined. */
+function volumeAlone(paths: string[], report: VerifyReport): VolumeAlone | undefined {
+  const present = report.volumes.filter((v) => v.present);
+  if (paths.length !== 1 || !/\.\d{3}$/.test(paths[0] as string) || present.length !== 1 || report.volumes.length < 2) return undefined;
+  const v = present[0] as VerifyReport["volumes"][number];
+  if (resolve(v.path) !== resolve(paths[0] as string)) return undefined;
+  const problems = report.problems.filter((p) => p.severity === "error" && p.volume === v.volume && p.kind !== "volume-missing");
+  const checksum = v.expected === undefined ? `sha256:${v.sha256} (no checksum beside it to compare: its entries were checked against its own description)` : v.ok ? `sha256:${v.sha256} matches` : `sha256:${v.sha256}, expected ${v.expected}`;
+  return { volume: v.volume, path: v.path, ok: v.ok && problems.length === 0, checksum, problems, absent: report.volumes.filter((x) => !x.present).map((x) => x.volume) };
 }
 
 /** Maps a bundle name to its destination reference for `--to`. */
