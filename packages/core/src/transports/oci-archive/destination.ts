@@ -29,6 +29,13 @@ import type { ImageDestination, PutManifestOptions, SystemContext } from "../typ
 import { layoutBlobPath, OciArchive } from "./archive.js";
 import type { OciArchiveReference } from "./reference.js";
 
+/**
+ * Where a blob written at commit comes from: the staging layout, the archive as it is at commit,
+ * or the archive as it was when the destination was opened (still readable through its open file
+ * when another writer has replaced PATH since: a blob reused from it is never lost).
+ */
+type BlobOrigin = "stage" | "archive" | "opened";
+
 /** The lock file that serialises commits to the archive at `path` (hidden, beside it). */
 export function archiveLockPath(path: string): string {
   return join(dirname(path), `.${basename(path)}.lock`);
@@ -183,8 +190,9 @@ export class OciArchiveImageDestination implements ImageDestination {
   }
 
   /** Opens a staged or archived blob, verified against its digest and size while it is read. */
-  private async openVerified(digest: Digest, size: number, from: "stage" | "archive", current: OciArchive | undefined, what: string, signal?: AbortSignal): Promise<Readable> {
-    const { stream } = from === "stage" ? await this.stage.readBlob(digest, { signal }) : (current as OciArchive).openBlob(digest, { signal });
+  private async openVerified(digest: Digest, size: number, from: BlobOrigin, current: OciArchive | undefined, what: string, signal?: AbortSignal): Promise<Readable> {
+    const { stream } =
+      from === "stage" ? await this.stage.readBlob(digest, { signal }) : from === "archive" ? (current as OciArchive).openBlob(digest, { signal }) : (this.existing as OciArchive).openBlob(digest, { signal });
     return pipeline(stream, new VerifyingStream({ digest, size }, what), () => {});
   }
 
@@ -193,26 +201,30 @@ export class OciArchiveImageDestination implements ImageDestination {
    * present — located in the staging layout or in the current archive. Throws ERR_DESTINATION when
    * one is in neither (the archive changed under a reused blob), ERR_* from parsing a damaged one.
    */
-  private async collect(entries: Descriptor[], current: OciArchive | undefined): Promise<Map<Digest, { size: number; from: "stage" | "archive" }>> {
-    const out = new Map<Digest, { size: number; from: "stage" | "archive" }>();
-    const locate = async (d: Descriptor, kind: string, optional = false): Promise<"stage" | "archive" | undefined> => {
+  private async collect(entries: Descriptor[], current: OciArchive | undefined): Promise<Map<Digest, { size: number; from: BlobOrigin }>> {
+    const out = new Map<Digest, { size: number; from: BlobOrigin }>();
+    const locate = async (d: Descriptor, kind: string, optional = false): Promise<BlobOrigin | undefined> => {
       if (await this.stage.hasBlob({ digest: d.digest, size: d.size })) return "stage";
       if (current?.hasBlob(d.digest, d.size)) return "archive";
+      if (this.existing?.hasBlob(d.digest, d.size)) return "opened";
       if (optional) return undefined;
-      throw new AirlockError("ERR_DESTINATION", `cannot write ${this.reference}: ${kind} ${d.digest} is neither staged nor in ${this.reference.path} (did another process replace the archive?); run the copy again`);
+      throw new AirlockError("ERR_DESTINATION", `cannot write ${this.reference}: ${kind} ${d.digest} is neither staged nor in ${this.reference.path}; the archive is incomplete: run the copy again`);
     };
     const visit = async (d: Descriptor): Promise<void> => {
       if (out.has(d.digest)) return;
-      const from = (await locate(d, "manifest")) as "stage" | "archive";
+      const from = (await locate(d, "manifest")) as BlobOrigin;
       const what = `manifest ${d.digest} for ${this.reference}`;
-      const m = from === "stage" ? Manifest.parse(await this.stage.readBlobBytes(d.digest), { mediaType: d.mediaType, expected: d.digest, what }) : await (current as OciArchive).manifest(d.digest, d.mediaType, what);
+      const m =
+        from === "stage"
+          ? Manifest.parse(await this.stage.readBlobBytes(d.digest), { mediaType: d.mediaType, expected: d.digest, what })
+          : await ((from === "archive" ? current : this.existing) as OciArchive).manifest(d.digest, d.mediaType, what);
       out.set(d.digest, { size: m.bytes.length, from });
       if (m.isIndex) {
         for (const child of m.index.manifests) await visit(child);
       } else {
         for (const b of m.blobs()) {
           if (out.has(b.digest)) continue;
-          out.set(b.digest, { size: b.size, from: (await locate(b, "blob")) as "stage" | "archive" });
+          out.set(b.digest, { size: b.size, from: (await locate(b, "blob")) as BlobOrigin });
         }
       }
       const subject = m.json.subject;

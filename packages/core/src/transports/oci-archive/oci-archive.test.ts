@@ -172,6 +172,36 @@ describe("oci-archive: write and read", () => {
     expect(idx.manifests.map((d) => d.annotations?.[REF_NAME_ANNOTATION]).sort()).toEqual([...names].sort());
   });
 
+  it("a blob reused from the archive survives another writer replacing the image that had it", async () => {
+    const path = join(dir, "a.tar");
+    await copyImage(from("base-a"), archive(`${path}:shared`));
+    const b = Manifest.parse(await fs.readFile(join(fixtures, "blobs/sha256", FIXTURE.baseB.slice(7))));
+    const dst = await archive(`${path}:b`).newDestination();
+    try {
+      const reused: string[] = [];
+      for (const blob of b.blobs()) {
+        if (await dst.tryReuseBlob(blob)) reused.push(blob.digest);
+        else await dst.putBlob(blob, Readable.from([await fs.readFile(join(fixtures, "blobs/sha256", blob.digest.slice(7)))]));
+      }
+      expect(reused).toHaveLength(1);
+      // Meanwhile the image that held the reused layer is replaced: the layer leaves the archive.
+      await copyImage(from("single"), archive(`${path}:shared`));
+      expect((await run("tar", ["-tf", path])).stdout).not.toContain(reused[0]!.slice(7));
+      await dst.putManifest(b, { topLevel: true });
+      await dst.commit();
+    } finally {
+      await dst.close();
+    }
+    const idx = await archivedIndex(path);
+    expect(idx.manifests.map((d) => [d.annotations?.[REF_NAME_ANNOTATION], d.digest])).toEqual([
+      ["shared", FIXTURE.single],
+      ["b", FIXTURE.baseB],
+    ]);
+    const src = await archive(`${path}:b`).newSource();
+    expect(await readAllBlobs(src, await src.getManifest())).toBe(3);
+    await src.close();
+  });
+
   it("reads without extracting: no temporary files for a plain tar; a gzip-compressed archive is decompressed once into tmpDir and removed on close", async () => {
     const path = join(dir, "a.tar");
     await copyImage(from("single"), archive(`${path}:single`));
