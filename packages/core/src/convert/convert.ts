@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Readable, pipeline, Transform, type TransformCallback } from "node:stream";
 import { pipeline as pipelineAsync } from "node:stream/promises";
-import { type Digest, Digester, VerifyingStream } from "../digest.js";
+import { type Digest, Digester, isDigest, VerifyingStream } from "../digest.js";
 import { AirlockError } from "../errors.js";
 import type { Descriptor, Manifest } from "../manifest.js";
 import type { ProgressListener } from "../progress.js";
@@ -115,11 +115,15 @@ export interface ConverterContext {
   skipped(desc: Descriptor, reason: string): void;
 }
 
-function counting(d: Digester): Transform {
+function counting(d: Digester, onEnd?: () => void): Transform {
   return new Transform({
     transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
       d.update(chunk);
       cb(null, chunk);
+    },
+    flush(cb: TransformCallback) {
+      onEnd?.();
+      cb();
     },
   });
 }
@@ -246,9 +250,13 @@ export class ImageConverter {
   async convertImage(m: Manifest, plan: ImagePlan): Promise<Manifest> {
     const { config } = m.image;
     const newConfig: Descriptor = { ...config, mediaType: isImageConfig(config.mediaType) ? configMediaType(plan.format) : config.mediaType };
+    // A destination that wants uncompressed layers takes them straight from the decompressor under
+    // their diff IDs (no spool file): the config says what each layer decompresses to.
+    const direct = desiredLayerCompression(this.ctx.dst) === "decompress" && plan.layers.some((st) => st.to === "none" && st.from !== "none");
+    const diffIDs = direct ? await this.diffIDs(config) : undefined;
     const [, ...layers] = await Promise.all([
       this.ctx.copyBlob(config),
-      ...plan.layers.map(async (step): Promise<Descriptor> => {
+      ...plan.layers.map(async (step, i): Promise<Descriptor> => {
         if (step.from === step.to) {
           await this.ctx.copyBlob(step.layer);
           return { ...step.layer, mediaType: step.mediaType };
@@ -256,7 +264,8 @@ export class ImageConverter {
         const key = `${step.layer.digest} ${step.to}`;
         let p = this.transformed.get(key);
         if (!p) {
-          p = this.ctx.schedule(() => this.transformLayer(step));
+          const diffID = diffIDs?.[i];
+          p = this.ctx.schedule(() => (diffID && step.to === "none" ? this.decompressInto(step, diffID, i) : this.transformLayer(step)));
           this.transformed.set(key, p);
         }
         return p.then((d) => ({ ...d, mediaType: step.mediaType }));
@@ -286,6 +295,51 @@ export class ImageConverter {
       return nd;
     });
     return buildIndex(format, manifests, index);
+  }
+
+  /** The config's `rootfs.diff_ids` (read from the source and checked against its digest); undefined when it has none. */
+  private async diffIDs(config: Descriptor): Promise<(Digest | undefined)[] | undefined> {
+    if (!isImageConfig(config.mediaType) || config.size > 4 * 1024 * 1024) return undefined;
+    const { stream } = await this.ctx.src.getBlob(config, { signal: this.ctx.signal });
+    const chunks: Buffer[] = [];
+    for await (const c of pipeline(stream, new VerifyingStream({ digest: config.digest, size: config.size }, `config ${config.digest} of ${this.ctx.image}`), () => {})) chunks.push(c as Buffer);
+    try {
+      const ids = (JSON.parse(Buffer.concat(chunks).toString("utf8")) as { rootfs?: { diff_ids?: unknown } }).rootfs?.diff_ids;
+      return Array.isArray(ids) ? ids.map((d) => (isDigest(String(d)) ? (String(d) as Digest) : undefined)) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Decompresses a layer straight into the destination under its diff ID, counting its size as it
+   * goes: the destination checks the digest (docker-archive does, and requires it to be the diff ID).
+   */
+  private async decompressInto(step: LayerStep, diffID: Digest, index: number): Promise<Descriptor> {
+    const { src, dst, signal, onProgress, image } = this.ctx;
+    const desc = step.layer;
+    signal?.throwIfAborted();
+    onProgress?.({ type: "blob-start", image, digest: desc.digest, size: desc.size, mediaType: desc.mediaType });
+    const counter = new Digester();
+    let ended = false;
+    const { stream } = await src.getBlob(desc, { signal });
+    const verified = pipeline(stream, new VerifyingStream({ digest: desc.digest, size: desc.size }, `blob ${desc.digest} of ${image}`), () => {});
+    const out = pipeline(verified, decompressor(step.from as CompressionAlgorithm), counting(counter, () => (ended = true)), () => {});
+    const inconsistent = (actual: string) =>
+      new AirlockError("ERR_DIGEST_MISMATCH", `layer ${index} (${desc.digest}) of ${image} decompresses to ${actual}, but the config's rootfs.diff_ids[${index}] is ${diffID}; the image is inconsistent`);
+    try {
+      await dst.putBlob({ mediaType: step.mediaType, digest: diffID, size: -1 }, out, signal);
+    } catch (err) {
+      out.destroy();
+      // The layer arrived whole and verified, so a digest error is the destination's check of the diff ID.
+      if (ended && err instanceof AirlockError && err.code === "ERR_DIGEST_MISMATCH") throw inconsistent(counter.digest());
+      throw err;
+    }
+    const actual = counter.digest();
+    if (actual !== diffID) throw inconsistent(actual);
+    this.ctx.copied(counter.size);
+    onProgress?.({ type: "blob-done", image, digest: desc.digest, size: desc.size });
+    return { mediaType: step.mediaType, digest: diffID, size: counter.size };
   }
 
   /** Reads a layer, verifies it, (de)compresses it into a spool file, and stores the result. */
