@@ -125,6 +125,23 @@ describe("delta round trip", () => {
     }
   });
 
+  it("a new image whose blobs the receipt lists in another repository: left out, then mounted from there on import", async () => {
+    // up/e is the same image as up/c: its blobs are on the other side, but in c's repository.
+    await copyImage(parseImageName(`docker://${src.host}/up/c:1`), parseImageName(`docker://${src.host}/up/e:1`), {});
+    const f = join(tmp, "images-e.yaml");
+    writeFileSync(f, `version: 1\nregistries:\n  "${src.host}": { tlsVerify: false }\ndestination: { naming: keep-path }\nimages:\n  - name: ${src.host}/up/c\n    tags: ["1"]\n  - name: ${src.host}/up/e\n    tags: ["1"]\n`);
+    const receipt = join(tmp, "receipt-e.json");
+    expect((await runCli(["inventory", "--registry", `${dst.host}/mirror`, "--tls-verify=false", "-o", receipt])).code).toBe(0);
+    const delta = join(tmp, "delta-e.tar");
+    const ex = await runCli(["export", "-f", f, "--since", receipt, "-o", delta, "-q"]);
+    expect(ex.code).toBe(0);
+    expect(ex.stdout).toMatch(/Exported 2 image\(s\), 0 blob\(s\)/);
+    const imp = await runCli(["import", delta, "--to", `${dst.host}/mirror`, "--dest-tls-verify=false", "-q"]);
+    expect(imp.stderr).toBe("");
+    expect(imp.code).toBe(0);
+    expect(await digestAt(dst.host, `mirror/${src.host.replace(":", "_")}/up/e`, "1")).toBe(await digestAt(src.host, "up/c", "1"));
+  });
+
   it("export --since an old bundle or an old lock leaves out what it carried", async () => {
     const file = yaml();
     const old = join(tmp, "full2.tar");

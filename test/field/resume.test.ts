@@ -1,6 +1,7 @@
 /**
- * Resume, through the real `airlock` binary: an export and an import are killed with SIGKILL once
- * some blobs are done (known from the --json progress events) and run again. The results equal an
+ * Resume: the real `airlock` binary runs an export and an import and is killed with SIGKILL once
+ * some blobs are done (known from the --json progress events); the same command runs again (in
+ * this process, which is faster to start). The results equal an
  * uninterrupted run, and a counting proxy in front of docker-registry shows that no blob finished
  * before the kill was fetched (export) or pushed (import) a second time.
  */
@@ -12,7 +13,7 @@ import { join } from "node:path";
 import { BundleReader, copyImage, parseImageName, RegistryClient } from "@airlock/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningRegistry, startRegistry } from "../harness/registry.js";
-import { AIRLOCK_BIN, runBin } from "../support/cli.js";
+import { AIRLOCK_BIN, runCli } from "../support/cli.js";
 import { generatedImage } from "../support/generated-image.js";
 import { type CountingProxy, startCountingProxy } from "./counting-proxy.js";
 
@@ -106,7 +107,7 @@ describe("resume after SIGKILL", () => {
     const ref = join(tmp, "ref", "bundle.tar");
     mkdirSync(join(tmp, "ref"));
     mkdirSync(join(tmp, "resumed"));
-    const a = await runBin(["export", "-f", yaml, "-o", ref, "-q"]);
+    const a = await runCli(["export", "-f", yaml, "-o", ref, "-q"]);
     expect(a.stderr).toBe("");
     const out = join(tmp, "resumed", "bundle.tar");
     const before = up.requests.length;
@@ -115,13 +116,13 @@ describe("resume after SIGKILL", () => {
     expect(existsSync(out)).toBe(false); // nothing half-done looks done
     expect(existsSync(`${out}.partial`)).toBe(true);
     expect(existsSync(`${out}.journal.json`)).toBe(true);
-    const second = await runBin(["export", "-f", yaml, "-o", out, "--concurrency", "1"]);
+    const second = await runCli(["export", "-f", yaml, "-o", out, "--concurrency", "1"]);
     expect(second.code).toBe(0);
     expect(second.stdout).toMatch(/blob\(s\) resumed from an earlier run/);
     expect(existsSync(`${out}.journal.json`)).toBe(false);
     const reqs = up.requests.slice(before);
     for (const d of first.done) expect(count(reqs, "GET", d), `GETs of ${d}`).toBe(1);
-    expect((await runBin(["verify", out])).code).toBe(0);
+    expect((await runCli(["verify", out])).code).toBe(0);
     expect(await describeBundle(out)).toEqual(await describeBundle(ref));
   });
 
@@ -131,7 +132,7 @@ describe("resume after SIGKILL", () => {
     const before = down.requests.length;
     const first = await killAfter(["import", bundle, "--to", to, "--dest-tls-verify=false", "--concurrency", "1"], 3);
     expect(first.killed).toBe(true);
-    const second = await runBin(["import", bundle, "--to", to, "--dest-tls-verify=false", "--concurrency", "1"]);
+    const second = await runCli(["import", bundle, "--to", to, "--dest-tls-verify=false", "--concurrency", "1", "-q"]);
     expect(second.code).toBe(0);
     const reqs = down.requests.slice(before);
     for (const d of first.done) expect(count(reqs, "PUT", d, (r) => r.includes("digest=")), `PUTs of ${d}`).toBe(1);

@@ -263,7 +263,10 @@ async function checkBase(work: ImageWork[], reader: BundleReader, metadata: Bund
     work.map((w) =>
       open(async () => {
         const dest = w.dest as ImageDestination;
-        for (const b of w.base) if (!(await dest.tryReuseBlob(b, signal))) missing.push(`${b.digest} (${w.name} → ${w.ref})`);
+        for (const b of w.base) {
+          if (await dest.tryReuseBlob(b, signal)) continue;
+          if (!(await mountFromAnother(work, w, b, signal))) missing.push(`${b.digest} (${w.name} → ${w.ref})`);
+        }
       }),
     ),
   );
@@ -273,6 +276,23 @@ async function checkBase(work: ImageWork[], reader: BundleReader, metadata: Bund
       `bundle ${reader.path} is a delta against ${metadata?.base?.source ?? "an earlier bundle"}, and the destination lacks ${missing.length} of the blobs it relies on: ${missing.slice(0, 20).join(", ")}${missing.length > 20 ? ", …" : ""}; nothing was pushed — import the base first, or export again with --since a fresh receipt (airlock inventory)`,
     );
   }
+}
+
+/**
+ * A base blob the destination repository of `w` lacks may be in the repository of another image of
+ * the bundle (a receipt lists blobs registry-wide, e.g. a new image sharing a layer with an old
+ * one): mounts it from there when the destination can mount (the `setMountSource` feature).
+ */
+async function mountFromAnother(work: ImageWork[], w: ImageWork, b: Descriptor, signal: AbortSignal | undefined): Promise<boolean> {
+  const dest = w.dest as ImageDestination & { setMountSource?: (source: ImageReference) => void };
+  if (typeof dest.setMountSource !== "function") return false;
+  for (const o of work) {
+    if (o === w || o.ref.toString() === w.ref.toString() || !o.dest || ![...o.base, ...o.blobs].some((x) => x.digest === b.digest)) continue;
+    if (!(await o.dest.tryReuseBlob(b, signal))) continue;
+    dest.setMountSource(o.ref);
+    if (await dest.tryReuseBlob(b, signal)) return true;
+  }
+  return false;
 }
 
 async function selectImages(reader: BundleReader, wanted: string[] | undefined): Promise<{ name: string; descriptor: Descriptor }[]> {
