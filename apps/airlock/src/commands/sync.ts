@@ -149,6 +149,8 @@ async function runSyncCommand(cli: CliContext, source: string, destination: stri
   const dryRun = opts.dryRun === true;
   const results: SyncImageResult[] = [];
   try {
+    // As in copy: the trust policy is checked before any blob of a copied image is read.
+    const trust = await loadTrustPolicy({ policy: globals.policy as string | undefined, insecurePolicy: globals.insecurePolicy === true });
     if (dryRun) out.line("Running in dry-run mode: nothing will be written");
     const found = await enumerate(srcKind as (typeof SOURCES)[number], source, { srcCtx, cliSelect, keepGoing, parallel, maxPerRegistry, out, signal: cli.signal });
     const tasks = planSync(found.images, {
@@ -157,9 +159,7 @@ async function runSyncCommand(cli: CliContext, source: string, destination: stri
       scoped: opts.scoped === true,
       ...(opts.appendSuffix ? { appendSuffix: opts.appendSuffix as string } : {}),
     });
-    // As in copy: the trust policy is checked before any blob of a copied image is read, and
-    // registry images read and write their signatures where registries.d says.
-    const trust = await loadTrustPolicy({ policy: globals.policy as string | undefined, insecurePolicy: globals.insecurePolicy === true });
+    // As in copy: registry images read and write their signatures where registries.d says.
     if (tasks.some((t) => t.image.source instanceof DockerImageReference || t.destination instanceof DockerImageReference)) {
       const { config } = await loadRegistriesD(globals["registries.d"] as string | undefined);
       const ctx = contextCache();
