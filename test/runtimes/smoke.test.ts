@@ -2,7 +2,8 @@
  * The round trip on every runtime airlock supports — Node, Bun, Deno — and as the single-file
  * executable that `npm run compile` builds: export the fixtures example
  * (manifests/examples/fixtures.yaml), verify the bundle, import it into a real registry
- * (docker-registry), inspect the result. Every runtime must push the same manifests under the
+ * (docker-registry over TLS with its own CA, given by --dest-cert-dir / --cert-dir: Bun once
+ * swapped undici for a stub that ignored TLS options), inspect the result. Every runtime must push the same manifests under the
  * same names with the same digests.
  *
  * Bun and Deno come from the npm dev dependencies (node_modules/.bin); a runtime whose binary is
@@ -13,6 +14,7 @@ import { existsSync, promises as fs, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningRegistry, startRegistry } from "../harness/registry.js";
 import { AIRLOCK_BIN } from "../support/cli.js";
@@ -39,6 +41,8 @@ let registry: RunningRegistry;
 let work: string;
 let compiled: string | undefined;
 let noNodeDir: string;
+let certDir: string;
+let agent: Agent;
 
 const runtimes: Runtime[] = [
   { name: "node", command: () => process.execPath, prefix: [AIRLOCK_BIN] },
@@ -77,8 +81,10 @@ async function registryDigest(repo: string, tag: string): Promise<string | null>
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.docker.distribution.manifest.v2+json",
   ].join(", ");
-  const res = await fetch(`${registry.url}/v2/${repo}/manifests/${tag}`, { method: "HEAD", headers: { accept } });
-  return res.ok ? res.headers.get("docker-content-digest") : null;
+  const res = await request(`${registry.url}/v2/${repo}/manifests/${tag}`, { method: "HEAD", headers: { accept }, dispatcher: agent });
+  await res.body.dump();
+  const digest = res.headers["docker-content-digest"];
+  return res.statusCode === 200 && typeof digest === "string" ? digest : null;
 }
 
 /** Runs the round trip with `airlock` = `command prefix…`; returns NAME → digest as pushed. */
@@ -99,7 +105,7 @@ async function roundTrip(label: string, command: string, prefix: string[], env?:
   const inBundle = new Map([...verified.stdout.matchAll(/^ok\s+(\S+)\s+(sha256:[0-9a-f]{64})$/gm)].map((m) => [m[1], m[2]]));
   expect(inBundle.size, `${label}: verify output\n${verified.stdout}`).toBe(7);
 
-  await airlock("import", "bundle.tar", "--to", `${registry.host}/${label}`, "--dest-tls-verify=false", "-q");
+  await airlock("import", "bundle.tar", "--to", `${registry.host}/${label}`, "--dest-cert-dir", certDir, "-q");
   const pushed = new Map<string, string>();
   for (const [name, digest] of inBundle) {
     const [repo, tag] = name.split(":");
@@ -109,7 +115,7 @@ async function roundTrip(label: string, command: string, prefix: string[], env?:
   }
   // inspect through the runtime itself: the raw manifest's bytes hash to the digest it reports.
   const ref = `docker://${registry.host}/${label}/fixtures/single:1.0`;
-  const inspected = await airlock("inspect", "--tls-verify=false", "--format", "{{.Digest}} {{.Architecture}} {{len .Layers}}", ref);
+  const inspected = await airlock("inspect", "--cert-dir", certDir, "--format", "{{.Digest}} {{.Architecture}} {{len .Layers}}", ref);
   expect(inspected.stdout.trim()).toBe(`${inBundle.get("fixtures/single:1.0")} amd64 2`);
   return pushed;
 }
@@ -120,10 +126,13 @@ beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "airlock-runtimes-"));
   noNodeDir = join(work, "empty-path");
   await fs.mkdir(noNodeDir);
-  registry = await startRegistry({ mode: "plain" });
+  registry = await startRegistry({ mode: "tls" });
+  certDir = registry.certDir ?? "";
+  agent = new Agent({ connect: { ca: await fs.readFile(registry.caFile ?? "") } });
 });
 
 afterAll(async () => {
+  await agent?.close();
   await registry?.stop();
   if (work) await fs.rm(work, { recursive: true, force: true });
 });

@@ -24,17 +24,20 @@ let parts: UndiciParts | undefined;
 /** Returns undici's Agent and request, loading them the first time. */
 export function undici(): UndiciParts {
   if (parts) return parts;
-  const require = createRequire(import.meta.url);
+  // Bun has a global require, and `bun build --compile` bundles only what a literal require()
+  // names (never what a createRequire function loads); Node's and Deno's ES modules have none.
+  const bun = typeof require === "function";
+  const nodeRequire = bun ? require : createRequire(import.meta.url);
   try {
-    const AgentClass = require("undici/lib/dispatcher/agent.js") as typeof Agent;
-    const apiRequest = require("undici/lib/api/api-request.js") as RequestFn;
+    const AgentClass = (bun ? require("undici/lib/dispatcher/agent.js") : nodeRequire("undici/lib/dispatcher/agent.js")) as typeof Agent;
+    const apiRequest = (bun ? require("undici/lib/api/api-request.js") : nodeRequire("undici/lib/api/api-request.js")) as RequestFn;
     if (typeof AgentClass !== "function" || typeof apiRequest !== "function") throw new Error("unexpected undici layout");
     parts = {
       Agent: AgentClass,
       request: (dispatcher, url, options) => apiRequest.call(dispatcher, { ...options, origin: url.origin, path: `${url.pathname}${url.search}` }),
     };
   } catch {
-    const full = require("undici/index.js") as typeof import("undici");
+    const full = (bun ? require("undici/index.js") : nodeRequire("undici/index.js")) as typeof import("undici");
     parts = { Agent: full.Agent, request: (dispatcher, url, options) => full.request(url, { ...options, dispatcher }) };
   }
   return parts;
