@@ -12,6 +12,7 @@ import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { MemoryStore } from "../../../../../test/support/memory-transport.js";
+import { exportBundle } from "../../bundle/export.js";
 import { copyImage } from "../../copy/copy.js";
 import { digestOf } from "../../digest.js";
 import { type IndexJSON, Manifest, REF_NAME_ANNOTATION } from "../../manifest.js";
@@ -318,6 +319,18 @@ describe("oci-archive: interoperability", () => {
     const bundle = join(dir, "bundle");
     await run("umoci", ["unpack", "--rootless", "--image", `${x}:single`, bundle]);
     expect(await fs.readFile(join(bundle, "rootfs", "app", "hello.txt"), "utf8")).toContain("hello");
+  });
+
+  it("reads an airlock bundle (a tar of an OCI layout with airlock's own files beside it)", async () => {
+    const bundle = join(dir, "bundle.tar");
+    await exportBundle([{ name: "app:1", source: from("single") }, { name: "multi", source: from("multi") }], bundle);
+    for (const [name, digest] of [
+      ["app:1", FIXTURE.single],
+      ["multi", FIXTURE.multi],
+    ] as const) {
+      const r = await copyImage(archive(`${bundle}:${name}`), OciReference.parse(`${join(dir, "out")}:${name.replace(":", "-")}`), { multiArch: "all" });
+      expect(r.digest).toBe(digest);
+    }
   });
 
   it("indexes a tar without reading entry data (TarFile), following links", async () => {
