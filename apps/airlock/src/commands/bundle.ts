@@ -16,7 +16,12 @@ import {
   type ImportResult,
   baseFromManifests,
   type DeltaBase,
+  DockerImageReference,
+  DockerReference,
+  type ExportImage,
   loadDeltaBase,
+  type PolicyCheck,
+  type SystemContext,
   parseImageName,
   takeInventory,
   verifyBundle,
@@ -31,7 +36,15 @@ import type { CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
 import { addDockerFlags, addRetryFlags, parseCount, systemContextFrom } from "../flags.js";
 import { formatBytes } from "../progress.js";
-import { signBundleMetadataWithKeyFile, verifyBundleMetadataWithKeyFiles } from "../signing/index.js";
+import {
+  configuredLookasideStaging,
+  loadRegistriesD,
+  loadTrustPolicy,
+  lookasideForReading,
+  policyChecker,
+  signBundleMetadataWithKeyFile,
+  verifyBundleMetadataWithKeyFiles,
+} from "../signing/index.js";
 import { VERSION } from "../version.js";
 import { describeReceipt } from "./inventory.js";
 
@@ -197,7 +210,8 @@ Examples:
       const resolved = await resolveAndLock(file, { keepGoing: opts.keepGoing === true, signal: cli.signal });
       const lock = opts.locked ? await checkLocked(resolved, defaultLockPath(file)) : resolved.lock;
       if (lock.images.length === 0) throw new AirlockError("ERR_IMAGE_NOT_FOUND", `no image to export: ${resolved.failures.length} failed (${resolved.failures.map((f) => f.image).join(", ")})`);
-      const result = await exportBundle(exportImagesFor(lock, resolved.planned), out, {
+      const images = await withSignatureLocations(exportImagesFor(lock, resolved.planned), cli.globals() as Record<string, unknown>);
+      const result = await exportBundle(images, out, {
         ...(opts.splitSize ? { splitSize: opts.splitSize as number } : {}),
         ...(opts.concurrency ? { concurrency: opts.concurrency as number } : {}),
         resume: opts.resume !== false,
@@ -280,7 +294,9 @@ Examples:
       .option("--authfile <path>", "auth file (default: $REGISTRY_AUTH_FILE, then containers' and Docker's auth files)")
       .option("--receipt <file>", "after the import, write a receipt of what --to REGISTRY[/PREFIX] holds (for airlock export --since)")
       .option("--verify-key <file...>", "refuse the bundle unless BUNDLE.sig is a valid signature by one of these OpenPGP public keys; the whole bundle is then verified before anything is pushed")
-      .option("--signature <file>", "the bundle's signature file (default: BUNDLE.sig)"),
+      .option("--signature <file>", "the bundle's signature file (default: BUNDLE.sig)")
+      .option("--remove-signatures", "do not store the image signatures the bundle carries (they are still checked by the trust policy)")
+      .option("--require-signatures", "fail before pushing anything when a destination cannot store the image signatures the bundle carries (default: warn and import without them)"),
   );
   addDockerFlags(importCmd, "dest-");
   addRetryFlags(importCmd);
@@ -289,6 +305,13 @@ Examples:
     `
 The bundle is checked before anything is pushed; blobs stream straight out of the archive and are
 verified again on the way; what the destination already has is skipped; tags are written last.
+
+Image signatures exported with the images travel in the bundle and are stored at the destination
+(dir: signature-N files, oci: signatures/<alg>/<hex>/, docker:// the lookaside-staging location of
+registries.d). The trust policy (--policy FILE, else the default policy.json) is checked on every
+image, with the signatures in the bundle, before anything is pushed; an image named by a full
+Docker reference (registry.example.com/app:1) is checked under that docker scope, any other name
+under the policy's default.
 
 Examples:
   airlock import bundle.tar --to registry.airgap.local:5000/mirror
@@ -311,12 +334,24 @@ Examples:
     const lockNaming = (metadata?.lock as { naming?: NamingMode } | undefined)?.naming;
     const naming = (opts.naming as NamingMode | undefined) ?? lockNaming ?? "keep-path";
     const destinationFor = destinationMapper(to, naming);
+    const globals = cli.globals() as Record<string, unknown>;
+    const ctx = systemContextFrom(opts, "dest-", globals);
+    const trust = await loadTrustPolicy({ policy: globals.policy as string | undefined, insecurePolicy: globals.insecurePolicy === true });
+    const registries = to.startsWith("oci:") || to.startsWith("dir:") ? undefined : await loadRegistriesD(globals["registries.d"] as string | undefined);
+    const ctxFor = (name: string): SystemContext => {
+      const ref = destinationFor(name);
+      const staging = registries && ref instanceof DockerImageReference ? configuredLookasideStaging(registries.config, ref.ref) : undefined;
+      return staging === undefined ? ctx : { ...ctx, docker: { ...ctx.docker, lookasideStaging: staging } };
+    };
     const progress = cli.progress({ json: opts.json as boolean, quiet: opts.quiet as boolean });
     let result: ImportResult;
     try {
       result = await importBundle(bundle, {
         destinationFor,
-        ctx: systemContextFrom(opts, "dest-", cli.globals() as Record<string, unknown>),
+        ctx,
+        ctxFor,
+        ...(trust ? { checkPolicy: bundlePolicyChecker(policyChecker(trust)) } : {}),
+        signatures: opts.removeSignatures ? "remove" : opts.requireSignatures ? "require" : "copy",
         ...(opts.concurrency ? { concurrency: opts.concurrency as number } : {}),
         ...(opts.image ? { images: opts.image as string[] } : {}),
         dryRun: opts.dryRun === true,
@@ -376,6 +411,37 @@ function volumeAlone(paths: string[], report: VerifyReport): VolumeAlone | undef
   const problems = report.problems.filter((p) => p.severity === "error" && p.volume === v.volume && p.kind !== "volume-missing");
   const checksum = v.expected === undefined ? `sha256:${v.sha256} (no checksum beside it to compare: its entries were checked against its own description)` : v.ok ? `sha256:${v.sha256} matches` : `sha256:${v.sha256}, expected ${v.expected}`;
   return { volume: v.volume, path: v.path, ok: v.ok && problems.length === 0, checksum, problems, absent: report.volumes.filter((x) => !x.present).map((x) => x.volume) };
+}
+
+/**
+ * Sets, on every docker:// source, where its signatures are read (the lookaside location of
+ * registries.d, as copy does), so that the export carries them.
+ */
+async function withSignatureLocations(images: ExportImage[], globals: Record<string, unknown>): Promise<ExportImage[]> {
+  if (!images.some((i) => i.source instanceof DockerImageReference)) return images;
+  const { config } = await loadRegistriesD(globals["registries.d"] as string | undefined);
+  return images.map((img) => {
+    if (!(img.source instanceof DockerImageReference)) return img;
+    const ctx: SystemContext = img.ctx ?? {};
+    return { ...img, ctx: { ...ctx, docker: { ...ctx.docker, lookaside: lookasideForReading(config, img.source.ref) } } };
+  });
+}
+
+/**
+ * The trust policy for bundle images: an image whose bundle name is a full Docker reference
+ * (`registry.example.com/app:1`) is judged as `docker://NAME` (the docker transport's scopes),
+ * any other name as `bundle:PATH:NAME` (the policy's default).
+ */
+function bundlePolicyChecker(check: (c: PolicyCheck) => Promise<void>): (c: PolicyCheck & { name: string }) => Promise<void> {
+  return async ({ name, ...c }) => {
+    let reference = c.reference;
+    try {
+      if (DockerReference.parse(name).toString() === name) reference = parseImageName(`docker://${name}`);
+    } catch {
+      // Not a Docker reference: the default scope.
+    }
+    await check({ ...c, reference });
+  };
 }
 
 /** Maps a bundle name to its destination reference for `--to`. */

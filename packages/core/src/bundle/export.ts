@@ -18,7 +18,7 @@ import { type Descriptor, type IndexJSON, type Manifest, REF_NAME_ANNOTATION } f
 import { MediaType } from "../mediatype.js";
 import { formatPlatform } from "../platform.js";
 import { limiter } from "../progress.js";
-import type { ImageReference, ImageSource, SystemContext } from "../transports/types.js";
+import { type ImageReference, type ImageSource, isSignatureSource, type SystemContext } from "../transports/types.js";
 import { baseSetDigest, type DeltaBase } from "../delta/receipt.js";
 import type { BundleListener } from "./events.js";
 import {
@@ -28,6 +28,7 @@ import {
   type BundleBlob,
   type BundleImage,
   type BundleMetadata,
+  type BundleSignature,
   type BundleVolume,
   blobPath,
   checksumFileName,
@@ -38,6 +39,7 @@ import {
   OCI_LAYOUT_CONTENT,
   OCI_LAYOUT_PATH,
   partialFileName,
+  signaturePath,
   volumeFileName,
 } from "./format.js";
 import { type BundlePlan, type LayoutItem, type PlannedEntry, padJson, planLayout, volumeDescriptionBytes } from "./plan.js";
@@ -190,7 +192,7 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
             const platforms = (r.platforms ?? []).map((p) => (p.platform ? formatPlatform(p.platform) : p.digest));
             onProgress?.({ type: "index-rewritten", image: img.name, sourceDigest: r.sourceTop.digest, digest: r.top.digest, platforms });
           }
-          return { r, src };
+          return { r, src, signatures: await readSignatures(src, r, signal) };
         }),
       ),
     );
@@ -229,11 +231,14 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
         }
       }
     }
+    // Image signatures found at the sources, each manifest's once (deduplicated across images).
+    const signatureEntries = bundleSignatures(resolved.map(({ signatures }) => signatures));
     const indexBytes = buildIndexJson(resolved.map(({ r }) => r));
     const items: LayoutItem[] = [
       { path: OCI_LAYOUT_PATH, size: OCI_LAYOUT_CONTENT.length, kind: "file", digest: digestOf(OCI_LAYOUT_CONTENT) },
       { path: INDEX_PATH, size: indexBytes.length, kind: "file", digest: digestOf(indexBytes) },
       ...[...manifests.values()].map((m): LayoutItem => ({ path: blobPath(m.digest), size: m.bytes.length, kind: "manifest", digest: m.digest })),
+      ...signatureEntries.map(({ meta }): LayoutItem => ({ path: meta.path, size: meta.size, kind: "file", digest: meta.digest })),
       // Largest first, the order they are downloaded in, so the volume checksums can follow the downloads.
       ...[...blobs.values()].sort((a, b) => b.desc.size - a.desc.size).map(({ desc }): LayoutItem => ({ path: blobPath(desc.digest), size: desc.size, kind: "blob", digest: desc.digest })),
     ];
@@ -254,6 +259,7 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
         created,
         images: resolved.map(({ r }) => bundleImage(r)),
       };
+      if (signatureEntries.length > 0) m.signatures = signatureEntries.map(({ meta }) => meta);
       if (options.since) {
         const list = [...omitted.keys()].sort() as Digest[];
         m.base = { source: options.since.source, count: list.length, digest: baseSetDigest(list), blobs: list };
@@ -317,7 +323,7 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
     const background = new BackgroundSync(files);
     try {
       journal.save();
-      await writeSmallEntries(files, plan, bundleId, indexBytes, manifests);
+      await writeSmallEntries(files, plan, bundleId, indexBytes, manifests, new Map(signatureEntries.map(({ meta, bytes }) => [meta.path, bytes])));
       for (const e of plan.entries) if (e.kind !== "blob" && e.kind !== "metadata") hasher.written(e);
       for (const { r } of resolved) for (const m of r.manifests) onProgress?.({ type: "manifest", image: r.name, digest: m.digest, mediaType: m.mediaType, topLevel: m === r.top });
 
@@ -457,6 +463,40 @@ function exportedImage(r: ResolvedImage): ExportedImage {
   return e;
 }
 
+/**
+ * The signatures a source stores for the manifests of `r` that the bundle keeps as they are: the
+ * top-level manifest (unless a platform list rewrote the index: the source's signatures name the
+ * source's digest) and, for an index, each image it lists. By manifest digest; [] entries left out.
+ */
+async function readSignatures(src: ImageSource, r: ResolvedImage, signal: AbortSignal | undefined): Promise<Map<Digest, Uint8Array[]>> {
+  const out = new Map<Digest, Uint8Array[]>();
+  if (!isSignatureSource(src)) return out;
+  for (const m of r.manifests) {
+    if (m === r.top && r.sourceTop) continue;
+    signal?.throwIfAborted();
+    const sigs = m === r.top ? await src.getSignatures(signal ? { signal } : {}) : await src.getSignatures(signal ? { instanceDigest: m.digest, signal } : { instanceDigest: m.digest });
+    if (sigs.length > 0) out.set(m.digest, sigs);
+  }
+  return out;
+}
+
+/** The signature entries of the bundle: per manifest, the distinct signatures of every image, numbered from 1. */
+function bundleSignatures(perImage: Map<Digest, Uint8Array[]>[]): { meta: BundleSignature; bytes: Uint8Array }[] {
+  const byManifest = new Map<Digest, Uint8Array[]>();
+  for (const sigs of perImage) {
+    for (const [digest, list] of sigs) {
+      const have = byManifest.get(digest) ?? [];
+      for (const sig of list) if (!have.some((h) => Buffer.compare(h, sig) === 0)) have.push(sig);
+      byManifest.set(digest, have);
+    }
+  }
+  const out: { meta: BundleSignature; bytes: Uint8Array }[] = [];
+  for (const [manifest, list] of byManifest) {
+    for (const [i, bytes] of list.entries()) out.push({ meta: { manifest, index: i + 1, path: signaturePath(manifest, i + 1), digest: digestOf(bytes), size: bytes.length }, bytes });
+  }
+  return out;
+}
+
 /** index.json: one entry per image, named by ref.name. */
 function buildIndexJson(images: ResolvedImage[]): Buffer {
   const index: IndexJSON = {
@@ -517,7 +557,7 @@ function entryBytes(e: PlannedEntry, data: Uint8Array): Buffer {
 }
 
 /** Writes the volume descriptions, oci-layout, index.json and manifests, merging neighbours into large writes. */
-async function writeSmallEntries(files: VolumeFiles, plan: BundlePlan, bundleId: string, indexBytes: Buffer, manifests: Map<string, Manifest>): Promise<void> {
+async function writeSmallEntries(files: VolumeFiles, plan: BundlePlan, bundleId: string, indexBytes: Buffer, manifests: Map<string, Manifest>, smallFiles: Map<string, Uint8Array>): Promise<void> {
   const writes: { at: number; bytes: Buffer }[] = [];
   for (const v of plan.volumes) {
     if (v.description) writes.push({ at: v.description.headerOffset, bytes: entryBytes(v.description, volumeDescriptionBytes(plan, v, bundleId)) });
@@ -527,6 +567,7 @@ async function writeSmallEntries(files: VolumeFiles, plan: BundlePlan, bundleId:
     if (e.path === OCI_LAYOUT_PATH) data = Buffer.from(OCI_LAYOUT_CONTENT);
     else if (e.path === INDEX_PATH) data = indexBytes;
     else if (e.kind === "manifest" && e.digest) data = manifests.get(e.digest)?.bytes;
+    else if (e.kind === "file") data = smallFiles.get(e.path);
     if (data) writes.push({ at: e.headerOffset, bytes: entryBytes(e, data) });
   }
   writes.sort((a, b) => a.at - b.at);

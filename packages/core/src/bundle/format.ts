@@ -57,6 +57,15 @@ export function digestFromBlobPath(path: string): string | undefined {
   return m ? `${m[1]}:${m[2]}` : undefined;
 }
 
+/**
+ * Path of an image signature inside the archive: `airlock/signatures/<alg>/<hex>/signature-N`
+ * (N from 1), the signature N of the manifest `digest`, as the oci: transport keeps them.
+ */
+export function signaturePath(digest: Digest, n: number): string {
+  const i = digest.indexOf(":");
+  return `airlock/signatures/${digest.slice(0, i)}/${digest.slice(i + 1)}/signature-${n}`;
+}
+
 /** The file name of volume `n` of the bundle `out`: `out.000`, `out.001`, … */
 export function volumeFileName(out: string, n: number): string {
   return `${out}.${String(n).padStart(3, "0")}`;
@@ -178,6 +187,22 @@ export interface BundleBase {
   blobs: Digest[];
 }
 
+/**
+ * An image signature carried by the bundle (containers-signature(5) bytes, untrusted until a
+ * trust policy checks them), as recorded in bundle.json. Its bytes are the archive entry `path`.
+ */
+export interface BundleSignature {
+  /** The manifest it signs (a top-level manifest or an image listed by an index). */
+  manifest: Digest;
+  /** Its position among that manifest's signatures, from 1 (the N of `signature-N`). */
+  index: number;
+  /** Path of the entry holding it: `airlock/signatures/<alg>/<hex>/signature-N`. */
+  path: string;
+  /** sha256 of its bytes. */
+  digest: Digest;
+  size: number;
+}
+
 /** `airlock/bundle.json`: airlock's description of the whole bundle, written last. */
 export interface BundleMetadata {
   mediaType: typeof BUNDLE_MEDIA_TYPE;
@@ -188,6 +213,8 @@ export interface BundleMetadata {
   /** Creation time, RFC 3339. */
   created: string;
   images: BundleImage[];
+  /** Image signatures found at the sources, in archive order; absent when there are none. */
+  signatures?: BundleSignature[];
   /** Every manifest (image manifests and indexes), each stored as a blob. */
   manifests: BundleBlob[];
   /** Every other blob (configs and layers), each stored once. */

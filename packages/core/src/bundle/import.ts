@@ -17,10 +17,12 @@ import { type Digest, VerifyingStream } from "../digest.js";
 import { AirlockError } from "../errors.js";
 import type { Descriptor, Manifest } from "../manifest.js";
 import { limiter } from "../progress.js";
-import type { ImageDestination, ImageReference, SystemContext } from "../transports/types.js";
+import type { PolicyCheck } from "../copy/copy.js";
+import { canStoreSignatures, type ImageDestination, type ImageReference, type SystemContext } from "../transports/types.js";
 import type { BundleListener } from "./events.js";
 import { type BundleMetadata, blobPath } from "./format.js";
 import { BundleReader } from "./reader.js";
+import { BundleReference, readBundleSignatures } from "./source.js";
 import { linkedController, settleAll } from "./util.js";
 
 /** Options of {@link importBundle}. */
@@ -29,6 +31,8 @@ export interface ImportOptions {
   destinationFor(name: string): ImageReference;
   /** Settings for writing the destinations. */
   ctx?: SystemContext;
+  /** Settings for writing one image's destination (e.g. its lookaside storage); default `ctx`. */
+  ctxFor?: (name: string) => SystemContext;
   /** Blobs pushed at once (default 6). */
   concurrency?: number;
   /** Only these images (bundle names); default all. */
@@ -39,6 +43,20 @@ export interface ImportOptions {
   onProgress?: BundleListener;
   /** Interval of blob-progress events per blob in milliseconds (default 500). */
   progressIntervalMs?: number;
+  /**
+   * The trust policy: called for every image's top-level manifest and, for an index, each image it
+   * lists (`instanceDigest`), with the signatures the bundle carries for it (untrusted bytes) and
+   * `reference` = `bundle:PATH:NAME`. Every image is checked before any destination is opened;
+   * a throw refuses the import and nothing is pushed.
+   */
+  checkPolicy?: (image: PolicyCheck & { name: string }) => Promise<void>;
+  /**
+   * What to do with the image signatures the bundle carries: `copy` (default) stores them at each
+   * destination that can store signatures and warns (a `warning` event) for one that cannot;
+   * `require` fails before anything is pushed when a destination cannot store an image's
+   * signatures; `remove` leaves them out.
+   */
+  signatures?: "copy" | "require" | "remove";
 }
 
 /** An image as imported. */
@@ -49,6 +67,8 @@ export interface ImportedImage {
   mediaType: string;
   /** `pushed`; `present` when the destination already had it; `planned` in a dry run. */
   status: "pushed" | "present" | "planned";
+  /** Image signatures stored at the destination (planned, in a dry run). */
+  signatures: number;
   blobs: number;
   bytes: number;
 }
@@ -75,6 +95,8 @@ interface ImageWork {
   blobs: Descriptor[];
   /** A delta bundle: blobs of this image the bundle does not carry; the destination must have them. */
   base: Descriptor[];
+  /** The image signatures the bundle carries, by manifest digest (only non-empty lists). */
+  signatures: Map<Digest, Uint8Array[]>;
   dest?: ImageDestination;
   present?: boolean;
 }
@@ -128,12 +150,28 @@ export async function importBundle(path: string | string[], options: ImportOptio
       } catch (err) {
         throw refuse(reader, name, err);
       }
+      const signatures = new Map<Digest, Uint8Array[]>();
+      for (const m of manifests) {
+        let sigs: Uint8Array[];
+        try {
+          sigs = await readBundleSignatures(reader, m.digest);
+        } catch (err) {
+          throw refuse(reader, name, err);
+        }
+        if (sigs.length > 0 && options.signatures !== "remove") signatures.set(m.digest, sigs);
+        // The policy sees the top-level manifest and the images an index lists, as copy --all does.
+        if (options.checkPolicy && (m === top || (top.isIndex && top.index.manifests.some((d) => d.digest === m.digest)))) {
+          const check: PolicyCheck & { name: string } = { name, reference: new BundleReference(reader.path, name), manifest: m, signatures: sigs };
+          if (m !== top) check.instanceDigest = m.digest;
+          await options.checkPolicy(check);
+        }
+      }
       const all = [...blobs.values()];
-      work.push({ name, ref: options.destinationFor(name), top, manifests, blobs: all.filter((b) => !isBase(b)), base: all.filter(isBase) });
+      work.push({ name, ref: options.destinationFor(name), top, manifests, blobs: all.filter((b) => !isBase(b)), base: all.filter(isBase), signatures });
     }
     const result: ImportResult = { path: reader.path, images: [], blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0, manifestsPushed: 0, durationMs: 0, dryRun: options.dryRun ?? false };
     if (options.dryRun) {
-      result.images = work.map((w) => ({ name: w.name, destination: w.ref.toString(), digest: w.top.digest, mediaType: w.top.mediaType, status: "planned", blobs: w.blobs.length, bytes: sum(w.blobs) }));
+      result.images = work.map((w) => ({ name: w.name, destination: w.ref.toString(), digest: w.top.digest, mediaType: w.top.mediaType, status: "planned", blobs: w.blobs.length, bytes: sum(w.blobs), signatures: countSignatures(w) }));
       result.durationMs = Date.now() - started;
       return result;
     }
@@ -144,7 +182,7 @@ export async function importBundle(path: string | string[], options: ImportOptio
       work.map((w) =>
         open(async () => {
           signal?.throwIfAborted();
-          const dest = await w.ref.newDestination(options.ctx);
+          const dest = await w.ref.newDestination(options.ctxFor?.(w.name) ?? options.ctx);
           w.dest = dest;
           for (const m of w.manifests) {
             if (!dest.capabilities.manifestMediaTypes.includes(m.mediaType)) {
@@ -153,6 +191,12 @@ export async function importBundle(path: string | string[], options: ImportOptio
           }
           if (w.top.isIndex && !dest.capabilities.indexes) {
             throw new AirlockError("ERR_UNSUPPORTED", `${w.ref} cannot store a multi-arch index (image ${w.name}); import into a registry or an oci: layout`);
+          }
+          if (w.signatures.size > 0 && !canStoreSignatures(dest)) {
+            const why = `${w.ref} cannot store signatures (image ${w.name} carries ${countSignatures(w)})${dest.reference.transport.name === "docker" ? "; a registry keeps them in lookaside storage: configure a lookaside-staging: file:///… location for it in registries.d" : ""}`;
+            if (options.signatures === "require") throw new AirlockError("ERR_UNSUPPORTED", `${why}; nothing was pushed — import into a destination that stores signatures, or without requiring them`);
+            onProgress?.({ type: "warning", image: w.name, message: `${why}; importing the image without its signatures` });
+            w.signatures.clear();
           }
           w.present = (await Promise.all(w.manifests.map((m) => dest.hasManifest(m.digest, signal)))).every(Boolean);
           onProgress?.({ type: "image-start", image: w.name, digest: w.top.digest, blobs: w.blobs.length, bytes: sum(w.blobs) });
@@ -212,9 +256,13 @@ export async function importBundle(path: string | string[], options: ImportOptio
             result.manifestsPushed++;
             onProgress?.({ type: "manifest", image: w.name, digest: m.digest, mediaType: m.mediaType, topLevel });
           }
+          // Signatures after the manifests they sign, before the commit (the transport contract's order).
+          if (w.signatures.size > 0 && canStoreSignatures(dest)) {
+            for (const [digest, sigs] of w.signatures) await dest.putSignatures(sigs, digest === w.top.digest ? { signal } : { instanceDigest: digest, signal });
+          }
           await dest.commit(signal);
           onProgress?.({ type: "image-done", image: w.name, digest: w.top.digest });
-          return { name: w.name, destination: w.ref.toString(), digest: w.top.digest, mediaType: w.top.mediaType, status: w.present ? "present" : "pushed", blobs: w.blobs.length, bytes: sum(w.blobs) };
+          return { name: w.name, destination: w.ref.toString(), digest: w.top.digest, mediaType: w.top.mediaType, status: w.present ? "present" : "pushed", blobs: w.blobs.length, bytes: sum(w.blobs), signatures: countSignatures(w) };
         }),
       ),
     );
@@ -329,6 +377,12 @@ function refuse(reader: BundleReader, name: string, err: unknown): AirlockError 
   const missing = reader.missingVolumes();
   const hint = missing.length > 0 ? ` (missing volume${missing.length > 1 ? "s" : ""}: ${missing.join(", ")})` : "";
   return new AirlockError(e.code, `bundle ${reader.path}, image ${name}: ${e.message}${hint}; nothing was imported — run airlock verify for the full list of faults`, { cause: err });
+}
+
+function countSignatures(w: ImageWork): number {
+  let n = 0;
+  for (const s of w.signatures.values()) n += s.length;
+  return n;
 }
 
 function sum(blobs: Descriptor[]): number {

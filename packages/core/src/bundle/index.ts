@@ -13,10 +13,12 @@ export {
   type BundleImage,
   type BundleMetadata,
   type BundlePlatformImage,
+  type BundleSignature,
   type BundleVolume,
   checksumFileName,
   journalFileName,
   MIN_SPLIT_SIZE,
+  signaturePath,
   VOLUME_MEDIA_TYPE,
   type VolumeDescription,
   type VolumeEntry,
@@ -25,5 +27,5 @@ export {
 export { type ImportedImage, type ImportOptions, type ImportResult, importBundle } from "./import.js";
 export { type BundleProblem, BundleReader, type OpenBlobOptions, type OpenBundleOptions, type ProblemKind, type ReaderVolume, type Segment, type TarEntry } from "./reader.js";
 export type { PlatformSelection } from "./resolve.js";
-export { BundleReference, type BundleSourceOptions, bundleImageSource, bundleTransport } from "./source.js";
+export { BundleReference, type BundleSourceOptions, bundleImageSource, bundleTransport, readBundleSignatures } from "./source.js";
 export { type VerifiedImage, type VerifiedVolume, type VerifyOptions, type VerifyReport, verifyBundle } from "./verify.js";

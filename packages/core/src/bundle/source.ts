@@ -3,11 +3,11 @@
  * and a `bundle:` transport (`bundle:PATH:NAME`) built on it. Blobs are streamed out of the
  * archive; manifests are checked against their digests as they are read.
  */
-import type { Digest } from "../digest.js";
+import { type Digest, digestOf } from "../digest.js";
 import { AirlockError } from "../errors.js";
 import type { Descriptor, Manifest } from "../manifest.js";
 import { DockerReference } from "../reference/docker.js";
-import type { BlobReader, GetBlobOptions, ImageDestination, ImageReference, ImageSource, SystemContext, Transport } from "../transports/types.js";
+import type { BlobReader, GetBlobOptions, ImageDestination, ImageReference, ImageSource, SignatureOptions, SignatureSource, SystemContext, Transport } from "../transports/types.js";
 import { BundleReader } from "./reader.js";
 
 /** The `bundle:` transport: `bundle:PATH:NAME` names image NAME of the bundle at PATH (read only). */
@@ -84,7 +84,32 @@ export async function bundleImageSource(reader: BundleReader, name: string, opti
   return new BundleImageSource(reader, top, options.reference ?? new BundleReference(reader.path, name), options.closeReader ?? false);
 }
 
-class BundleImageSource implements ImageSource {
+/** The largest image signature airlock reads (containers/image allows 4 MiB). */
+const MAX_SIGNATURE_SIZE = 4 * 1024 * 1024;
+
+/**
+ * Reads the signatures a bundle carries for the manifest `digest` (bundle.json `signatures`), in
+ * their stored order, each checked against the sha256 bundle.json records for it. They are
+ * untrusted bytes: only a trust policy makes them mean anything. [] when there are none.
+ */
+export async function readBundleSignatures(reader: BundleReader, digest: Digest): Promise<Uint8Array[]> {
+  const meta = await reader.metadata();
+  const listed = (meta?.signatures ?? []).filter((s) => s.manifest === digest).sort((a, b) => a.index - b.index);
+  const out: Uint8Array[] = [];
+  for (const s of listed) {
+    const e = reader.entry(s.path);
+    if (!e) throw new AirlockError("ERR_INVALID_LAYOUT", `signature ${s.path} of ${digest}, listed by airlock/bundle.json, is not in bundle ${reader.path}; run airlock verify`);
+    const bytes = await reader.readEntry(e, MAX_SIGNATURE_SIZE);
+    const got = digestOf(bytes);
+    if (got !== s.digest || bytes.length !== s.size) {
+      throw new AirlockError("ERR_DIGEST_MISMATCH", `signature ${s.path} in bundle ${reader.path} has digest ${got} (${bytes.length} bytes), airlock/bundle.json says ${s.digest} (${s.size} bytes): the bundle was altered; run airlock verify`);
+    }
+    out.push(bytes);
+  }
+  return out;
+}
+
+class BundleImageSource implements ImageSource, SignatureSource {
   readonly reference: ImageReference;
   private readonly reader: BundleReader;
   private readonly top: Descriptor;
@@ -112,6 +137,12 @@ class BundleImageSource implements ImageSource {
     const offset = options.offset ?? 0;
     const stream = this.reader.openBlob(desc, { offset });
     return { stream, size: desc.size - offset };
+  }
+
+  /** The signatures the bundle carries for the top-level manifest, or for `options.instanceDigest`. */
+  async getSignatures(options: SignatureOptions = {}): Promise<Uint8Array[]> {
+    options.signal?.throwIfAborted();
+    return readBundleSignatures(this.reader, options.instanceDigest ?? this.top.digest);
   }
 
   async close(): Promise<void> {

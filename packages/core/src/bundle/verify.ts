@@ -323,6 +323,16 @@ export async function verifyBundle(pathOrVolumes: string | string[], options: Ve
           problem({ kind: "metadata-mismatch", digest: b.digest, volume: e.volume, message: `blob ${b.digest} in ${volName(e.volume)} is ${e.size} bytes, ${BUNDLE_METADATA_PATH} says ${b.size}` });
         }
       }
+      // Image signatures carried by the bundle: each entry present, with the sha256 bundle.json records.
+      for (const sig of metadata.signatures ?? []) {
+        const e = reader.entry(sig.path);
+        const got = computed.get(sig.path);
+        if (!e) {
+          if (reader.missingVolumes().length === 0) problem({ kind: "entry-missing", path: sig.path, digest: sig.manifest, message: `signature ${sig.path} of ${sig.manifest}, listed by ${BUNDLE_METADATA_PATH}, is not in the bundle` });
+        } else if (e.size !== sig.size || (got !== undefined && got !== sig.digest)) {
+          problem({ kind: "metadata-mismatch", path: sig.path, volume: e.volume, message: `signature ${sig.path} in ${volName(e.volume)} is ${e.size} bytes${got ? ` with digest ${got}` : ""}, ${BUNDLE_METADATA_PATH} says ${sig.size} bytes with digest ${sig.digest}; the bundle was altered` });
+        }
+      }
       if (!reader.concatenated && metadata.volumes.length !== reader.volumes.length) {
         problem({ kind: "metadata-mismatch", message: `${BUNDLE_METADATA_PATH} lists ${metadata.volumes.length} volumes, ${reader.volumes.length} were found` });
       }
