@@ -29,7 +29,7 @@ describe("airlock completion", () => {
     const r = await runCli(["completion", "bash"]);
     expect(r.code).toBe(0);
     expect(spawnSync("bash", ["-n"], { input: r.stdout }).status).toBe(0);
-    const p = program();
+    const p = await program();
     for (const c of p.commands) {
       expect(r.stdout).toContain(`${c.name()}`);
       for (const o of c.options) if (o.long) expect(r.stdout, `${c.name()} ${o.long}`).toContain(o.long);
@@ -45,7 +45,7 @@ describe("airlock completion", () => {
     const fish = await runCli(["completion", "fish"]);
     expect([zsh.code, fish.code]).toEqual([0, 0]);
     expect(zsh.stdout.startsWith("#compdef airlock\n")).toBe(true);
-    const p = program();
+    const p = await program();
     for (const c of p.commands) {
       expect(zsh.stdout).toContain(`'${c.name()}:`);
       expect(fish.stdout).toContain(`-a ${c.name()} -d`);
@@ -65,7 +65,7 @@ describe("airlock completion", () => {
 
 describe("airlock help VERB", () => {
   it("prints the verb's usage and options, for every verb", async () => {
-    for (const c of program().commands) {
+    for (const c of (await program()).commands) {
       const r = await runCli(["help", c.name()]);
       expect(r.code, c.name()).toBe(0);
       expect(r.stdout).toContain(`Usage: airlock ${c.name()}`);

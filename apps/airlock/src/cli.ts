@@ -3,26 +3,52 @@
  * mapping of errors to one clear line and skopeo's exit codes.
  */
 import { Command, CommanderError } from "commander";
-import { registerBundle } from "./commands/bundle.js";
-import { registerCompletion } from "./commands/completion.js";
-import { registerCopy } from "./commands/copy.js";
-import { registerDelete } from "./commands/delete.js";
-import { registerListTags } from "./commands/list-tags.js";
-import { registerLogin } from "./commands/login.js";
-import { registerInspect } from "./commands/inspect.js";
-import { registerInventory } from "./commands/inventory.js";
-import { registerManifestDigest } from "./commands/manifest-digest.js";
-import { registerMirrorConfig } from "./commands/mirror-config.js";
-import { registerServe } from "./commands/serve.js";
-import { registerStandalone } from "./commands/standalone.js";
-import { registerSync } from "./commands/sync.js";
 import { type CliContext, defaultContext, type GlobalOptions } from "./context.js";
 import { EXIT_ERROR, EXIT_OK, exitCodeFor, formatError, UsageError } from "./errors.js";
 import { normalizeArgv, parseDuration } from "./flags.js";
 import { VERSION } from "./version.js";
 
-/** Builds the program with every verb registered against `cli`. */
-export function buildProgram(cli: CliContext): Command {
+type Register = (program: Command, cli: CliContext) => void;
+
+/**
+ * The verbs, each with the module that defines it, loaded on demand: a run loads only its own
+ * verb's module (and so only the libraries it needs: OpenPGP, YAML, the registry server…), which
+ * keeps start-up short when airlock runs once per image. Help and completion load them all.
+ */
+const MODULES: { verbs: string[]; load: () => Promise<Register> }[] = [
+  { verbs: ["copy"], load: async () => (await import("./commands/copy.js")).registerCopy },
+  { verbs: ["inspect"], load: async () => (await import("./commands/inspect.js")).registerInspect },
+  { verbs: ["manifest-digest"], load: async () => (await import("./commands/manifest-digest.js")).registerManifestDigest },
+  { verbs: ["list-tags"], load: async () => (await import("./commands/list-tags.js")).registerListTags },
+  { verbs: ["delete"], load: async () => (await import("./commands/delete.js")).registerDelete },
+  { verbs: ["login", "logout"], load: async () => (await import("./commands/login.js")).registerLogin },
+  { verbs: ["serve"], load: async () => (await import("./commands/serve.js")).registerServe },
+  { verbs: ["lock", "plan", "export", "verify", "import"], load: async () => (await import("./commands/bundle.js")).registerBundle },
+  { verbs: ["inventory"], load: async () => (await import("./commands/inventory.js")).registerInventory },
+  { verbs: ["mirror-config"], load: async () => (await import("./commands/mirror-config.js")).registerMirrorConfig },
+  { verbs: ["sync"], load: async () => (await import("./commands/sync.js")).registerSync },
+  { verbs: ["standalone-sign", "standalone-verify"], load: async () => (await import("./commands/standalone.js")).registerStandalone },
+  { verbs: ["completion"], load: async () => (await import("./commands/completion.js")).registerCompletion },
+];
+
+/** Global options that take a value, so that the verb can be found in argv without parsing it. */
+const GLOBALS_WITH_VALUE = new Set(["--override-os", "--override-arch", "--override-variant", "--tmpdir", "--command-timeout", "--policy", "--registries.d"]);
+
+/** The verb of `argv` (the first word that is not a global option or its value), if any. */
+export function verbOf(argv: string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (!a.startsWith("-")) return a;
+    if (GLOBALS_WITH_VALUE.has(a)) i++;
+  }
+  return undefined;
+}
+
+/**
+ * Builds the program against `cli`. With `verb`, only that verb's module is loaded (when it is
+ * one airlock knows); otherwise — help, completion, an unknown verb — every verb is registered.
+ */
+export async function buildProgram(cli: CliContext, verb?: string, versionOnly = false): Promise<Command> {
   const program = new Command("airlock");
   program
     .description("Move container images across an air gap, and do everything skopeo does on the way.")
@@ -55,9 +81,9 @@ when no policy file exists anywhere, it accepts every image (skopeo would fail).
 
 Exit status: 0 ok, 1 error, 2 image not found.`,
   );
-  for (const register of [registerCopy, registerInspect, registerManifestDigest, registerListTags, registerDelete, registerLogin, registerServe, registerBundle, registerInventory, registerMirrorConfig, registerSync]) register(program, cli);
-  registerStandalone(program, cli);
-  registerCompletion(program, cli);
+  const only = MODULES.find((m) => verb !== undefined && m.verbs.includes(verb));
+  const load = versionOnly ? [] : only && verb !== "completion" ? [only] : MODULES;
+  for (const m of load) (await m.load())(program, cli);
   for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: (s) => cli.stdout.write(s), writeErr: (s) => cli.stderr.write(s) });
   return program;
 }
@@ -67,7 +93,9 @@ export async function main(argv: string[], make: (signal: AbortSignal, globals: 
   const controller = new AbortController();
   let program: Command | undefined;
   const cli = make(controller.signal, () => (program?.opts() ?? {}) as GlobalOptions);
-  program = buildProgram(cli);
+  const args = normalizeArgv(argv);
+  const verb = verbOf(args);
+  program = await buildProgram(cli, verb, verb === undefined && (args.includes("-v") || args.includes("--version")));
   const onSignal = () => controller.abort(new Error("interrupted"));
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
@@ -77,7 +105,7 @@ export async function main(argv: string[], make: (signal: AbortSignal, globals: 
     if (ms) timer = setTimeout(() => controller.abort(new Error(`--command-timeout of ${ms} ms expired`)), ms);
   });
   try {
-    await program.parseAsync(normalizeArgv(argv), { from: "user" });
+    await program.parseAsync(args, { from: "user" });
     return EXIT_OK;
   } catch (err) {
     if (err instanceof CommanderError) {
