@@ -103,6 +103,7 @@ describe("delta round trip", () => {
     // verify accepts the delta: the absent base blobs are expected.
     const v = await runCli(["verify", delta]);
     expect(v.stdout).toContain("bundle OK");
+    expect(v.stdout).toMatch(/delta: 4 blob\(s\) of its base \(receipt .*; sha256:[a-f0-9]{64}\) are not in the bundle by design/);
     expect(v.code).toBe(0);
 
     // A destination without the base: refused before anything is pushed, naming what is missing.

@@ -275,6 +275,7 @@ Examples:
         }
         for (const i of report.images) cli.stdout.write(`${i.ok ? "ok     " : "BROKEN "} ${i.name} ${i.digest}\n`);
         for (const p of report.problems) cli.stdout.write(`${p.severity === "error" ? "error" : "warning"}: ${p.message}\n`);
+        if (report.base) cli.stdout.write(`delta: ${report.base.count} blob(s) of its base (${report.base.source}; ${report.base.digest}) are not in the bundle by design; import checks the destination has them\n`);
         cli.stdout.write(`${report.ok ? "bundle OK" : "bundle DAMAGED"}: ${report.images.length} image(s), ${report.manifests} manifest(s), ${report.blobs} blob(s), ${formatBytes(report.bytes)} checked in ${seconds(report.durationMs)}\n`);
       }
       if (!report.ok) throw new AirlockError("ERR_DIGEST_MISMATCH", `${paths.join(" ")}: ${report.problems.filter((p) => p.severity === "error").length} problem(s) found; re-send the damaged or missing volume(s) named above`);

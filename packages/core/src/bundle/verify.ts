@@ -59,6 +59,8 @@ export interface VerifyReport {
   /** Bytes read. */
   bytes: number;
   /** Everything wrong, errors and warnings, in the order found. */
+  /** A delta bundle: the base it relies on (its blobs are absent by design and not reported). */
+  base?: { source: string; count: number; digest: Digest };
   problems: BundleProblem[];
   durationMs: number;
 }
@@ -357,6 +359,7 @@ export async function verifyBundle(pathOrVolumes: string | string[], options: Ve
       durationMs: Date.now() - started,
     };
     if (reader.bundleId) report.bundle = reader.bundleId;
+    if (metadata?.base) report.base = { source: metadata.base.source, count: metadata.base.count, digest: metadata.base.digest };
     return report;
   } finally {
     await reader.close();
