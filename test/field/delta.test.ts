@@ -143,6 +143,27 @@ describe("delta round trip", () => {
     expect(await digestAt(dst.host, `mirror/${src.host.replace(":", "_")}/up/e`, "1")).toBe(await digestAt(src.host, "up/c", "1"));
   });
 
+  it("inventory reads a multi-arch index down to its children's blobs", async () => {
+    const fix = join(import.meta.dirname, "../../fixtures/oci");
+    await copyImage(parseImageName(`oci:${fix}:multi`), parseImageName(`docker://${dst.host}/inv/multi:1.0`), { multiArch: "all" });
+    const out = join(tmp, "receipt-multi.json");
+    expect((await runCli(["inventory", "--registry", `${dst.host}/inv`, "--tls-verify=false", "-o", out])).code).toBe(0);
+    const r = parseReceipt(readFileSync(out, "utf8"), out);
+    const c = new RegistryClient(dst.host, { tlsVerify: false });
+    try {
+      const repo = c.repository("inv/multi");
+      const index = await repo.getParsedManifest("1.0");
+      expect(index.isIndex).toBe(true);
+      expect(r.repositories).toEqual([{ name: "inv/multi", tags: { "1.0": index.digest } }]);
+      const children = await Promise.all(index.index.manifests.map((d) => repo.getParsedManifest(d.digest)));
+      expect(r.manifests).toEqual([index.digest, ...children.map((m) => m.digest)].sort());
+      const blobs = new Set(children.flatMap((m) => (m.isIndex ? [] : m.blobs().map((b) => b.digest))));
+      expect(r.blobs).toEqual([...blobs].sort());
+    } finally {
+      await c.close();
+    }
+  });
+
   it("export --since an old bundle or an old lock leaves out what it carried", async () => {
     const file = yaml();
     const old = join(tmp, "full2.tar");
