@@ -1,28 +1,33 @@
 /**
- * Writes an image into an OCI archive (a tar of an OCI image layout), atomically: blobs and
- * manifests are staged in an OCI layout in a temporary directory beside PATH (the layout code,
- * verified writes); `commit()` writes the whole archive to a temporary file beside PATH and renames
- * it onto PATH. Until then nothing at PATH changes, and `close()` without a commit removes the
- * staging directory.
+ * Writes an image into an OCI archive (a tar of an OCI image layout), atomically and streamed: the
+ * archive is written from the start into a temporary file beside PATH — `oci-layout`, then each
+ * blob and manifest as soon as it has arrived and been verified — and `commit()` adds what the
+ * existing archive contributes and `index.json` last, then renames the file onto PATH. Until then
+ * nothing at PATH changes; `close()` without a commit removes the temporary file.
+ *
+ * Blobs arrive concurrently: each is first written (verified, through the layout code) into a
+ * small staging layout beside PATH, appended to the archive, and its staged file removed at once,
+ * so the extra disk space is that of the blobs in flight, not of the image (skopeo builds the
+ * whole layout in a temporary directory, then tars it).
  *
  * Beyond skopeo (which replaces the archive with a one-image archive): when PATH already is an OCI
  * archive, its other images are kept and the named image is added, or replaces the image of the
- * same name (where an `oci:` layout keeps the old image unnamed). Blobs the archive already
- * holds are not copied again, and blobs only the replaced image used are dropped. A PATH that is
- * not an OCI archive (another file, a damaged archive) is replaced, as skopeo does. Commits of
- * several writers to one archive are serialised by a lock file beside it, so none is lost.
- * The staging costs the new blobs' size once more in disk space, beside PATH, until commit.
+ * same name (where an `oci:` layout keeps the old image unnamed). Blobs the archive already holds
+ * are not copied again from the source, and blobs only the replaced image used are dropped. A PATH
+ * that is not an OCI archive (another file, a damaged archive) is replaced, as skopeo does.
+ * Commits of several writers to one archive are serialised by a lock file beside it, so none is
+ * lost; each commit copies the kept images' blobs from the old archive into the new one.
  * @see https://github.com/opencontainers/image-spec/blob/main/image-layout.md
  */
 import { promises as fs } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { type Readable, pipeline } from "node:stream";
+import { pipeline, type Readable } from "node:stream";
 import { type Digest, parseDigest, VerifyingStream } from "../../digest.js";
 import { AirlockError, isAirlockError } from "../../errors.js";
 import { withFileLock } from "../../fsutil.js";
 import { InflightWrites, ioError } from "../../layout/files.js";
 import { addIndexEntry, emptyIndex, INDEX_FILE, OCI_LAYOUT_FILE, OCI_LAYOUT_VERSION, OciLayout, refName } from "../../layout/layout.js";
-import { type Descriptor, Manifest } from "../../manifest.js";
+import type { Descriptor, Manifest } from "../../manifest.js";
 import { TarWriter } from "../docker-archive/tarfile.js";
 import { OCI_DESTINATION_CAPABILITIES } from "../oci/destination.js";
 import type { ImageDestination, PutManifestOptions, SystemContext } from "../types.js";
@@ -30,11 +35,11 @@ import { layoutBlobPath, OciArchive } from "./archive.js";
 import type { OciArchiveReference } from "./reference.js";
 
 /**
- * Where a blob written at commit comes from: the staging layout, the archive as it is at commit,
- * or the archive as it was when the destination was opened (still readable through its open file
- * when another writer has replaced PATH since: a blob reused from it is never lost).
+ * Where a blob the commit still has to add comes from: the archive as it is at commit, or the
+ * archive as it was when the destination was opened (still readable through its open file when
+ * another writer has replaced PATH since: a blob reused from it is never lost).
  */
-type BlobOrigin = "stage" | "archive" | "opened";
+type BlobOrigin = "archive" | "opened";
 
 /** The lock file that serialises commits to the archive at `path` (hidden, beside it). */
 export function archiveLockPath(path: string): string {
@@ -54,31 +59,41 @@ async function openExisting(path: string, ctx: SystemContext): Promise<OciArchiv
   }
 }
 
-/** An {@link ImageDestination} that adds one image to an OCI archive at commit. */
+/** An {@link ImageDestination} that streams one image into a new OCI archive, made PATH at commit. */
 export class OciArchiveImageDestination implements ImageDestination {
   readonly reference: OciArchiveReference;
   readonly capabilities = OCI_DESTINATION_CAPABILITIES;
   private readonly ctx: SystemContext;
   private readonly stageDir: string;
   private readonly stage: OciLayout;
+  private readonly writer: TarWriter;
   /** The archive as it was when opened, for reusing its blobs; re-read at commit. */
   private readonly existing: OciArchive | undefined;
   private readonly inflight = new InflightWrites();
+  /** Blobs and manifests already in the new archive, with their sizes. */
+  private readonly appended = new Map<Digest, number>();
+  /** The manifests put, by digest (small; read again at commit to find what they refer to). */
+  private readonly manifests = new Map<Digest, Manifest>();
+  /** Appends to the archive, one at a time. */
+  private queue: Promise<void> = Promise.resolve();
+  /** Set when an append failed midway: the archive can then not be completed. */
+  private broken: unknown;
   private topLevel: Manifest | undefined;
   private committed = false;
   private closed = false;
 
-  private constructor(reference: OciArchiveReference, ctx: SystemContext, stageDir: string, stage: OciLayout, existing: OciArchive | undefined) {
+  private constructor(reference: OciArchiveReference, ctx: SystemContext, stageDir: string, stage: OciLayout, writer: TarWriter, existing: OciArchive | undefined) {
     this.reference = reference;
     this.ctx = ctx;
     this.stageDir = stageDir;
     this.stage = stage;
+    this.writer = writer;
     this.existing = existing;
   }
 
   /**
    * Opens `ref` for writing: PATH's directory must exist, and PATH must not be a directory. Creates
-   * only the staging directory beside PATH.
+   * only a staging directory and the temporary archive beside PATH.
    */
   static async open(ref: OciArchiveReference, ctx: SystemContext = {}): Promise<OciArchiveImageDestination> {
     if (ref.position !== undefined) {
@@ -101,36 +116,70 @@ export class OciArchiveImageDestination implements ImageDestination {
       }
       throw ioError(`cannot write ${ref}: cannot create a staging directory in ${dir}`, cause);
     }
+    let writer: TarWriter | undefined;
     try {
       const stage = await OciLayout.open(stageDir, { create: true });
       const existing = st ? await openExisting(ref.path, ctx) : undefined;
-      return new OciArchiveImageDestination(ref, ctx, stageDir, stage, existing);
+      writer = await TarWriter.create(ref.path);
+      await writer.addBytes(OCI_LAYOUT_FILE, Buffer.from(JSON.stringify({ imageLayoutVersion: OCI_LAYOUT_VERSION })));
+      return new OciArchiveImageDestination(ref, ctx, stageDir, stage, writer, existing);
     } catch (err) {
+      await writer?.abort();
       await fs.rm(stageDir, { recursive: true, force: true }).catch(() => {});
       throw err;
     }
   }
 
-  /** True when the blob is staged already or the existing archive holds it (it is then carried over at commit). */
+  /** Runs `fn` after every append queued before it (the archive is written sequentially). */
+  private append(fn: () => Promise<void>): Promise<void> {
+    const p = this.queue.then(async () => {
+      if (this.broken) throw this.broken;
+      try {
+        await fn();
+      } catch (err) {
+        this.broken = err;
+        throw err;
+      }
+    });
+    this.queue = p.catch(() => {});
+    return p;
+  }
+
+  /** True when the blob is in the new archive already, or the existing archive holds it (it is then carried over at commit). */
   async tryReuseBlob(desc: Descriptor, signal?: AbortSignal): Promise<boolean> {
     signal?.throwIfAborted();
-    if (await this.stage.hasBlob(desc)) return true;
+    const size = this.appended.get(desc.digest);
+    if (size !== undefined && (desc.size < 0 || size === desc.size)) return true;
     return this.existing?.hasBlob(desc.digest, desc.size) ?? false;
   }
 
-  /** Stages a blob: temporary file, verified against `desc`, renamed; nothing is kept on failure. */
+  /**
+   * Writes a blob: staged (verified against `desc`, nothing kept on failure), then appended to the
+   * archive, then its staged file removed.
+   */
   putBlob(desc: Descriptor, stream: Readable, signal?: AbortSignal): Promise<void> {
-    return this.inflight.run((s) => this.stage.writeBlob({ digest: desc.digest, size: desc.size }, stream, s), signal);
+    return this.inflight.run(async (s) => {
+      await this.stage.writeBlob({ digest: desc.digest, size: desc.size }, stream, s);
+      const path = this.stage.blobPath(desc.digest);
+      try {
+        const { size } = await fs.stat(path);
+        await this.append(async () => {
+          if (this.appended.has(desc.digest)) return;
+          const what = `blob ${desc.digest} for ${this.reference}`;
+          await this.writer.addFile(layoutBlobPath(desc.digest), size, async () => (await this.stage.readBlob(desc.digest, { signal: s })).stream, what);
+          this.appended.set(desc.digest, size);
+        });
+      } finally {
+        await fs.rm(path, { force: true }).catch(() => {});
+      }
+    }, signal);
   }
 
-  /** True when a manifest with this digest is staged or in the existing archive, and hashes to it. */
+  /** True when a manifest with this digest was put, or is in the existing archive and hashes to it. */
   async hasManifest(digest: Digest, signal?: AbortSignal): Promise<boolean> {
     signal?.throwIfAborted();
+    if (this.manifests.has(parseDigest(digest))) return true;
     try {
-      if (await this.stage.hasBlob({ digest: parseDigest(digest) })) {
-        Manifest.parse(await this.stage.readBlobBytes(digest), { expected: digest });
-        return true;
-      }
       if (this.existing?.hasBlob(digest)) {
         await this.existing.manifest(digest);
         return true;
@@ -141,23 +190,32 @@ export class OciArchiveImageDestination implements ImageDestination {
     return false;
   }
 
-  /** Stages the manifest's exact bytes; the top-level one is named at commit. */
+  /** Appends the manifest's exact bytes; the top-level one is named at commit. */
   async putManifest(manifest: Manifest, options: PutManifestOptions): Promise<void> {
     options.signal?.throwIfAborted();
-    await this.inflight.run(() => this.stage.writeBlobBytes(manifest.bytes, manifest.digest));
+    this.manifests.set(manifest.digest, manifest);
+    await this.inflight.run(() =>
+      this.append(async () => {
+        if (this.appended.has(manifest.digest)) return;
+        await this.writer.addBytes(layoutBlobPath(manifest.digest), manifest.bytes);
+        this.appended.set(manifest.digest, manifest.bytes.length);
+      }),
+    );
     if (options.topLevel) this.topLevel = manifest;
   }
 
   /**
-   * Writes the archive: under the archive's lock, re-reads PATH (another writer may have committed
-   * since open), adds the image to its index.json, and writes `oci-layout`, every blob an image of
-   * the new index.json refers to (verified while copied), and index.json last, to a temporary file
-   * that is renamed onto PATH.
+   * Completes the archive: under the archive's lock, re-reads PATH (another writer may have
+   * committed since open), adds the image to its index.json, appends every blob an image of the
+   * new index.json refers to that is not in the new archive yet (from the old archive, verified
+   * while copied), then index.json, and renames the archive onto PATH.
    */
   async commit(signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
     const top = this.topLevel;
     if (!top) throw new AirlockError("ERR_DESTINATION", `nothing to commit to ${this.reference}: no top-level manifest was written`);
+    await this.queue;
+    if (this.broken) throw this.broken;
     const path = this.reference.path;
     await withFileLock(archiveLockPath(path), async () => {
       const current = await openExisting(path, this.ctx);
@@ -167,21 +225,16 @@ export class OciArchiveImageDestination implements ImageDestination {
         const name = this.reference.name;
         const others = name === undefined ? base : { ...base, manifests: base.manifests.filter((d) => refName(d) !== name) };
         const index = addIndexEntry(others, top.descriptor(), name);
-        const blobs = await this.collect(index.manifests, current);
-        const writer = await TarWriter.create(path);
-        try {
-          await writer.addBytes(OCI_LAYOUT_FILE, Buffer.from(JSON.stringify({ imageLayoutVersion: OCI_LAYOUT_VERSION })));
-          for (const [digest, { size, from }] of blobs) {
-            signal?.throwIfAborted();
-            const what = `blob ${digest} for ${this.reference}`;
-            await writer.addFile(layoutBlobPath(digest), size, () => this.openVerified(digest, size, from, current, what, signal), what);
-          }
-          await writer.addBytes(INDEX_FILE, Buffer.from(JSON.stringify(index)));
-          await writer.commit();
-        } catch (err) {
-          await writer.abort();
-          throw err;
+        for (const [digest, { size, from }] of await this.missing(index.manifests, current)) {
+          signal?.throwIfAborted();
+          const archive = (from === "archive" ? current : this.existing) as OciArchive;
+          const what = `blob ${digest} for ${this.reference}`;
+          const open = () => pipeline(archive.openBlob(digest, { signal }).stream, new VerifyingStream({ digest, size }, what), () => {});
+          await this.writer.addFile(layoutBlobPath(digest), size, open, what);
+          this.appended.set(digest, size);
         }
+        await this.writer.addBytes(INDEX_FILE, Buffer.from(JSON.stringify(index)));
+        await this.writer.commit();
       } finally {
         await current?.close();
       }
@@ -189,61 +242,57 @@ export class OciArchiveImageDestination implements ImageDestination {
     this.committed = true;
   }
 
-  /** Opens a staged or archived blob, verified against its digest and size while it is read. */
-  private async openVerified(digest: Digest, size: number, from: BlobOrigin, current: OciArchive | undefined, what: string, signal?: AbortSignal): Promise<Readable> {
-    const { stream } =
-      from === "stage" ? await this.stage.readBlob(digest, { signal }) : from === "archive" ? (current as OciArchive).openBlob(digest, { signal }) : (this.existing as OciArchive).openBlob(digest, { signal });
-    return pipeline(stream, new VerifyingStream({ digest, size }, what), () => {});
-  }
-
   /**
-   * Every blob the entries of `manifests` refer to — manifests, configs, layers, and a subject when
-   * present — located in the staging layout or in the current archive. Throws ERR_DESTINATION when
-   * one is in neither (the archive changed under a reused blob), ERR_* from parsing a damaged one.
+   * The blobs the entries of `manifests` refer to — manifests, configs, layers, and a subject when
+   * present — that the new archive lacks, and where each is in the old archive. Throws
+   * ERR_DESTINATION when one is nowhere, ERR_* from parsing a damaged manifest.
    */
-  private async collect(entries: Descriptor[], current: OciArchive | undefined): Promise<Map<Digest, { size: number; from: BlobOrigin }>> {
+  private async missing(entries: Descriptor[], current: OciArchive | undefined): Promise<Map<Digest, { size: number; from: BlobOrigin }>> {
     const out = new Map<Digest, { size: number; from: BlobOrigin }>();
-    const locate = async (d: Descriptor, kind: string, optional = false): Promise<BlobOrigin | undefined> => {
-      if (await this.stage.hasBlob({ digest: d.digest, size: d.size })) return "stage";
+    const seen = new Set<Digest>();
+    const locate = (d: Descriptor, kind: string, optional = false): BlobOrigin | "new" | undefined => {
+      const size = this.appended.get(d.digest);
+      if (size !== undefined && (d.size < 0 || size === d.size)) return "new";
       if (current?.hasBlob(d.digest, d.size)) return "archive";
       if (this.existing?.hasBlob(d.digest, d.size)) return "opened";
       if (optional) return undefined;
-      throw new AirlockError("ERR_DESTINATION", `cannot write ${this.reference}: ${kind} ${d.digest} is neither staged nor in ${this.reference.path}; the archive is incomplete: run the copy again`);
+      throw new AirlockError("ERR_DESTINATION", `cannot write ${this.reference}: ${kind} ${d.digest} is neither written nor in ${this.reference.path}; the archive is incomplete: run the copy again`);
+    };
+    const add = (d: Descriptor, kind: string, optional = false) => {
+      if (seen.has(d.digest)) return;
+      const from = locate(d, kind, optional);
+      if (from === undefined) return;
+      seen.add(d.digest);
+      if (from !== "new") out.set(d.digest, { size: d.size, from });
     };
     const visit = async (d: Descriptor): Promise<void> => {
-      if (out.has(d.digest)) return;
-      const from = (await locate(d, "manifest")) as BlobOrigin;
+      if (seen.has(d.digest)) return;
+      add(d, "manifest");
       const what = `manifest ${d.digest} for ${this.reference}`;
-      const m =
-        from === "stage"
-          ? Manifest.parse(await this.stage.readBlobBytes(d.digest), { mediaType: d.mediaType, expected: d.digest, what })
-          : await ((from === "archive" ? current : this.existing) as OciArchive).manifest(d.digest, d.mediaType, what);
-      out.set(d.digest, { size: m.bytes.length, from });
+      const from = out.get(d.digest)?.from;
+      const m = from === undefined ? this.manifests.get(d.digest) : await ((from === "archive" ? current : this.existing) as OciArchive).manifest(d.digest, d.mediaType, what);
+      if (!m) throw new AirlockError("ERR_DESTINATION", `cannot write ${this.reference}: ${what} was written as a blob, not as a manifest`);
       if (m.isIndex) {
         for (const child of m.index.manifests) await visit(child);
       } else {
-        for (const b of m.blobs()) {
-          if (out.has(b.digest)) continue;
-          out.set(b.digest, { size: b.size, from: (await locate(b, "blob")) as BlobOrigin });
-        }
+        for (const b of m.blobs()) add(b, "blob");
       }
-      const subject = m.json.subject;
-      if (subject && !out.has(subject.digest)) {
-        const sfrom = await locate(subject, "subject", true);
-        if (sfrom) out.set(subject.digest, { size: subject.size, from: sfrom });
-      }
+      if (m.json.subject) add(m.json.subject, "subject", true);
     };
     for (const e of entries) await visit(e);
     return out;
   }
 
-  /** Without a commit, PATH was never touched: stops staged writes and removes the staging directory. */
+  /** Without a commit, PATH was never touched: stops writes, removes the temporary archive and the staging directory. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (!this.committed) await this.inflight.abortAll();
+    if (!this.committed) {
+      await this.inflight.abortAll();
+      await this.queue;
+      await this.writer.abort();
+    }
     await this.existing?.close();
     await fs.rm(this.stageDir, { recursive: true, force: true }).catch(() => {});
   }
 }
-

@@ -161,6 +161,10 @@ describe("oci-archive: write and read", () => {
     await dst.putManifest(m, { topLevel: true });
     expect(await fs.readdir(dir)).toContain("a.tar");
     expect(await fs.readdir(dir)).not.toContain("new.tar");
+    // Streamed: the blob went into the temporary archive, and its staged copy is gone already.
+    const entries = await fs.readdir(dir, { recursive: true });
+    expect(entries.filter((e) => e.includes(config.digest.slice(7)))).toEqual([]);
+    expect(entries.some((e) => /^\.new\.tar\..*\.tmp$/.test(e))).toBe(true);
     await dst.close();
     expect(await fs.readdir(dir)).toEqual(["a.tar"]);
   });
