@@ -49,6 +49,9 @@ export async function writeBlobData(files: VolumeFiles, entry: PlannedEntry, dig
   let pendingPooled: Buffer | undefined;
 
   // Waits for the write in flight, then starts writing `b[0, n)` at `pos`.
+  // Set when the blob failed: a flush still waiting for the previous write must then issue none
+  // (it could land after a retry's writes and overwrite them).
+  let stopped = false;
   const flush = async (b: Buffer, n: number, pooled: boolean): Promise<void> => {
     if (pending) {
       await pending;
@@ -56,6 +59,7 @@ export async function writeBlobData(files: VolumeFiles, entry: PlannedEntry, dig
       if (pendingPooled) pool.push(pendingPooled);
       pendingPooled = undefined;
     }
+    if (stopped) throw new AirlockError("ERR_ABORTED", `${what}: stopped`);
     const at = pos;
     const write = onWritten ? files.write(b, 0, n, at).then(() => onWritten(at, b, n)) : files.write(b, 0, n, at);
     write.catch(() => {}); // awaited by the next flush; this only keeps it from being "unhandled"
@@ -121,8 +125,10 @@ export async function writeBlobData(files: VolumeFiles, entry: PlannedEntry, dig
     if (fill > 0) await flush(buf, fill, true);
     if (pending) await pending;
   } catch (err) {
+    stopped = true;
     stream.destroy();
-    if (pending) await pending.catch(() => {});
+    // Wait for every write already issued, so none lands after this attempt is over.
+    for (let p = pending; p; p = pending === p ? undefined : pending) await p.catch(() => {});
     if (signal?.aborted && !(err instanceof AirlockError && err.code !== "ERR_ABORTED")) {
       throw new AirlockError("ERR_ABORTED", `${what}: aborted`, { cause: err });
     }
@@ -258,23 +264,24 @@ export class Journal {
     this.save();
   }
 
-  /** Schedules a save; at most one is in flight, and a later change triggers one more. */
+  /** Schedules a save; at most one is in flight, and a change during it triggers one more. */
   save(): void {
     this.dirty = true;
     if (this.writing) return;
-    const loop = async () => {
-      while (this.dirty) {
-        this.dirty = false;
-        const tmp = `${this.path}.tmp`;
-        await fs.writeFile(tmp, JSON.stringify(this.data));
-        await fs.rename(tmp, this.path);
-      }
-    };
-    this.writing = loop()
-      .catch(() => {})
-      .finally(() => {
+    this.writing = (async () => {
+      try {
+        while (this.dirty) {
+          this.dirty = false;
+          const tmp = `${this.path}.tmp`;
+          await fs.writeFile(tmp, JSON.stringify(this.data));
+          await fs.rename(tmp, this.path);
+        }
+      } catch {
+        // A journal that cannot be written only costs a resume its shortcut.
+      } finally {
         this.writing = undefined;
-      });
+      }
+    })();
   }
 
   /** Waits for pending saves. */
