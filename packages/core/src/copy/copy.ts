@@ -18,7 +18,7 @@ import type { Descriptor, Manifest } from "../manifest.js";
 import { isManifestMediaType } from "../mediatype.js";
 import { formatPlatform, hostPlatform, type Platform, platformMatches } from "../platform.js";
 import { limiter, type ProgressListener } from "../progress.js";
-import { canStoreSignatures, type ImageDestination, type ImageReference, type ImageSource, isSignatureSource, type SystemContext } from "../transports/types.js";
+import { canStoreSignatures, type ImageDestination, type ImageReference, type ImageSource, isBlobMountTarget, isSignatureSource, type SystemContext } from "../transports/types.js";
 
 /** How an index (multi-arch image) is copied, as skopeo's `--multi-arch`. */
 export type MultiArch = "system" | "all" | "index-only";
@@ -109,6 +109,8 @@ export async function copyImage(source: ImageReference, destination: ImageRefere
     const plan = await copier.plan(top);
     const dst = await destination.newDestination(options.destinationContext);
     try {
+      // Within one registry, blobs are mounted from the source repository instead of uploaded.
+      if (isBlobMountTarget(dst)) dst.setMountSource(source);
       const result = await copier.run(plan, dst);
       await dst.commit(options.signal);
       return result;

@@ -21,7 +21,7 @@ import { AirlockError, isAirlockError } from "../errors.js";
 import { formatPlatform, type Platform, platformMatches } from "../platform.js";
 import type { ProgressListener } from "../progress.js";
 import { isRetryableNetworkError, retryDelay, sleep } from "../registry/retry.js";
-import { isBlobMountTarget } from "../transports/docker/destination.js";
+import { isBlobMountTarget } from "../transports/types.js";
 import { DockerImageReference } from "../transports/docker/reference.js";
 import type { ImageReference, SystemContext } from "../transports/types.js";
 import { type SyncImage, type SyncNaming, syncDestination } from "./naming.js";

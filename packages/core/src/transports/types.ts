@@ -206,3 +206,17 @@ export interface SignatureDestination {
 export function canStoreSignatures(dst: ImageDestination): dst is ImageDestination & SignatureDestination {
   return dst.capabilities.signatures === true && typeof (dst as Partial<SignatureDestination>).putSignatures === "function";
 }
+
+/**
+ * An optional destination feature, checked at run time: the destination can mount blobs from the
+ * image being copied when both live on one registry, instead of uploading them.
+ */
+export interface BlobMountTarget {
+  /** Declares the image the blobs come from; blobs in its repository are mounted when possible. */
+  setMountSource(source: ImageReference): void;
+}
+
+/** Reports whether a destination implements {@link BlobMountTarget}. */
+export function isBlobMountTarget(dest: ImageDestination): dest is ImageDestination & BlobMountTarget {
+  return typeof (dest as Partial<BlobMountTarget>).setMountSource === "function";
+}

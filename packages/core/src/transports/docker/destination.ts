@@ -9,23 +9,9 @@ import { AirlockError } from "../../errors.js";
 import type { Descriptor, Manifest } from "../../manifest.js";
 import { MANIFEST_MEDIA_TYPES } from "../../mediatype.js";
 import { RegistryClient, type RegistryClientOptions, type Repository } from "../../registry/client.js";
-import type { DestinationCapabilities, ImageDestination, ImageReference, PutManifestOptions, SignatureDestination, SignatureOptions, SystemContext } from "../types.js";
+import type { BlobMountTarget, DestinationCapabilities, ImageDestination, ImageReference, PutManifestOptions, SignatureDestination, SignatureOptions, SystemContext } from "../types.js";
 import { isWritableLookaside, writeLookasideSignatures } from "./lookaside.js";
 import { DockerImageReference } from "./reference.js";
-
-/**
- * An optional destination feature, checked at run time: the destination can mount blobs from the
- * image being copied when both live on one registry, instead of uploading them.
- */
-export interface BlobMountTarget {
-  /** Declares the image the blobs come from; blobs in its repository are mounted when possible. */
-  setMountSource(source: ImageReference): void;
-}
-
-/** Reports whether a destination implements {@link BlobMountTarget}. */
-export function isBlobMountTarget(dest: ImageDestination): dest is ImageDestination & BlobMountTarget {
-  return typeof (dest as Partial<BlobMountTarget>).setMountSource === "function";
-}
 
 /**
  * A repository in a registry, opened for writing an image under the reference's tag or digest.
