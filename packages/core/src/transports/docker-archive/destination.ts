@@ -8,8 +8,10 @@
  * and this destination also decompresses a gzip or zstd layer it is given, checking that every
  * layer's uncompressed digest is the config's `rootfs.diff_ids` entry.
  *
- * Atomic: blobs are staged in a temporary directory beside PATH; `commit()` writes the whole
- * archive to a temporary file beside PATH and renames it onto PATH. Beyond skopeo (which replaces
+ * Atomic and streamed: the archive is written into a temporary file beside PATH as blobs arrive
+ * (each staged and verified first, then appended, its staged copy removed at once), and `commit()`
+ * adds what the old archive contributes and `manifest.json` last, then renames the file onto PATH;
+ * until then nothing at PATH changes. Beyond skopeo (which replaces
  * the archive): when PATH already is a docker archive, its other images are kept — the new image's
  * tags move to it from any image that had them (an image left with no tag by that is dropped), an
  * image with the same config gains the tags — and layers the archive holds are not copied again.
@@ -51,13 +53,16 @@ export const DOCKER_ARCHIVE_DESTINATION_CAPABILITIES: DestinationCapabilities = 
   indexes: false,
 };
 
-/** A blob staged or found in the existing archive: where its stored bytes are and what they hash to. */
+/** A blob written or found in the existing archive: where its stored bytes are and what they hash to. */
 interface StoredBlob {
   /** The digest of the bytes as stored (a layer's diff ID). */
   stored: Digest;
   size: number;
-  /** A staged file, or an entry of the archive as it was opened. */
-  file?: string;
+  /** The name it was written under in the new archive. */
+  appended?: string;
+  /** A config's bytes (kept: putManifest reads them). */
+  bytes?: Buffer;
+  /** An entry of the archive as it was opened (a reused blob, copied at commit). */
   entry?: TarFileEntry;
 }
 
@@ -94,7 +99,7 @@ async function readImages(reader: DockerArchiveReader): Promise<(ArchiveImage | 
   return out;
 }
 
-/** An {@link ImageDestination} that writes one image into a docker archive at commit. */
+/** An {@link ImageDestination} that streams one image into a new docker archive, made PATH at commit. */
 export class DockerArchiveImageDestination implements ImageDestination {
   readonly reference: DockerArchiveReference;
   readonly capabilities = DOCKER_ARCHIVE_DESTINATION_CAPABILITIES;
@@ -109,16 +114,39 @@ export class DockerArchiveImageDestination implements ImageDestination {
   private readonly reusable = new Map<Digest, StoredBlob>();
   private readonly blobs = new Map<Digest, StoredBlob>();
   private readonly inflight = new InflightWrites();
+  /** The archive being written, from open on (a temporary file beside PATH until commit). */
+  private readonly writer: TarWriter;
+  /** Names already written into the new archive. */
+  private readonly appendedNames = new Set<string>();
+  /** Appends to the archive, one at a time; `broken` is set when one failed midway. */
+  private queue: Promise<void> = Promise.resolve();
+  private broken: unknown;
   private image: { config: Buffer; configDigest: Digest; layers: { diffID: Digest; blob: StoredBlob }[] } | undefined;
   private committed = false;
   private closed = false;
 
-  private constructor(reference: DockerArchiveReference, ctx: SystemContext, stageDir: string, tags: string[], existing: DockerArchiveReader | undefined) {
+  private constructor(reference: DockerArchiveReference, ctx: SystemContext, stageDir: string, tags: string[], existing: DockerArchiveReader | undefined, writer: TarWriter) {
     this.reference = reference;
     this.ctx = ctx;
     this.stageDir = stageDir;
     this.tags = tags;
     this.existing = existing;
+    this.writer = writer;
+  }
+
+  /** Runs `fn` after every append queued before it (the archive is written sequentially). */
+  private append(fn: () => Promise<void>): Promise<void> {
+    const p = this.queue.then(async () => {
+      if (this.broken) throw this.broken;
+      try {
+        await fn();
+      } catch (err) {
+        this.broken = err;
+        throw err;
+      }
+    });
+    this.queue = p.catch(() => {});
+    return p;
   }
 
   /**
@@ -160,9 +188,10 @@ export class DockerArchiveImageDestination implements ImageDestination {
       }
       throw ioError(`cannot write ${ref}: cannot create a staging directory in ${dir}`, cause);
     }
+    let existing: DockerArchiveReader | undefined;
     try {
-      const existing = st ? await openExisting(ref.path, ctx) : undefined;
-      const dst = new DockerArchiveImageDestination(ref, ctx, stageDir, tags, existing);
+      existing = st ? await openExisting(ref.path, ctx) : undefined;
+      const dst = new DockerArchiveImageDestination(ref, ctx, stageDir, tags, existing, await TarWriter.create(ref.path));
       if (existing) {
         for (const img of await readImages(existing)) {
           if (!img) continue;
@@ -172,6 +201,7 @@ export class DockerArchiveImageDestination implements ImageDestination {
       }
       return dst;
     } catch (err) {
+      await existing?.close();
       await fs.rm(stageDir, { recursive: true, force: true }).catch(() => {});
       throw err;
     }
@@ -188,8 +218,10 @@ export class DockerArchiveImageDestination implements ImageDestination {
   }
 
   /**
-   * Stages a blob, verified against `desc` while it streams. A layer that arrives gzip- or
-   * zstd-compressed is decompressed as it is written (its diff ID is checked in putManifest).
+   * Writes a blob: staged (verified against `desc` while it streams; a layer that arrives gzip- or
+   * zstd-compressed is decompressed as it is written, its diff ID checked in putManifest), then
+   * appended to the archive as `<hex>.json` (a config) or `<diff-id-hex>.tar`, and the staged file
+   * removed at once — the extra disk space is that of the blobs in flight.
    */
   putBlob(desc: Descriptor, stream: Readable, signal?: AbortSignal): Promise<void> {
     return this.inflight.run(async (s) => {
@@ -220,7 +252,22 @@ export class DockerArchiveImageDestination implements ImageDestination {
         if ((err as Error).name === "AbortError") throw new AirlockError("ERR_ABORTED", `writing ${what} was aborted`, { cause: err });
         throw ioError(`staging ${what} in ${this.stageDir} failed`, err);
       }
-      this.blobs.set(desc.digest, { stored: d.digest(), size: d.size, file });
+      try {
+        const stored = d.digest();
+        const config = isImageConfig(desc.mediaType);
+        const bytes = config && d.size <= MAX_CONFIG_SIZE ? await fs.readFile(file) : undefined;
+        const name = config ? `${digestHex(desc.digest)}.json` : `${digestHex(stored)}.tar`;
+        await this.append(async () => {
+          if (this.appendedNames.has(name)) return;
+          await this.writer.addFile(name, d.size, async () => (await fs.open(file, "r")).createReadStream({ highWaterMark: 1024 * 1024 }), what);
+          this.appendedNames.add(name);
+        });
+        const blob: StoredBlob = { stored, size: d.size, appended: name };
+        if (bytes) blob.bytes = bytes;
+        this.blobs.set(desc.digest, blob);
+      } finally {
+        await fs.rm(file, { force: true }).catch(() => {});
+      }
     }, signal);
   }
 
@@ -283,24 +330,20 @@ export class DockerArchiveImageDestination implements ImageDestination {
     signal?.throwIfAborted();
     const image = this.image;
     if (!image) throw new AirlockError("ERR_DESTINATION", `nothing to commit to ${this.reference}: no manifest was written`);
+    await this.queue;
+    if (this.broken) throw this.broken;
     const path = this.reference.path;
     await withFileLock(archiveLockPath(path), async () => {
       const current = await openExisting(path, this.ctx);
       try {
         const files = new Map<string, OutFile>();
         const items = await this.mergeItems(image, current, files);
-        const writer = await TarWriter.create(path);
-        try {
-          for (const [name, f] of files) {
-            signal?.throwIfAborted();
-            await writer.addFile(name, f.size, f.open, f.what);
-          }
-          await writer.addBytes(DOCKER_ARCHIVE_MANIFEST, Buffer.from(JSON.stringify(items)));
-          await writer.commit();
-        } catch (err) {
-          await writer.abort();
-          throw err;
+        for (const [name, f] of files) {
+          signal?.throwIfAborted();
+          await this.writer.addFile(name, f.size, f.open, f.what);
         }
+        await this.writer.addBytes(DOCKER_ARCHIVE_MANIFEST, Buffer.from(JSON.stringify(items)));
+        await this.writer.commit();
       } finally {
         await current?.close();
       }
@@ -327,13 +370,13 @@ export class DockerArchiveImageDestination implements ImageDestination {
     };
     const addConfig = (digest: Digest, bytes: Buffer) => {
       const name = `${digestHex(digest)}.json`;
-      if (!files.has(name)) files.set(name, { size: bytes.length, open: () => Readable.from([bytes]), what: `config ${digest}` });
+      if (!files.has(name) && !this.appendedNames.has(name)) files.set(name, { size: bytes.length, open: () => Readable.from([bytes]), what: `config ${digest}` });
       return name;
     };
     const addLayer = (diffID: Digest, size: number, open: () => Readable | Promise<Readable>) => {
       const name = `${digestHex(diffID)}.tar`;
       const what = `layer ${diffID} for ${this.reference}`;
-      if (!files.has(name)) files.set(name, { size, open: async () => pipeline(await open(), new VerifyingStream({ digest: diffID, size }, what), () => {}), what });
+      if (!files.has(name) && !this.appendedNames.has(name)) files.set(name, { size, open: async () => pipeline(await open(), new VerifyingStream({ digest: diffID, size }, what), () => {}), what });
       return name;
     };
     const items: DockerArchiveItem[] = [];
@@ -341,7 +384,7 @@ export class DockerArchiveImageDestination implements ImageDestination {
     const newItem = (extraTags: string[]): DockerArchiveItem => ({
       Config: addConfig(image.configDigest, image.config),
       RepoTags: [...new Set([...extraTags, ...this.tags])],
-      Layers: image.layers.map((l) => addLayer(l.diffID, l.blob.size, () => this.openStored(l.blob))),
+      Layers: image.layers.map((l) => l.blob.appended ?? addLayer(l.diffID, l.blob.size, () => this.openStored(l.blob))),
     });
     if (current) {
       const images = await readImages(current);
@@ -368,7 +411,7 @@ export class DockerArchiveImageDestination implements ImageDestination {
             // A compressed layer another tool wrote: kept as it is, under its own (non-clashing) name.
             let name = normalizeArchivePath(l.path);
             if (/^[0-9a-f]{64}\.(tar|json)$/.test(name) || name === DOCKER_ARCHIVE_MANIFEST) name = `layers/${name}`;
-            if (!files.has(name)) files.set(name, { size: l.entry.size, open: () => current.tar.open(l.entry), what: `layer ${l.path} of ${path(current)}` });
+            if (!files.has(name) && !this.appendedNames.has(name)) files.set(name, { size: l.entry.size, open: () => current.tar.open(l.entry), what: `layer ${l.path} of ${path(current)}` });
             out.Layers.push(name);
           }
         }
@@ -382,7 +425,7 @@ export class DockerArchiveImageDestination implements ImageDestination {
   /** Reads a small stored blob (a config) whole. */
   private async readStored(blob: StoredBlob, max: number): Promise<Buffer> {
     if (blob.size > max) throw new AirlockError("ERR_MANIFEST_INVALID", `${this.reference}: a config of ${blob.size} bytes is more than the ${max} airlock reads`);
-    if (blob.file) return fs.readFile(blob.file);
+    if (blob.bytes) return blob.bytes;
     const chunks: Buffer[] = [];
     for await (const c of await this.openStored(blob)) chunks.push(c as Buffer);
     return Buffer.concat(chunks);
@@ -390,7 +433,6 @@ export class DockerArchiveImageDestination implements ImageDestination {
 
   /** Opens a staged file, or an entry of the archive as it was opened. */
   private async openStored(blob: StoredBlob): Promise<Readable> {
-    if (blob.file) return (await fs.open(blob.file, "r")).createReadStream({ highWaterMark: 1024 * 1024 });
     if (blob.entry && this.existing) return this.existing.tar.open(blob.entry);
     throw new AirlockError("ERR_DESTINATION", `${this.reference}: a blob of the image is neither staged nor in the archive`);
   }
@@ -399,7 +441,11 @@ export class DockerArchiveImageDestination implements ImageDestination {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (!this.committed) await this.inflight.abortAll();
+    if (!this.committed) {
+      await this.inflight.abortAll();
+      await this.queue;
+      await this.writer.abort();
+    }
     await this.existing?.close();
     await fs.rm(this.stageDir, { recursive: true, force: true }).catch(() => {});
   }
