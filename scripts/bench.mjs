@@ -139,6 +139,27 @@ async function startRegistry() {
   };
 }
 
+/** Starts `airlock serve ARGS` on a free port; resolves with its host. */
+async function startServe(args) {
+  const child = spawn(process.execPath, [airlockBin, "serve", ...args, "--listen", "127.0.0.1:0", "-q"], { stdio: ["ignore", "ignore", "pipe"] });
+  let log = "";
+  const host = await new Promise((resolve, reject) => {
+    child.stderr.on("data", (c) => {
+      log += c;
+      const m = /listening on https?:\/\/([\d.]+:\d+)/.exec(log);
+      if (m) resolve(m[1]);
+    });
+    child.on("exit", (code) => reject(new Error(`airlock serve exited ${code}: ${log}`)));
+  });
+  return {
+    host,
+    async stop() {
+      child.kill("SIGTERM");
+      await new Promise((r) => (child.exitCode === null ? child.once("exit", r) : r()));
+    },
+  };
+}
+
 // ---------------------------------------------------------------- timing
 
 /** Runs a shell command under GNU time; returns seconds and peak RSS in MiB. */
@@ -226,6 +247,24 @@ async function main() {
       airlock: { prepare: freshRegistry, cmd: ({ host }) => loop((i) => `${airlock} copy -q --all oci:${corpusDir}:${i} docker://${host}/bench/${i}:1`) },
     });
 
+    // All images in one process: sync from the source registry into an empty registry, then again
+    // with everything present (skopeo sync copies one image at a time; airlock sync runs several).
+    const syncYaml = join(work, "sync.yaml");
+    writeFileSync(syncYaml, `${src.host}:\n  tls-verify: false\n  images:\n${images.map((i) => `    bench/${i}: ["1"]\n`).join("")}`);
+    const syncCmd = {
+      skopeo: ({ host }) => `skopeo sync --all --preserve-digests --src yaml --dest docker --dest-tls-verify=false ${syncYaml} ${host}/synced`,
+      airlock: ({ host }) => `${airlock} sync -q --all --src yaml --dest docker --dest-tls-verify=false ${syncYaml} ${host}/synced`,
+    };
+    await bench("sync", { skopeo: { prepare: freshRegistry, cmd: syncCmd.skopeo }, airlock: { prepare: freshRegistry, cmd: syncCmd.airlock } });
+    const full = async () => {
+      const r = await startRegistry();
+      regs.push(r);
+      execFileSync("bash", ["-c", syncCmd.skopeo({ host: r.host })], { stdio: "inherit" });
+      return { host: r.host };
+    };
+    const syncedFull = await full();
+    await bench("sync-again", { skopeo: { cmd: syncCmd.skopeo(syncedFull) }, airlock: { cmd: syncCmd.airlock(syncedFull) } });
+
     const imagesYaml = join(work, "images.yaml");
     writeFileSync(imagesYaml, `version: 1\nregistries:\n  "${src.host}": {tlsVerify: false}\nimages:\n${images.map((i) => `  - name: ${src.host}/bench/${i}\n    tags: ["1"]\n`).join("")}`);
     const hasExport = airlockHas("export");
@@ -251,18 +290,47 @@ async function main() {
         airlock: { cmd: `${airlock} import -q ${bundle} --to ${full.host}` },
       });
     }
+
+    // airlock serve against docker-registry: the same client (skopeo) pulls the corpus from each,
+    // and pushes it into each; then a bundle served as it is against the extracted store.
+    const served = await startServe(["--root", corpusDir, "--read-only"]);
+    regs.push(served);
+    const pullFrom = (host, name) => ({ prepare: freshLayout, cmd: ({ dir }) => loop((i) => `skopeo copy -q --all --preserve-digests --src-tls-verify=false docker://${host}/${name(i)} oci:${dir}:${i}`) });
+    await bench("serve-pull", {
+      "docker-registry": pullFrom(src.host, (i) => `bench/${i}:1`),
+      "airlock-serve": pullFrom(served.host, (i) => `${i}:latest`),
+    });
+    const freshServe = async () => {
+      const dir = mkdtempSync(join(work, "store-"));
+      const s = await startServe(["--root", dir]);
+      return { host: s.host, cleanup: async () => { await s.stop(); rmSync(dir, { recursive: true, force: true }); } };
+    };
+    const pushTo = (prepare) => ({ prepare, cmd: ({ host }) => loop((i) => `skopeo copy -q --all --preserve-digests --dest-tls-verify=false oci:${corpusDir}:${i} docker://${host}/bench/${i}:1`) });
+    await bench("serve-push", { "docker-registry": pushTo(freshRegistry), "airlock-serve": pushTo(freshServe) });
+    if (hasExport) {
+      const bundleFile = join(work, "serve-bundle.tar");
+      if (!existsSync(bundleFile)) execFileSync("bash", ["-c", `${airlock} export -q -f ${imagesYaml} -o ${bundleFile}`], { stdio: "inherit" });
+      const fromBundle = await startServe([bundleFile]);
+      regs.push(fromBundle);
+      await bench("serve-bundle-pull", {
+        "extracted-store": pullFrom(served.host, (i) => `${i}:latest`),
+        bundle: pullFrom(fromBundle.host, (i) => `${src.host}/bench/${i}:1`),
+      });
+    }
   } finally {
     for (const r of regs) await r.stop().catch(() => {});
     if (!KEEP) rmSync(work, { recursive: true, force: true });
   }
   const out = join(benchDir, "results.json");
   writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), runs: RUNS, results }, null, 2));
-  console.log("| job | skopeo median (s) | airlock median (s) | airlock/skopeo speed-up | skopeo peak RSS (MiB) | airlock peak RSS (MiB) |");
-  console.log("|---|---|---|---|---|---|");
+  console.log("| job | A | A median (s) | B | B median (s) | A/B time ratio (>1: B faster) | peak RSS A / B (MiB) |");
+  console.log("|---|---|---|---|---|---|---|");
   for (const r of results) {
+    const [a, b] = Object.keys(r).filter((k) => k !== "job" && k !== "speedup");
     const f = (t) => (r[t]?.median !== undefined ? r[t].median.toFixed(2) : r[t]?.skipped ? "n/a" : "");
     const m = (t) => (r[t]?.peakRssMiB !== undefined ? r[t].peakRssMiB.toFixed(0) : "");
-    console.log(`| ${r.job} | ${f("skopeo")} | ${f("airlock")} | ${r.speedup ? `${r.speedup.toFixed(2)}×` : ""} | ${m("skopeo")} | ${m("airlock")} |`);
+    const ratio = r[a]?.median && r[b]?.median ? (r[a].median / r[b].median).toFixed(2) : "";
+    console.log(`| ${r.job} | ${a} | ${f(a)} | ${b} | ${f(b)} | ${ratio} | ${m(a)} / ${m(b)} |`);
   }
   console.error(`bench: results in ${out}`);
 }
