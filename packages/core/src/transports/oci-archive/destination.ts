@@ -78,6 +78,8 @@ export class OciArchiveImageDestination implements ImageDestination {
   private queue: Promise<void> = Promise.resolve();
   /** Set when an append failed midway: the archive can then not be completed. */
   private broken: unknown;
+  /** Appends queued or running. */
+  private pending = 0;
   private topLevel: Manifest | undefined;
   private committed = false;
   private closed = false;
@@ -132,13 +134,16 @@ export class OciArchiveImageDestination implements ImageDestination {
 
   /** Runs `fn` after every append queued before it (the archive is written sequentially). */
   private append(fn: () => Promise<void>): Promise<void> {
+    this.pending++;
     const p = this.queue.then(async () => {
-      if (this.broken) throw this.broken;
       try {
+        if (this.broken) throw this.broken;
         await fn();
       } catch (err) {
-        this.broken = err;
+        this.broken ??= err;
         throw err;
+      } finally {
+        this.pending--;
       }
     });
     this.queue = p.catch(() => {});
@@ -154,18 +159,38 @@ export class OciArchiveImageDestination implements ImageDestination {
   }
 
   /**
-   * Writes a blob: staged (verified against `desc`, nothing kept on failure), then appended to the
-   * archive, then its staged file removed.
+   * Writes a blob. When nothing else is being appended and its size is known, it streams straight
+   * into the archive, verified as it goes (a mismatch fails the archive, and so the copy, and the
+   * temporary archive is removed). Otherwise it is staged (verified against `desc`, nothing kept on
+   * failure), then appended, then its staged file removed.
    */
   putBlob(desc: Descriptor, stream: Readable, signal?: AbortSignal): Promise<void> {
     return this.inflight.run(async (s) => {
+      const what = `blob ${desc.digest} for ${this.reference}`;
+      if (this.pending === 0 && desc.size >= 0 && !this.appended.has(desc.digest)) {
+        const verified = () => pipeline(stream, new VerifyingStream({ digest: desc.digest, size: desc.size }, what), () => {});
+        const onAbort = () => stream.destroy(new AirlockError("ERR_ABORTED", `writing ${what} was aborted`));
+        s.addEventListener("abort", onAbort, { once: true });
+        try {
+          await this.append(async () => {
+            if (s.aborted) throw s.reason;
+            await this.writer.addFile(layoutBlobPath(desc.digest), desc.size, verified, what);
+            this.appended.set(desc.digest, desc.size);
+          });
+        } catch (err) {
+          stream.destroy();
+          throw err;
+        } finally {
+          s.removeEventListener("abort", onAbort);
+        }
+        return;
+      }
       await this.stage.writeBlob({ digest: desc.digest, size: desc.size }, stream, s);
       const path = this.stage.blobPath(desc.digest);
       try {
         const { size } = await fs.stat(path);
         await this.append(async () => {
           if (this.appended.has(desc.digest)) return;
-          const what = `blob ${desc.digest} for ${this.reference}`;
           await this.writer.addFile(layoutBlobPath(desc.digest), size, async () => (await this.stage.readBlob(desc.digest, { signal: s })).stream, what);
           this.appended.set(desc.digest, size);
         });

@@ -169,6 +169,43 @@ describe("oci-archive: write and read", () => {
     expect(await fs.readdir(dir)).toEqual(["a.tar"]);
   });
 
+  it("blobs that arrive while another is being appended are staged, then appended; a bad one fails the archive", async () => {
+    const store = new MemoryStore();
+    const config = store.addBlob(JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [] } }), "application/vnd.oci.image.config.v1+json");
+    const slow = store.addBlob("slow layer ".repeat(1000));
+    const fast = store.addBlob("fast layer");
+    const m = Manifest.parse(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config, layers: [slow, fast] })));
+    async function* trickle(b: Buffer) {
+      for (let i = 0; i < b.length; i += 1000) {
+        await new Promise((r) => setTimeout(r, 5));
+        yield b.subarray(i, i + 1000);
+      }
+    }
+    const path = join(dir, "a.tar");
+    const dst = await archive(`${path}:x`).newDestination();
+    try {
+      const first = dst.putBlob(slow, Readable.from(trickle(store.blobs.get(slow.digest)!)));
+      await Promise.all([first, dst.putBlob(fast, Readable.from([store.blobs.get(fast.digest)!])), dst.putBlob(config, Readable.from([store.blobs.get(config.digest)!]))]);
+      await dst.putManifest(m, { topLevel: true });
+      await dst.commit();
+    } finally {
+      await dst.close();
+    }
+    const src = await archive(`${path}:x`).newSource();
+    expect(await readAllBlobs(src, await src.getManifest())).toBe(3);
+    await src.close();
+    // A staged blob that does not match its descriptor fails, and nothing is committed.
+    const bad = await archive(`${join(dir, "b.tar")}:x`).newDestination();
+    try {
+      const first = bad.putBlob(slow, Readable.from(trickle(store.blobs.get(slow.digest)!)));
+      await expect(bad.putBlob(fast, Readable.from([Buffer.from("fast lay3r")]))).rejects.toMatchObject({ code: "ERR_DIGEST_MISMATCH" });
+      await first;
+    } finally {
+      await bad.close();
+    }
+    expect(await fs.readdir(dir)).toEqual(["a.tar"]);
+  });
+
   it("concurrent copies into one archive lose no image", async () => {
     const path = join(dir, "a.tar");
     const names = ["single", "base-a", "base-b", "docker"];
