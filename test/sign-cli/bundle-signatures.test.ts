@@ -9,6 +9,7 @@ import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { BundleReader, bundleImageSource, isSignatureSource } from "@airlock/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningRegistry, startRegistry } from "../harness/registry.js";
 import { runCli } from "../support/cli.js";
@@ -130,6 +131,42 @@ describe("image signatures in bundles", () => {
     expect((await runCli(["--policy", trustSigner, "copy", "-q", `dir:${dir}`, `dir:${fresh("al")}`])).code).toBe(0);
     const wrong = await skopeo(["--policy", trustProtected, "copy", "-q", `dir:${dir}`, `dir:${fresh("sk")}`]);
     expect(wrong.stderr).toMatch(/Source image rejected/);
+  });
+
+  it("carries the signatures of a multi-arch index and of each image it lists; bundleImageSource offers them", async () => {
+    const dir = fresh("multi");
+    const c = await runCli(["--policy", insecure, "copy", "-q", "--all", "--sign-by-key", key("signer.sec.asc"), "--sign-identity", IDENTITY, `oci:${FIX}/oci:multi`, `dir:${dir}`]);
+    expect(c.code, c.stderr).toBe(0);
+    const index = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8")) as { manifests: { digest: string }[] };
+    for (const { digest } of index.manifests) {
+      const hex = digest.slice(7);
+      const s = await runCli(["standalone-sign", join(dir, `${hex}.manifest.json`), IDENTITY, "--key", key("signer.sec.asc"), "-o", join(dir, `${hex}.signature-1`)]);
+      expect(s.code, s.stderr).toBe(0);
+    }
+    const bundle = await exportYaml(`  - source: dir:${dir}\n    as: demo/multi:1\n`);
+    const meta = await metadataOf(bundle);
+    expect(meta.signatures).toHaveLength(1 + index.manifests.length);
+
+    const reader = await BundleReader.open(bundle);
+    try {
+      const src = await bundleImageSource(reader, "demo/multi:1");
+      expect(isSignatureSource(src)).toBe(true);
+      if (!isSignatureSource(src)) return;
+      const hexOf = (sigs: Uint8Array[]) => sigs.map((b) => Buffer.from(b).toString("hex"));
+      expect(hexOf(await src.getSignatures())).toEqual(hexOf([readFileSync(join(dir, "signature-1"))]));
+      const first = index.manifests[0]?.digest as string;
+      expect(hexOf(await src.getSignatures({ instanceDigest: first as `sha256:${string}` }))).toEqual(hexOf([readFileSync(join(dir, `${first.slice(7)}.signature-1`))]));
+    } finally {
+      await reader.close();
+    }
+
+    // Every instance is checked by the policy and restored beside its manifest; skopeo accepts the result.
+    const out = fresh("multi-out");
+    const i = await runCli(["--policy", trustSigner, "import", "-q", bundle, "--to", `dir:${out}`]);
+    expect(i.code, i.stderr).toBe(0);
+    const imageDir = join(out, readdirSync(out)[0] as string);
+    expect(readdirSync(imageDir).filter((f) => f.includes("signature")).length).toBe(1 + index.manifests.length);
+    expect((await skopeo(["--policy", trustSigner, "copy", "-q", "--all", `dir:${imageDir}`, `dir:${fresh("sk")}`])).code).toBe(0);
   });
 
   it("import --policy accepts the signed bundle into a registry, warning that the registry cannot keep the signature", async () => {
