@@ -25,6 +25,8 @@ let reg: RunningRegistry;
 let signedBundle: string;
 let registryBundle: string;
 let registryIdentity: string;
+let registriesD: string;
+let lookaside: string;
 let unsignedBundle: string;
 let trustSigner: string;
 let trustProtected: string;
@@ -59,8 +61,8 @@ beforeAll(async () => {
   unsignedBundle = await exportYaml(`  - source: oci:${FIX}/oci:single\n    as: ${NAME}\n`);
 
   // A registry image signed into lookaside storage (registries.d), exported by its full name.
-  const registriesD = fresh("registries.d");
-  const lookaside = fresh("lookaside");
+  registriesD = fresh("registries.d");
+  lookaside = fresh("lookaside");
   mkdirSync(registriesD);
   writeFileSync(join(registriesD, "test.yaml"), `docker:\n  "${reg.host}":\n    lookaside: file://${lookaside}\n    lookaside-staging: file://${lookaside}\n`);
   registryIdentity = `${reg.host}/demo/app:1`;
@@ -179,6 +181,16 @@ describe("image signatures in bundles", () => {
     expect(req.code).toBe(1);
     expect(req.stderr).toMatch(/cannot store signatures/);
     expect((await tagsOf("req/demo/app")).code).not.toBe(0);
+  });
+
+  it("import restores the signature into a registry's lookaside storage (registries.d), where skopeo finds and accepts it", async () => {
+    const digest = (await metadataOf(signedBundle)).images[0]?.digest as string;
+    const r = await runCli(["--policy", trustSigner, "--registries.d", registriesD, "import", "-q", signedBundle, "--to", `${reg.host}/la`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe("");
+    expect(existsSync(join(lookaside, "la/demo", `app@sha256=${digest.slice(7)}`, "signature-1"))).toBe(true);
+    const sk = await skopeo(["--policy", trustSigner, "--registries.d", registriesD, "copy", "-q", "--src-tls-verify=false", `docker://${reg.host}/la/demo/app:1`, `dir:${fresh("sk")}`]);
+    expect(sk.code, sk.stderr).toBe(0);
   });
 
   it("import --policy rejects an unsigned bundle and a wrong key, with one line, pushing nothing", async () => {
