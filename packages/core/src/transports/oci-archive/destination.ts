@@ -41,6 +41,9 @@ import type { OciArchiveReference } from "./reference.js";
  */
 type BlobOrigin = "archive" | "opened";
 
+/** A blob streams straight into the archive when at most this many bytes are queued ahead of it. */
+const DIRECT_WAIT_BYTES = 1024 * 1024;
+
 /** The lock file that serialises commits to the archive at `path` (hidden, beside it). */
 export function archiveLockPath(path: string): string {
   return join(dirname(path), `.${basename(path)}.lock`);
@@ -78,8 +81,8 @@ export class OciArchiveImageDestination implements ImageDestination {
   private queue: Promise<void> = Promise.resolve();
   /** Set when an append failed midway: the archive can then not be completed. */
   private broken: unknown;
-  /** Appends queued or running. */
-  private pending = 0;
+  /** Bytes of the appends queued or running. */
+  private pendingBytes = 0;
   private topLevel: Manifest | undefined;
   private committed = false;
   private closed = false;
@@ -133,8 +136,8 @@ export class OciArchiveImageDestination implements ImageDestination {
   }
 
   /** Runs `fn` after every append queued before it (the archive is written sequentially). */
-  private append(fn: () => Promise<void>): Promise<void> {
-    this.pending++;
+  private append(size: number, fn: () => Promise<void>): Promise<void> {
+    this.pendingBytes += size;
     const p = this.queue.then(async () => {
       try {
         if (this.broken) throw this.broken;
@@ -143,7 +146,7 @@ export class OciArchiveImageDestination implements ImageDestination {
         this.broken ??= err;
         throw err;
       } finally {
-        this.pending--;
+        this.pendingBytes -= size;
       }
     });
     this.queue = p.catch(() => {});
@@ -159,20 +162,21 @@ export class OciArchiveImageDestination implements ImageDestination {
   }
 
   /**
-   * Writes a blob. When nothing else is being appended and its size is known, it streams straight
-   * into the archive, verified as it goes (a mismatch fails the archive, and so the copy, and the
-   * temporary archive is removed). Otherwise it is staged (verified against `desc`, nothing kept on
-   * failure), then appended, then its staged file removed.
+   * Writes a blob. When its size is known and at most {@link DIRECT_WAIT_BYTES} are ahead of it in
+   * the archive's queue (nothing, or a config), it streams straight into the archive, verified as it
+   * goes (a mismatch fails the archive, and so the copy, and the temporary archive is removed).
+   * Otherwise it is staged (verified against `desc`, nothing kept on failure), then appended, then
+   * its staged file removed, so concurrent downloads never wait for each other.
    */
   putBlob(desc: Descriptor, stream: Readable, signal?: AbortSignal): Promise<void> {
     return this.inflight.run(async (s) => {
       const what = `blob ${desc.digest} for ${this.reference}`;
-      if (this.pending === 0 && desc.size >= 0 && !this.appended.has(desc.digest)) {
+      if (desc.size >= 0 && this.pendingBytes <= DIRECT_WAIT_BYTES && !this.appended.has(desc.digest)) {
         const verified = () => pipeline(stream, new VerifyingStream({ digest: desc.digest, size: desc.size }, what), () => {});
         const onAbort = () => stream.destroy(new AirlockError("ERR_ABORTED", `writing ${what} was aborted`));
         s.addEventListener("abort", onAbort, { once: true });
         try {
-          await this.append(async () => {
+          await this.append(desc.size, async () => {
             if (s.aborted) throw s.reason;
             await this.writer.addFile(layoutBlobPath(desc.digest), desc.size, verified, what);
             this.appended.set(desc.digest, desc.size);
@@ -189,7 +193,7 @@ export class OciArchiveImageDestination implements ImageDestination {
       const path = this.stage.blobPath(desc.digest);
       try {
         const { size } = await fs.stat(path);
-        await this.append(async () => {
+        await this.append(size, async () => {
           if (this.appended.has(desc.digest)) return;
           await this.writer.addFile(layoutBlobPath(desc.digest), size, async () => (await this.stage.readBlob(desc.digest, { signal: s })).stream, what);
           this.appended.set(desc.digest, size);
@@ -220,7 +224,7 @@ export class OciArchiveImageDestination implements ImageDestination {
     options.signal?.throwIfAborted();
     this.manifests.set(manifest.digest, manifest);
     await this.inflight.run(() =>
-      this.append(async () => {
+      this.append(manifest.bytes.length, async () => {
         if (this.appended.has(manifest.digest)) return;
         await this.writer.addBytes(layoutBlobPath(manifest.digest), manifest.bytes);
         this.appended.set(manifest.digest, manifest.bytes.length);

@@ -172,13 +172,13 @@ describe("oci-archive: write and read", () => {
   it("blobs that arrive while another is being appended are staged, then appended; a bad one fails the archive", async () => {
     const store = new MemoryStore();
     const config = store.addBlob(JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [] } }), "application/vnd.oci.image.config.v1+json");
-    const slow = store.addBlob("slow layer ".repeat(1000));
+    const slow = store.addBlob("slow layer ".repeat(200_000)); // over 1 MiB: what comes while it streams in is staged
     const fast = store.addBlob("fast layer");
     const m = Manifest.parse(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config, layers: [slow, fast] })));
     async function* trickle(b: Buffer) {
-      for (let i = 0; i < b.length; i += 1000) {
+      for (let i = 0; i < b.length; i += 65536) {
         await new Promise((r) => setTimeout(r, 5));
-        yield b.subarray(i, i + 1000);
+        yield b.subarray(i, i + 65536);
       }
     }
     const path = join(dir, "a.tar");
