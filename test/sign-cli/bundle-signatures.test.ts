@@ -187,6 +187,7 @@ describe("image signatures in bundles", () => {
     const digest = (await metadataOf(signedBundle)).images[0]?.digest as string;
     const r = await runCli(["--policy", trustSigner, "--registries.d", registriesD, "import", "-q", signedBundle, "--to", `${reg.host}/la`]);
     expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`pushed  docker://${reg.host}/la/demo/app:1 ${digest} (1 signature)`);
     expect(r.stderr).toBe("");
     expect(existsSync(join(lookaside, "la/demo", `app@sha256=${digest.slice(7)}`, "signature-1"))).toBe(true);
     const sk = await skopeo(["--policy", trustSigner, "--registries.d", registriesD, "copy", "-q", "--src-tls-verify=false", `docker://${reg.host}/la/demo/app:1`, `dir:${fresh("sk")}`]);

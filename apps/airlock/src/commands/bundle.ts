@@ -362,7 +362,10 @@ Examples:
     } finally {
       progress.stop();
     }
-    for (const i of result.images) cli.stdout.write(`${i.status === "pushed" ? "pushed " : i.status === "present" ? "present" : "would push"} ${i.destination} ${i.digest}\n`);
+    for (const i of result.images) {
+      const sigs = i.signatures > 0 ? ` (${i.signatures} signature${i.signatures > 1 ? "s" : ""})` : "";
+      cli.stdout.write(`${i.status === "pushed" ? "pushed " : i.status === "present" ? "present" : "would push"} ${i.destination} ${i.digest}${sigs}\n`);
+    }
     cli.stdout.write(
       `${result.dryRun ? "Dry run: " : ""}${result.images.length} image(s); ${result.blobsPushed} blob(s) ${result.dryRun ? "to push" : "pushed"} (${formatBytes(result.bytesPushed)}), ${result.blobsSkipped} already present; ${result.manifestsPushed} manifest(s) in ${seconds(result.durationMs)}\n`,
     );
