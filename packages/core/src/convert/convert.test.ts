@@ -147,6 +147,21 @@ describe("convert: only when asked for or needed", () => {
     await src.close();
   });
 
+  it("the data decides, not the media type: uncompressed layers skopeo labels gzip (containers/image#1270) convert too", async () => {
+    const path = join(dir, "a.tar");
+    const first = await convert(oci("single"), `docker-archive:${path}:app:1`);
+    const quirk = join(dir, "quirk");
+    await skopeo("copy", `docker-archive:${path}:app:1`, `dir:${quirk}`);
+    const labelled = await readDirManifest(quirk);
+    expect(labelled.image.layers.map((l) => l.mediaType)).toEqual([MediaType.DockerLayerGzip, MediaType.DockerLayerGzip]);
+    for (const l of labelled.image.layers) expect(detectCompression(await fs.readFile(join(quirk, l.digest.slice(7))))).toBe("none");
+    const again = await convert(`dir:${quirk}`, `docker-archive:${join(dir, "b.tar")}:app:1`);
+    expect(again.digest).toBe(first.digest);
+    // --dest-decompress fixes the labels: the same image as the archive's, in a directory.
+    const fixed = await convert(`dir:${quirk}`, `dir:${join(dir, "plain")}`, { decompress: true });
+    expect(fixed.digest).toBe(first.digest);
+  });
+
   it("refuses contradictions and what a format cannot express", async () => {
     await expect(convert(oci("single"), `dir:${join(dir, "d")}`, { decompress: true, compress: true })).rejects.toMatchObject({ code: "ERR_INVALID_ARGUMENT" });
     await expect(convert(oci("single"), `dir:${join(dir, "d")}`, { format: "v2s2", compressFormat: "zstd" })).rejects.toThrow(/use --format oci/);

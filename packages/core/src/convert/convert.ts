@@ -21,7 +21,7 @@ import { AirlockError } from "../errors.js";
 import type { Descriptor, Manifest } from "../manifest.js";
 import type { ProgressListener } from "../progress.js";
 import type { ImageDestination, ImageSource } from "../transports/types.js";
-import { type CompressionAlgorithm, type Compression, compressor, decompressor, zstdSupport } from "./compression.js";
+import { type CompressionAlgorithm, type Compression, compressor, decompressor, detectCompression, peek, zstdSupport } from "./compression.js";
 import { buildImageManifest, buildIndex } from "./manifest.js";
 import { configMediaType, formatOf, imageManifestMediaType, indexMediaType, isImageConfig, layerKind, layerMediaType, type ManifestFormat } from "./mediatypes.js";
 
@@ -323,8 +323,8 @@ export class ImageConverter {
     const counter = new Digester();
     let ended = false;
     const { stream } = await src.getBlob(desc, { signal });
-    const verified = pipeline(stream, new VerifyingStream({ digest: desc.digest, size: desc.size }, `blob ${desc.digest} of ${image}`), () => {});
-    const out = pipeline(verified, decompressor(step.from as CompressionAlgorithm), counting(counter, () => (ended = true)), () => {});
+    const { input, decompress } = await this.sniffed(stream, desc);
+    const out = pipeline([input, ...decompress, counting(counter, () => (ended = true))], () => {}) as unknown as Readable;
     const inconsistent = (actual: string) =>
       new AirlockError("ERR_DIGEST_MISMATCH", `layer ${index} (${desc.digest}) of ${image} decompresses to ${actual}, but the config's rootfs.diff_ids[${index}] is ${diffID}; the image is inconsistent`);
     try {
@@ -342,21 +342,36 @@ export class ImageConverter {
     return { mediaType: step.mediaType, digest: diffID, size: counter.size };
   }
 
+  /**
+   * The layer's stream verified against its descriptor, and the decompressor its data needs. The
+   * data decides, not the media type: containers/image labels the uncompressed layers it reads
+   * from a docker-archive `…tar.gzip` (containers/image#1270), and such an image must convert too.
+   */
+  private async sniffed(stream: Readable, desc: Descriptor): Promise<{ input: Readable; decompress: Transform[] }> {
+    const verified = pipeline(stream, new VerifyingStream({ digest: desc.digest, size: desc.size }, `blob ${desc.digest} of ${this.ctx.image}`), () => {});
+    const { head, stream: input } = await peek(verified);
+    const actual = detectCompression(head);
+    if (actual === "bzip2" || actual === "xz") {
+      input.destroy();
+      throw new AirlockError("ERR_UNSUPPORTED", `layer ${desc.digest} of ${this.ctx.image} is ${actual}-compressed, which airlock cannot convert`);
+    }
+    return { input, decompress: actual === "none" ? [] : [decompressor(actual)] };
+  }
+
   /** Reads a layer, verifies it, (de)compresses it into a spool file, and stores the result. */
   private async transformLayer(step: LayerStep): Promise<Descriptor> {
     const { src, dst, signal, onProgress, image } = this.ctx;
     const desc = step.layer;
     signal?.throwIfAborted();
-    const stages: Transform[] = [];
-    if (step.from !== "none") stages.push(decompressor(step.from));
-    if (step.to !== "none") stages.push(compressor(step.to, this.ctx.options.compressLevel));
+    const compress = step.to === "none" ? undefined : compressor(step.to, this.ctx.options.compressLevel);
     onProgress?.({ type: "blob-start", image, digest: desc.digest, size: desc.size, mediaType: desc.mediaType });
     const dir = await fs.mkdtemp(join(this.ctx.tmpDir ?? tmpdir(), "airlock-convert-"));
     try {
       const file = join(dir, "layer");
       const d = new Digester();
       const { stream } = await src.getBlob(desc, { signal });
-      const verified = pipeline(stream, new VerifyingStream({ digest: desc.digest, size: desc.size }, `blob ${desc.digest} of ${image}`), () => {});
+      const { input: verified, decompress } = await this.sniffed(stream, desc);
+      const stages: Transform[] = [...decompress, ...(compress ? [compress] : [])];
       const out = await fs.open(file, "wx");
       try {
         await pipelineAsync([verified, ...stages, counting(d), out.createWriteStream({ highWaterMark: 1024 * 1024 })], signal ? { signal } : {});
