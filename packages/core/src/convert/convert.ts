@@ -150,7 +150,7 @@ export class ImageConverter {
   }
 
   private refuse(what: string): never {
-    throw new AirlockError("ERR_UNSUPPORTED", `copying ${this.ctx.image} to ${this.ctx.dst.reference} would require ${what}, which changes its digest, and that cannot be done: ${this.ctx.keepDigests}`);
+    throw new AirlockError("ERR_UNSUPPORTED", `copying ${this.ctx.image} to ${this.ctx.dst.reference} would change it (${what}) and so its digest, which cannot be done: ${this.ctx.keepDigests}`);
   }
 
   /** Checks that `m` can be written to the destination, as it is or converted (ERR_UNSUPPORTED otherwise). */
@@ -160,7 +160,7 @@ export class ImageConverter {
     }
     if (this.accepts(m.mediaType)) return;
     const format = this.targetFormat(m);
-    if (this.ctx.keepDigests) this.refuse(`converting its ${m.mediaType} manifest to ${(m.isIndex ? indexMediaType : imageManifestMediaType)(format)}`);
+    if (this.ctx.keepDigests) this.refuse(`its ${m.mediaType} manifest converted to ${(m.isIndex ? indexMediaType : imageManifestMediaType)(format)}`);
   }
 
   /** The format an image or index is written in: `--format`, else its own when accepted, else one the destination accepts. */
@@ -234,7 +234,7 @@ export class ImageConverter {
     if (count("zstd")) parts.push(`${count("zstd")} layer(s) compressed with zstd`);
     const why = this.why(m, format, decompress);
     const reason = `${parts.join(", ")}${why}`;
-    if (this.ctx.keepDigests) this.refuse(parts.join(" and "));
+    if (this.ctx.keepDigests) this.refuse(parts.join(", "));
     return { format, layers: steps, reason };
   }
 
@@ -287,7 +287,7 @@ export class ImageConverter {
       return w !== undefined && w.digest !== d.digest;
     });
     if (format === formatOf(index.mediaType) && !changedChild) return undefined;
-    if (this.ctx.keepDigests) this.refuse(format !== formatOf(index.mediaType) ? `converting its index to ${indexMediaType(format)}` : "changing the images its index lists");
+    if (this.ctx.keepDigests) this.refuse(format !== formatOf(index.mediaType) ? `its index converted to ${indexMediaType(format)}` : "the images its index lists changed");
     const manifests = entries.map((d) => {
       const w = written.get(d.digest);
       if (!w || w.digest === d.digest) return d;
