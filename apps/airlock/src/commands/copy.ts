@@ -44,7 +44,7 @@ export function registerCopy(program: Command, cli: CliContext): void {
     .addOption(new Option("-f, --format <format>", "write the manifest in this format: oci or v2s2 (Docker v2 schema 2)").choices(["oci", "v2s2"]))
     .option("--dest-compress", "compress uncompressed layers (with --dest-compress-format, default gzip)")
     .option("--dest-decompress", "store every layer uncompressed")
-    .addOption(new Option("--dest-compress-format <format>", "compress every layer with this algorithm: gzip or zstd (zstd needs Node.js ≥ 22.15 or Bun)").choices(["gzip", "zstd"]))
+    .addOption(new Option("--dest-compress-format <format>", "compress every layer with this algorithm: gzip or zstd (zstd needs Node.js ≥ 22.15, Bun or Deno)").choices(["gzip", "zstd"]))
     .option("--dest-compress-level <n>", "compression level (gzip 1-9, zstd 1-19)", (v) => parseCount(v, "--dest-compress-level"))
     .option("--additional-tag <name:tag>", "docker-archive: also tag the image NAME:TAG (repeatable)", (v: string, prev: string[] = []) => [...prev, v]);
   addDockerFlags(cmd, "src-");

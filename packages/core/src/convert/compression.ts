@@ -3,9 +3,10 @@
  * as containers/image's pkg/compression does it.
  *
  * gzip comes from `node:zlib` everywhere. zstd comes from `node:zlib` where the runtime has it
- * (Node ≥ 22.15 and ≥ 23.8, Bun); elsewhere (Node 20) zstd layers are still DEcompressed, with the
- * pure-JavaScript `fzstd` decoder, but zstd COMPRESSION needs a runtime whose `node:zlib` has it:
- * {@link compressor} throws ERR_UNSUPPORTED saying so.
+ * (Node ≥ 22.15 and ≥ 23.8; Bun 1.4 and Deno 2.9 have it, and write the same bytes); elsewhere
+ * (Node 20) zstd layers are still DEcompressed, with the pure-JavaScript `fzstd` decoder, but zstd
+ * COMPRESSION needs a runtime whose `node:zlib` has it: {@link compressor} throws ERR_UNSUPPORTED
+ * saying so.
  * @see https://github.com/containers/image/blob/main/pkg/compression/compression.go
  */
 import { Readable, Transform, type TransformCallback } from "node:stream";
@@ -151,7 +152,7 @@ export function decompressor(algorithm: CompressionAlgorithm): Transform {
 /**
  * A Transform that compresses with `algorithm` at `level` (gzip 1–9, default 6; zstd 1–19,
  * default 3). Throws ERR_UNSUPPORTED for zstd on a runtime whose `node:zlib` has no zstd (Node 20):
- * zstd compression needs Node ≥ 22.15 or Bun.
+ * zstd compression needs Node ≥ 22.15, Bun or Deno.
  */
 export function compressor(algorithm: CompressionAlgorithm, level?: number): Transform {
   if (algorithm === "gzip") {
@@ -164,7 +165,7 @@ export function compressor(algorithm: CompressionAlgorithm, level?: number): Tra
   if (typeof z.createZstdCompress !== "function") {
     throw new AirlockError(
       "ERR_UNSUPPORTED",
-      `zstd compression needs a runtime whose node:zlib has zstd (Node.js ≥ 22.15, or Bun); this is Node.js ${process.versions.node}: use --dest-compress-format gzip, or run airlock with a newer Node.js`,
+      `zstd compression needs a runtime whose node:zlib has zstd (Node.js ≥ 22.15, Bun, Deno); this is Node.js ${process.versions.node}: use --dest-compress-format gzip, or run airlock with a newer Node.js, Bun or Deno`,
     );
   }
   if (level !== undefined && (!Number.isInteger(level) || level < 1 || level > 19)) {
