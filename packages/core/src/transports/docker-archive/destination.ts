@@ -121,6 +121,8 @@ export class DockerArchiveImageDestination implements ImageDestination {
   /** Appends to the archive, one at a time; `broken` is set when one failed midway. */
   private queue: Promise<void> = Promise.resolve();
   private broken: unknown;
+  /** Bytes of the appends queued or running. */
+  private pendingBytes = 0;
   private image: { config: Buffer; configDigest: Digest; layers: { diffID: Digest; blob: StoredBlob }[] } | undefined;
   private committed = false;
   private closed = false;
@@ -135,14 +137,17 @@ export class DockerArchiveImageDestination implements ImageDestination {
   }
 
   /** Runs `fn` after every append queued before it (the archive is written sequentially). */
-  private append(fn: () => Promise<void>): Promise<void> {
+  private append(size: number, fn: () => Promise<void>): Promise<void> {
+    this.pendingBytes += size;
     const p = this.queue.then(async () => {
-      if (this.broken) throw this.broken;
       try {
+        if (this.broken) throw this.broken;
         await fn();
       } catch (err) {
-        this.broken = err;
+        this.broken ??= err;
         throw err;
+      } finally {
+        this.pendingBytes -= size;
       }
     });
     this.queue = p.catch(() => {});
@@ -218,10 +223,12 @@ export class DockerArchiveImageDestination implements ImageDestination {
   }
 
   /**
-   * Writes a blob: staged (verified against `desc` while it streams; a layer that arrives gzip- or
-   * zstd-compressed is decompressed as it is written, its diff ID checked in putManifest), then
-   * appended to the archive as `<hex>.json` (a config) or `<diff-id-hex>.tar`, and the staged file
-   * removed at once — the extra disk space is that of the blobs in flight.
+   * Writes a blob, verified against `desc` while it streams. An uncompressed layer of known size
+   * streams straight into the archive when little is queued ahead of it. Otherwise it is staged (a
+   * layer that arrives gzip- or zstd-compressed is decompressed as it is written; its diff ID is
+   * checked in putManifest), then appended to the archive as `<hex>.json` (a config) or
+   * `<diff-id-hex>.tar`, and the staged file removed at once — the extra disk space is that of the
+   * blobs in flight.
    */
   putBlob(desc: Descriptor, stream: Readable, signal?: AbortSignal): Promise<void> {
     return this.inflight.run(async (s) => {
@@ -237,6 +244,28 @@ export class DockerArchiveImageDestination implements ImageDestination {
           throw new AirlockError("ERR_UNSUPPORTED", `${what}: the layer is ${c}-compressed, which airlock cannot decompress for docker-archive`);
         }
         compression = c as typeof compression;
+        // An uncompressed layer of known size streams straight into the archive when at most
+        // 1 MiB is queued ahead of it (verified as it goes: a mismatch fails the archive).
+        const name = `${digestHex(desc.digest)}.tar`;
+        if (compression === "none" && desc.size >= 0 && this.pendingBytes <= 1024 * 1024 && !this.appendedNames.has(name)) {
+          const direct = input;
+          const onAbort = () => direct.destroy(new AirlockError("ERR_ABORTED", `writing ${what} was aborted`));
+          s.addEventListener("abort", onAbort, { once: true });
+          try {
+            await this.append(desc.size, async () => {
+              if (s.aborted) throw s.reason;
+              await this.writer.addFile(name, desc.size, () => direct, what);
+              this.appendedNames.add(name);
+            });
+          } catch (err) {
+            direct.destroy();
+            throw err;
+          } finally {
+            s.removeEventListener("abort", onAbort);
+          }
+          this.blobs.set(desc.digest, { stored: desc.digest, size: desc.size, appended: name });
+          return;
+        }
       }
       const file = join(this.stageDir, digestHex(desc.digest));
       const tmp = `${file}.tmp`;
@@ -257,7 +286,7 @@ export class DockerArchiveImageDestination implements ImageDestination {
         const config = isImageConfig(desc.mediaType);
         const bytes = config && d.size <= MAX_CONFIG_SIZE ? await fs.readFile(file) : undefined;
         const name = config ? `${digestHex(desc.digest)}.json` : `${digestHex(stored)}.tar`;
-        await this.append(async () => {
+        await this.append(d.size, async () => {
           if (this.appendedNames.has(name)) return;
           await this.writer.addFile(name, d.size, async () => (await fs.open(file, "r")).createReadStream({ highWaterMark: 1024 * 1024 }), what);
           this.appendedNames.add(name);

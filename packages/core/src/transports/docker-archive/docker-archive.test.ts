@@ -382,6 +382,9 @@ describe("docker-archive: bad input", () => {
     const cfg = JSON.stringify({ rootfs: { type: "layers", diff_ids: [digestOf(Buffer.concat([layer, Buffer.from("x")]))] } });
     await fs.writeFile(join(dir, "bad.tar"), await tarOf([{ name: "c.json", data: cfg }, { name: "l.tar", data: layer }, { name: "manifest.json", data: JSON.stringify([{ Config: "c.json", RepoTags: null, Layers: ["l.tar"] }]) }]));
     await expect(copyImage(archive(join(dir, "bad.tar")), OciReference.parse(`${join(dir, "out")}:x`))).rejects.toMatchObject({ code: "ERR_DIGEST_MISMATCH" });
+    // Into another docker archive the layer streams straight in: the mismatch still fails the copy, and nothing is left.
+    await expect(copyImage(archive(join(dir, "bad.tar")), archive(`${join(dir, "copy.tar")}:x:1`))).rejects.toMatchObject({ code: "ERR_DIGEST_MISMATCH" });
+    expect((await fs.readdir(dir)).filter((f) => f.includes("copy.tar"))).toEqual([]);
   });
 
   it("refuses to write to @N, to a directory, or an index", async () => {
