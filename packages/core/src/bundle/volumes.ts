@@ -49,6 +49,35 @@ export class VolumeFiles {
     }
   }
 
+  /**
+   * Writes `pieces` one after the other from logical position `pos`: one writev when they lie in
+   * one volume (no copy), piece by piece where they cross a cut point.
+   */
+  async writev(pieces: readonly Uint8Array[], pos: number): Promise<void> {
+    const total = pieces.reduce((n, p) => n + p.length, 0);
+    const v = volumeAt(this.extents, pos);
+    const ext = this.extents[v] as VolumeExtent;
+    const last = v === this.extents.length - 1;
+    if (!last && pos + total > ext.offset + ext.size) {
+      let at = pos;
+      for (const p of pieces) {
+        await this.write(p, 0, p.length, at);
+        at += p.length;
+      }
+      return;
+    }
+    const h = this.handles[v] as FileHandle;
+    let list = pieces;
+    let at = pos - ext.offset;
+    let left = total;
+    while (left > 0) {
+      const { bytesWritten } = await h.writev(list as Uint8Array[], at);
+      left -= bytesWritten;
+      at += bytesWritten;
+      if (left > 0) list = dropBytes(list, bytesWritten);
+    }
+  }
+
   /** Reads `length` bytes at logical position `pos` into `buf` at `offset`; returns the bytes read. */
   async read(buf: Uint8Array, offset: number, length: number, pos: number): Promise<number> {
     let total = 0;
@@ -91,4 +120,19 @@ export class VolumeFiles {
       v++;
     }
   }
+}
+
+/** `pieces` without their first `n` bytes (after a short writev). */
+function dropBytes(pieces: readonly Uint8Array[], n: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let skip = n;
+  for (const p of pieces) {
+    if (skip >= p.length) {
+      skip -= p.length;
+      continue;
+    }
+    out.push(skip > 0 ? p.subarray(skip) : p);
+    skip = 0;
+  }
+  return out;
 }

@@ -1,7 +1,7 @@
 /**
- * Writing blob data into its planned region of a bundle: the stream is hashed as it passes,
- * coalesced into large buffers and written with positional writes, with one write in flight
- * while the next buffer fills. Memory per blob is two buffers, whatever the blob's size.
+ * Writing blob data into its planned region of a bundle: the stream is hashed as it passes, its
+ * chunks gathered into ~1 MiB and written with one positional writev (no copy), with one write in
+ * flight while the next gathers. Memory per blob is about 2 MiB, whatever the blob's size.
  * Also the export journal, which records finished blobs so that a rerun can resume.
  */
 import { promises as fs } from "node:fs";
@@ -12,8 +12,13 @@ import type { PlannedEntry } from "./plan.js";
 import { paddedSize } from "./tar.js";
 import type { VolumeFiles } from "./volumes.js";
 
-/** Size of the buffers writes are coalesced into. */
+/** How many bytes are gathered before they are written (and the read size of read-backs). */
 export const WRITE_CHUNK_SIZE = 1024 * 1024;
+
+/** Chunks smaller than this are packed together before they are written. */
+const SMALL_CHUNK_SIZE = 16 * 1024;
+const SMALL_PACK_SIZE = 64 * 1024;
+const ZEROS = Buffer.alloc(512);
 
 /** Options of {@link writeBlobData}. */
 export interface WriteBlobOptions {
@@ -40,31 +45,50 @@ export async function writeBlobData(files: VolumeFiles, entry: PlannedEntry, dig
   const size = entry.size;
   const digester = new Digester(digestAlgorithm(digest));
   let pos = entry.dataOffset;
-  // Coalescing buffers: one fills while the other is being written.
-  const pool: Buffer[] = [];
-  const nextBuffer = () => pool.pop() ?? Buffer.allocUnsafe(WRITE_CHUNK_SIZE);
-  let buf = nextBuffer();
-  let fill = 0;
+  // Chunks are gathered by reference and written with one writev once WRITE_CHUNK_SIZE bytes are
+  // there (no copy); small chunks are first packed into a small buffer, so a source that yields
+  // tiny chunks does not turn into thousands of pieces. One write is in flight while the next
+  // gathers.
+  let pieces: Buffer[] = [];
+  let gathered = 0;
+  let small = Buffer.allocUnsafe(SMALL_PACK_SIZE);
+  let smallFill = 0;
   let pending: Promise<void> | undefined;
-  let pendingPooled: Buffer | undefined;
-
-  // Waits for the write in flight, then starts writing `b[0, n)` at `pos`.
   // Set when the blob failed: a flush still waiting for the previous write must then issue none
   // (it could land after a retry's writes and overwrite them).
   let stopped = false;
-  const flush = async (b: Buffer, n: number, pooled: boolean): Promise<void> => {
+
+  const packSmall = () => {
+    if (smallFill === 0) return;
+    pieces.push(small.subarray(0, smallFill));
+    small = Buffer.allocUnsafe(SMALL_PACK_SIZE);
+    smallFill = 0;
+  };
+  // Waits for the write in flight, then starts writing the gathered pieces at `pos`.
+  const flush = async (): Promise<void> => {
+    packSmall();
+    const list = pieces;
+    const n = gathered;
+    pieces = [];
+    gathered = 0;
     if (pending) {
       await pending;
       pending = undefined;
-      if (pendingPooled) pool.push(pendingPooled);
-      pendingPooled = undefined;
     }
     if (stopped) throw new AirlockError("ERR_ABORTED", `${what}: stopped`);
     const at = pos;
-    const write = onWritten ? files.write(b, 0, n, at).then(() => onWritten(at, b, n)) : files.write(b, 0, n, at);
+    let write = files.writev(list, at);
+    if (onWritten) {
+      write = write.then(() => {
+        let p = at;
+        for (const b of list) {
+          onWritten(p, b, b.length);
+          p += b.length;
+        }
+      });
+    }
     write.catch(() => {}); // awaited by the next flush; this only keeps it from being "unhandled"
     pending = write;
-    pendingPooled = pooled ? b : undefined;
     pos += n;
     onBytes?.(Math.min(pos - entry.dataOffset, size));
   };
@@ -73,35 +97,26 @@ export async function writeBlobData(files: VolumeFiles, entry: PlannedEntry, dig
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
     signal?.throwIfAborted();
-    // Copies a chunk into the coalescing buffer from `off`; returns a promise when a full buffer
-    // had to be flushed first (the stream is paused meanwhile), else nothing.
-    const take = (chunk: Buffer, off: number): Promise<void> | undefined => {
-      if (off === 0 && fill === 0 && chunk.length >= WRITE_CHUNK_SIZE) {
-        // A large chunk is written as it is, without a copy (the stream hands over its chunks).
-        return flush(chunk, chunk.length, false);
+    // Gathers a chunk; returns a promise when enough was gathered to write (the stream is paused
+    // meanwhile), else nothing.
+    const take = (chunk: Buffer): Promise<void> | undefined => {
+      if (chunk.length < SMALL_CHUNK_SIZE) {
+        if (smallFill + chunk.length > small.length) packSmall();
+        chunk.copy(small, smallFill);
+        smallFill += chunk.length;
+      } else {
+        packSmall();
+        pieces.push(chunk);
       }
-      while (off < chunk.length) {
-        const n = Math.min(chunk.length - off, buf.length - fill);
-        chunk.copy(buf, fill, off, off + n);
-        fill += n;
-        off += n;
-        if (fill === buf.length) {
-          const rest = off;
-          return flush(buf, fill, true).then(() => {
-            buf = nextBuffer();
-            fill = 0;
-            return take(chunk, rest);
-          });
-        }
-      }
-      return undefined;
+      gathered += chunk.length;
+      return gathered >= WRITE_CHUNK_SIZE ? flush() : undefined;
     };
     await eachChunk(stream, (chunk) => {
       digester.update(chunk);
       if (digester.size > size) {
         throw new AirlockError("ERR_SIZE_MISMATCH", `${what}: more than the expected ${size} bytes arrived; the source is corrupt or does not match its manifest`);
       }
-      return take(chunk, 0);
+      return take(chunk);
     });
     signal?.throwIfAborted();
     if (digester.size !== size) {
@@ -111,18 +126,14 @@ export async function writeBlobData(files: VolumeFiles, entry: PlannedEntry, dig
     if (actual !== digest) {
       throw new AirlockError("ERR_DIGEST_MISMATCH", `${what}: content has digest ${actual}, expected ${digest}; the source is corrupt or was tampered with`);
     }
-    // Zero padding to the next block boundary goes out with the last buffer.
+    // Zero padding to the next block boundary goes out with the last write.
     const pad = paddedSize(size) - size;
     if (pad > 0) {
-      if (fill + pad > buf.length) {
-        await flush(buf, fill, true);
-        buf = nextBuffer();
-        fill = 0;
-      }
-      buf.fill(0, fill, fill + pad);
-      fill += pad;
+      packSmall();
+      pieces.push(ZEROS.subarray(0, pad));
+      gathered += pad;
     }
-    if (fill > 0) await flush(buf, fill, true);
+    if (gathered > 0) await flush();
     if (pending) await pending;
   } catch (err) {
     stopped = true;
