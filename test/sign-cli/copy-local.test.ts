@@ -96,7 +96,7 @@ describe("airlock copy --sign-by-key", () => {
     const dst = fresh();
     const r = await runCli(["copy", "-q", "--format", "v2s2", "--sign-by-key", key("signer.sec.asc"), "--sign-identity", IDENTITY, `oci:${FIX}/oci:single`, `dir:${dst}`]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/changes its digest.*"Would invalidate signatures"/);
+    expect(r.stderr).toMatch(/(changes its digest|would change it).*"Would invalidate signatures"/);
     expect(existsSync(dst)).toBe(false);
     // Copying a signed source into another format is refused as well, unless its signatures are dropped.
     const signed = await signedDir();

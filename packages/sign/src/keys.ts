@@ -7,7 +7,8 @@
  * report it; a signature made by a subkey is attributed to its primary key.
  */
 import { AirlockError } from "@airlock/core";
-import * as openpgp from "openpgp";
+import type * as openpgp from "openpgp";
+import { pgp, pgpLoaded } from "./openpgp-lazy.js";
 
 /** Key material: armored text, or bytes that are either armored or binary OpenPGP packets. */
 export type KeyInput = string | Uint8Array;
@@ -44,8 +45,8 @@ export async function readPublicKeys(keyrings: KeyInput | readonly KeyInput[], w
     let read: openpgp.Key[];
     try {
       read = isArmored(data)
-        ? await openpgp.readKeys({ armoredKeys: armoredText(data) })
-        : await openpgp.readKeys({ binaryKeys: data as Uint8Array });
+        ? await (await pgp()).readKeys({ armoredKeys: armoredText(data) })
+        : await (await pgp()).readKeys({ binaryKeys: data as Uint8Array });
     } catch (err) {
       throw new AirlockError(
         "ERR_SIGNATURE",
@@ -73,8 +74,8 @@ export async function readPrivateKey(data: KeyInput, passphrase?: string, what =
   let keys: openpgp.PrivateKey[];
   try {
     keys = isArmored(data)
-      ? await openpgp.readPrivateKeys({ armoredKeys: armoredText(data) })
-      : await openpgp.readPrivateKeys({ binaryKeys: data as Uint8Array });
+      ? await (await pgp()).readPrivateKeys({ armoredKeys: armoredText(data) })
+      : await (await pgp()).readPrivateKeys({ binaryKeys: data as Uint8Array });
   } catch (err) {
     throw new AirlockError(
       "ERR_SIGNATURE",
@@ -92,7 +93,7 @@ export async function readPrivateKey(data: KeyInput, passphrase?: string, what =
     throw new AirlockError("ERR_SIGNATURE", `${what} ${fingerprintOf(key)} is protected by a passphrase; pass it (e.g. --passphrase-file FILE)`);
   }
   try {
-    return await openpgp.decryptKey({ privateKey: key, passphrase });
+    return await (await pgp()).decryptKey({ privateKey: key, passphrase });
   } catch (err) {
     throw new AirlockError("ERR_SIGNATURE", `cannot unlock ${what} ${fingerprintOf(key)}: ${(err as Error).message} (wrong passphrase?)`, { cause: err });
   }
@@ -107,7 +108,7 @@ const iso = (d: Date): string => d.toISOString().replace(/\.000Z$/, "Z");
  */
 export async function assertKeyUsableNow(key: openpgp.PublicKey, signingKey: openpgp.PublicKey | openpgp.Subkey, now: Date): Promise<void> {
   const fpr = fingerprintOf(key);
-  const config = { ...openpgp.config };
+  const config = { ...(await pgp()).config };
   if (await key.isRevoked(undefined, undefined, now, config)) {
     throw new AirlockError("ERR_SIGNATURE", `key ${fpr} is revoked; a signature by a revoked key is not accepted`);
   }

@@ -12,7 +12,8 @@
  * @see https://github.com/containers/image/blob/main/signature/mechanism_gpgme.go
  */
 import { AirlockError } from "@airlock/core";
-import * as openpgp from "openpgp";
+import type * as openpgp from "openpgp";
+import { pgp, pgpLoaded } from "./openpgp-lazy.js";
 import { assertKeyUsableNow, fingerprintOf, isArmored } from "./keys.js";
 
 /** One signature of a verification result, as openpgp.js reports it. */
@@ -33,8 +34,8 @@ export interface VerifiedMessage {
 /** Signs `payload` with `key` as a binary OpenPGP signed message (one-pass signature, literal data, signature). */
 export async function signMessage(payload: Uint8Array, key: openpgp.PrivateKey, date = new Date()): Promise<Uint8Array> {
   try {
-    const message = await openpgp.createMessage({ binary: payload, format: "binary", date });
-    return await openpgp.sign({ message, signingKeys: key, format: "binary", date });
+    const message = await (await pgp()).createMessage({ binary: payload, format: "binary", date });
+    return await (await pgp()).sign({ message, signingKeys: key, format: "binary", date });
   } catch (err) {
     throw new AirlockError("ERR_SIGNATURE", `cannot sign with key ${fingerprintOf(key)}: ${(err as Error).message}`, { cause: err });
   }
@@ -60,9 +61,9 @@ async function readSignedMessage(untrustedSignature: Uint8Array): Promise<openpg
       if (text.startsWith("-----BEGIN PGP SIGNATURE-----")) {
         throw new AirlockError("ERR_SIGNATURE", "the signature is a detached signature; containers-signature(5) requires an OpenPGP signed message that contains the payload (gpg --sign, not --detach-sign)");
       }
-      message = (await openpgp.readMessage({ armoredMessage: text, config: READ_CONFIG })) as openpgp.Message<Uint8Array>;
+      message = (await (await pgp()).readMessage({ armoredMessage: text, config: READ_CONFIG })) as openpgp.Message<Uint8Array>;
     } else {
-      message = await openpgp.readMessage({ binaryMessage: untrustedSignature, config: READ_CONFIG });
+      message = await (await pgp()).readMessage({ binaryMessage: untrustedSignature, config: READ_CONFIG });
     }
   } catch (err) {
     if (err instanceof AirlockError) throw err;
@@ -81,24 +82,24 @@ const packetTag = (p: openpgp.AnyPacket): number => (p.constructor as unknown as
  */
 function checkStructure(message: openpgp.Message<Uint8Array>): void {
   const top = message.packets;
-  const compressed = top.filterByTag(openpgp.enums.packet.compressedData);
+  const compressed = top.filterByTag(pgpLoaded().enums.packet.compressedData);
   if (compressed.length > 0 && top.length !== 1) {
     throw new AirlockError("ERR_SIGNATURE", "the signature mixes compressed and uncompressed packets; expected one OpenPGP signed message");
   }
   const packets = message.unwrapCompressed().packets;
   const allowed = new Set<number>([
-    openpgp.enums.packet.onePassSignature,
-    openpgp.enums.packet.literalData,
-    openpgp.enums.packet.signature,
-    openpgp.enums.packet.marker,
+    pgpLoaded().enums.packet.onePassSignature,
+    pgpLoaded().enums.packet.literalData,
+    pgpLoaded().enums.packet.signature,
+    pgpLoaded().enums.packet.marker,
   ]);
   const other = packets.find((p) => !allowed.has(packetTag(p)));
   if (other !== undefined) {
-    const name = String(openpgp.enums.read(openpgp.enums.packet, packetTag(other)) ?? packetTag(other));
+    const name = String(pgpLoaded().enums.read(pgpLoaded().enums.packet, packetTag(other)) ?? packetTag(other));
     const why = /encrypted|sessionKey/i.test(name) ? " (the message is encrypted, not just signed)" : "";
     throw new AirlockError("ERR_SIGNATURE", `the signature holds an unexpected OpenPGP packet "${name}"${why}; expected a signed message`);
   }
-  const literals = packets.filterByTag(openpgp.enums.packet.literalData).length;
+  const literals = packets.filterByTag(pgpLoaded().enums.packet.literalData).length;
   if (literals === 0) {
     throw new AirlockError("ERR_SIGNATURE", "the signature has no signed content: it is a detached signature, not the OpenPGP signed message containers-signature(5) requires");
   }
@@ -127,7 +128,7 @@ export async function verifyMessage(untrustedSignature: Uint8Array, keys: readon
 
   let result: openpgp.VerifyMessageResult<Uint8Array>;
   try {
-    result = await openpgp.verify({ message, verificationKeys: [...keys], format: "binary", date: now });
+    result = await (await pgp()).verify({ message, verificationKeys: [...keys], format: "binary", date: now });
   } catch (err) {
     throw new AirlockError("ERR_SIGNATURE", `the signature is not a valid OpenPGP signed message: ${(err as Error).message}`, { cause: err });
   }
@@ -174,8 +175,8 @@ async function finishVerification(
 /** Signs `data` with `key` as a detached binary OpenPGP signature (`gpg --detach-sign`). */
 export async function signDetached(data: Uint8Array, key: openpgp.PrivateKey, date = new Date()): Promise<Uint8Array> {
   try {
-    const message = await openpgp.createMessage({ binary: data, format: "binary", date });
-    return await openpgp.sign({ message, signingKeys: key, format: "binary", detached: true, date });
+    const message = await (await pgp()).createMessage({ binary: data, format: "binary", date });
+    return await (await pgp()).sign({ message, signingKeys: key, format: "binary", detached: true, date });
   } catch (err) {
     throw new AirlockError("ERR_SIGNATURE", `cannot sign with key ${fingerprintOf(key)}: ${(err as Error).message}`, { cause: err });
   }
@@ -195,19 +196,19 @@ export async function verifyDetached(
   let signature: openpgp.Signature;
   try {
     signature = isArmored(untrustedSignature)
-      ? await openpgp.readSignature({ armoredSignature: new TextDecoder().decode(untrustedSignature) })
-      : await openpgp.readSignature({ binarySignature: untrustedSignature });
+      ? await (await pgp()).readSignature({ armoredSignature: new TextDecoder().decode(untrustedSignature) })
+      : await (await pgp()).readSignature({ binarySignature: untrustedSignature });
   } catch (err) {
     throw new AirlockError("ERR_SIGNATURE", `the signature is not a valid OpenPGP detached signature: ${(err as Error).message}`, { cause: err });
   }
-  const sigs = signature.packets.filterByTag(openpgp.enums.packet.signature) as unknown as openpgp.SignaturePacket[];
+  const sigs = signature.packets.filterByTag(pgpLoaded().enums.packet.signature) as unknown as openpgp.SignaturePacket[];
   if (sigs.length !== 1 || signature.packets.length !== 1) {
     throw new AirlockError("ERR_SIGNATURE", `the detached signature has ${signature.packets.length} packets (${sigs.length} signatures); exactly one signature packet is required`);
   }
   let result: openpgp.VerifyMessageResult<Uint8Array>;
   try {
-    const message = await openpgp.createMessage({ binary: data, format: "binary" });
-    result = await openpgp.verify({ message, signature, verificationKeys: [...keys], format: "binary", date: now });
+    const message = await (await pgp()).createMessage({ binary: data, format: "binary" });
+    result = await (await pgp()).verify({ message, signature, verificationKeys: [...keys], format: "binary", date: now });
   } catch (err) {
     throw new AirlockError("ERR_SIGNATURE", `the detached signature cannot be checked: ${(err as Error).message}`, { cause: err });
   }
