@@ -12,10 +12,10 @@
  *   3. only when every blob arrived: per image, child manifests, then the top-level one, then
  *      commit (the tag).
  */
-import { pipeline } from "node:stream";
-import { type Digest, VerifyingStream } from "../digest.js";
+import type { Digest } from "../digest.js";
 import { AirlockError } from "../errors.js";
 import type { Descriptor, Manifest } from "../manifest.js";
+import { putVerifiedBlob } from "../copy/blob.js";
 import { limiter } from "../progress.js";
 import type { PolicyCheck } from "../copy/copy.js";
 import { canStoreSignatures, type ImageDestination, type ImageReference, type SystemContext } from "../transports/types.js";
@@ -283,25 +283,15 @@ async function pushBlob(reader: BundleReader, w: ImageWork, dest: ImageDestinati
     onProgress?.({ type: "blob-skipped", image: w.name, digest: b.digest, size: b.size, reason: "already exists" });
     return;
   }
-  onProgress?.({ type: "blob-start", image: w.name, digest: b.digest, size: b.size, mediaType: b.mediaType });
-  const verifier = new VerifyingStream({ digest: b.digest, size: b.size }, `blob ${b.digest} of ${w.name} in bundle ${reader.path}`);
-  const verified = pipeline(reader.openBlob(b), verifier, () => {});
-  const timer = onProgress
-    ? setInterval(() => onProgress({ type: "blob-progress", image: w.name, digest: b.digest, bytes: verifier.bytes, size: b.size }), options.progressIntervalMs ?? 500)
-    : undefined;
-  try {
-    await dest.putBlob(b, verified, signal);
-  } catch (err) {
-    verified.destroy();
-    throw verifier.errored ?? err;
-  } finally {
-    if (timer) clearInterval(timer);
-  }
-  if (verifier.errored) throw verifier.errored;
-  if (!verifier.readableEnded) throw new AirlockError("ERR_DESTINATION", `${dest.reference} accepted blob ${b.digest} without reading all of it`);
+  await putVerifiedBlob(dest, b, reader.openBlob(b), {
+    what: `blob ${b.digest} of ${w.name} in bundle ${reader.path}`,
+    image: w.name,
+    signal,
+    onProgress,
+    progressIntervalMs: options.progressIntervalMs,
+  });
   result.blobsPushed++;
   result.bytesPushed += b.size;
-  onProgress?.({ type: "blob-done", image: w.name, digest: b.digest, size: b.size });
 }
 
 /** A delta: every base blob must already be at the destination, before a single byte is pushed. */

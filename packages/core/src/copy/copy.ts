@@ -10,14 +10,14 @@
  * opened), copies them, and stores a new one made by a signing callback. The OpenPGP work is the
  * caller's (the CLI passes functions built on @airlock/sign).
  */
-import { pipeline } from "node:stream";
 import { type ConversionOptions, ImageConverter } from "../convert/convert.js";
-import { type Digest, VerifyingStream } from "../digest.js";
+import type { Digest } from "../digest.js";
 import { AirlockError } from "../errors.js";
 import type { Descriptor, Manifest } from "../manifest.js";
 import { isManifestMediaType } from "../mediatype.js";
 import { formatPlatform, hostPlatform, type Platform, platformMatches } from "../platform.js";
 import { limiter, type ProgressListener } from "../progress.js";
+import { putVerifiedBlob } from "./blob.js";
 import { canStoreSignatures, type ImageDestination, type ImageReference, type ImageSource, isBlobMountTarget, isSignatureSource, type SystemContext } from "../transports/types.js";
 
 /** How an index (multi-arch image) is copied, as skopeo's `--multi-arch`. */
@@ -417,28 +417,9 @@ class Copier {
       this.skipped(desc, "already exists");
       return;
     }
-    onProgress?.({ type: "blob-start", image: this.name, digest: desc.digest, size: desc.size, mediaType: desc.mediaType });
     const { stream } = await this.src.getBlob(desc, { signal });
-    const verifier = new VerifyingStream({ digest: desc.digest, size: desc.size }, `blob ${desc.digest} of ${this.name}`);
-    const verified = pipeline(stream, verifier, () => {});
-    const timer = onProgress
-      ? setInterval(() => onProgress({ type: "blob-progress", image: this.name, digest: desc.digest, bytes: verifier.bytes, size: desc.size }), this.options.progressIntervalMs ?? 500)
-      : undefined;
-    try {
-      await this.dst.putBlob(desc, verified, signal);
-    } catch (err) {
-      verified.destroy();
-      // A verification failure is the real cause even when the destination reports it differently.
-      throw verifier.errored ?? err;
-    } finally {
-      if (timer) clearInterval(timer);
-    }
-    if (verifier.errored) throw verifier.errored;
-    if (!verifier.readableEnded) {
-      throw new AirlockError("ERR_DESTINATION", `${this.dst.reference} accepted blob ${desc.digest} without reading all of it`);
-    }
+    await putVerifiedBlob(this.dst, desc, stream, { what: `blob ${desc.digest} of ${this.name}`, image: this.name, signal, onProgress, progressIntervalMs: this.options.progressIntervalMs });
     this.result.blobsCopied++;
     this.result.bytesCopied += desc.size;
-    onProgress?.({ type: "blob-done", image: this.name, digest: desc.digest, size: desc.size });
   }
 }
