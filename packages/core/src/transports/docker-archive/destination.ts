@@ -20,6 +20,7 @@
  * archive is replaced.
  * @see https://github.com/moby/moby/blob/master/image/spec/v1.2.md
  */
+import { AppendQueue } from "../append-queue.js";
 import { promises as fs } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { pipeline, Readable, Transform, type TransformCallback } from "node:stream";
@@ -118,11 +119,8 @@ export class DockerArchiveImageDestination implements ImageDestination {
   private readonly writer: TarWriter;
   /** Names already written into the new archive. */
   private readonly appendedNames = new Set<string>();
-  /** Appends to the archive, one at a time; `broken` is set when one failed midway. */
-  private queue: Promise<void> = Promise.resolve();
-  private broken: unknown;
-  /** Bytes of the appends queued or running. */
-  private pendingBytes = 0;
+  /** Appends to the tar, run one at a time. */
+  private readonly appends = new AppendQueue();
   private image: { config: Buffer; configDigest: Digest; layers: { diffID: Digest; blob: StoredBlob }[] } | undefined;
   private committed = false;
   private closed = false;
@@ -138,20 +136,7 @@ export class DockerArchiveImageDestination implements ImageDestination {
 
   /** Runs `fn` after every append queued before it (the archive is written sequentially). */
   private append(size: number, fn: () => Promise<void>): Promise<void> {
-    this.pendingBytes += size;
-    const p = this.queue.then(async () => {
-      try {
-        if (this.broken) throw this.broken;
-        await fn();
-      } catch (err) {
-        this.broken ??= err;
-        throw err;
-      } finally {
-        this.pendingBytes -= size;
-      }
-    });
-    this.queue = p.catch(() => {});
-    return p;
+    return this.appends.run(size, fn);
   }
 
   /**
@@ -247,7 +232,7 @@ export class DockerArchiveImageDestination implements ImageDestination {
         // An uncompressed layer of known size streams straight into the archive when at most
         // 1 MiB is queued ahead of it (verified as it goes: a mismatch fails the archive).
         const name = `${digestHex(desc.digest)}.tar`;
-        if (compression === "none" && desc.size >= 0 && this.pendingBytes <= 1024 * 1024 && !this.appendedNames.has(name)) {
+        if (compression === "none" && desc.size >= 0 && this.appends.pendingBytes <= 1024 * 1024 && !this.appendedNames.has(name)) {
           const direct = input;
           const onAbort = () => direct.destroy(new AirlockError("ERR_ABORTED", `writing ${what} was aborted`));
           s.addEventListener("abort", onAbort, { once: true });
@@ -359,8 +344,7 @@ export class DockerArchiveImageDestination implements ImageDestination {
     signal?.throwIfAborted();
     const image = this.image;
     if (!image) throw new AirlockError("ERR_DESTINATION", `nothing to commit to ${this.reference}: no manifest was written`);
-    await this.queue;
-    if (this.broken) throw this.broken;
+    await this.appends.drain();
     const path = this.reference.path;
     await withFileLock(archiveLockPath(path), async () => {
       const current = await openExisting(path, this.ctx);
@@ -472,7 +456,7 @@ export class DockerArchiveImageDestination implements ImageDestination {
     this.closed = true;
     if (!this.committed) {
       await this.inflight.abortAll();
-      await this.queue;
+      await this.appends.settled();
       await this.writer.abort();
     }
     await this.existing?.close();

@@ -19,6 +19,7 @@
  * lost; each commit copies the kept images' blobs from the old archive into the new one.
  * @see https://github.com/opencontainers/image-spec/blob/main/image-layout.md
  */
+import { AppendQueue } from "../append-queue.js";
 import { promises as fs } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { pipeline, type Readable } from "node:stream";
@@ -77,12 +78,8 @@ export class OciArchiveImageDestination implements ImageDestination {
   private readonly appended = new Map<Digest, number>();
   /** The manifests put, by digest (small; read again at commit to find what they refer to). */
   private readonly manifests = new Map<Digest, Manifest>();
-  /** Appends to the archive, one at a time. */
-  private queue: Promise<void> = Promise.resolve();
-  /** Set when an append failed midway: the archive can then not be completed. */
-  private broken: unknown;
-  /** Bytes of the appends queued or running. */
-  private pendingBytes = 0;
+  /** Appends to the tar, run one at a time. */
+  private readonly appends = new AppendQueue();
   private topLevel: Manifest | undefined;
   private committed = false;
   private closed = false;
@@ -137,20 +134,7 @@ export class OciArchiveImageDestination implements ImageDestination {
 
   /** Runs `fn` after every append queued before it (the archive is written sequentially). */
   private append(size: number, fn: () => Promise<void>): Promise<void> {
-    this.pendingBytes += size;
-    const p = this.queue.then(async () => {
-      try {
-        if (this.broken) throw this.broken;
-        await fn();
-      } catch (err) {
-        this.broken ??= err;
-        throw err;
-      } finally {
-        this.pendingBytes -= size;
-      }
-    });
-    this.queue = p.catch(() => {});
-    return p;
+    return this.appends.run(size, fn);
   }
 
   /** True when the blob is in the new archive already, or the existing archive holds it (it is then carried over at commit). */
@@ -171,7 +155,7 @@ export class OciArchiveImageDestination implements ImageDestination {
   putBlob(desc: Descriptor, stream: Readable, signal?: AbortSignal): Promise<void> {
     return this.inflight.run(async (s) => {
       const what = `blob ${desc.digest} for ${this.reference}`;
-      if (desc.size >= 0 && this.pendingBytes <= DIRECT_WAIT_BYTES && !this.appended.has(desc.digest)) {
+      if (desc.size >= 0 && this.appends.pendingBytes <= DIRECT_WAIT_BYTES && !this.appended.has(desc.digest)) {
         const verified = () => pipeline(stream, new VerifyingStream({ digest: desc.digest, size: desc.size }, what), () => {});
         const onAbort = () => stream.destroy(new AirlockError("ERR_ABORTED", `writing ${what} was aborted`));
         s.addEventListener("abort", onAbort, { once: true });
@@ -243,8 +227,7 @@ export class OciArchiveImageDestination implements ImageDestination {
     signal?.throwIfAborted();
     const top = this.topLevel;
     if (!top) throw new AirlockError("ERR_DESTINATION", `nothing to commit to ${this.reference}: no top-level manifest was written`);
-    await this.queue;
-    if (this.broken) throw this.broken;
+    await this.appends.drain();
     const path = this.reference.path;
     await withFileLock(archiveLockPath(path), async () => {
       const current = await openExisting(path, this.ctx);
@@ -318,7 +301,7 @@ export class OciArchiveImageDestination implements ImageDestination {
     this.closed = true;
     if (!this.committed) {
       await this.inflight.abortAll();
-      await this.queue;
+      await this.appends.settled();
       await this.writer.abort();
     }
     await this.existing?.close();
