@@ -13,6 +13,7 @@ export * from "./transports/index.js";
 // Registers the built-in transports, so that parseImageName knows them.
 import "./transports/all.js";
 export * from "./progress.js";
+export * from "./throttle.js";
 export * from "./copy/copy.js";
 export * from "./inspect.js";
 export * from "./reference/docker.js";

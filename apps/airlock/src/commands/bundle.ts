@@ -35,6 +35,7 @@ import { destinationName, NAMING_MODES, type NamingMode, readLock, writeLock } f
 import type { CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
 import { addDockerFlags, addRetryFlags, parseCount, systemContextFrom } from "../flags.js";
+import { addThrottleFlags, withThrottle } from "../throttle-flags.js";
 import { formatBytes } from "../progress.js";
 import {
   configuredLookasideStaging,
@@ -191,6 +192,7 @@ export function registerBundle(program: Command, cli: CliContext): void {
       .option("--sign-key <file>", "sign the bundle's metadata (which commits to every digest) with this OpenPGP secret key; writes BUNDLE.sig")
       .option("--sign-passphrase-file <file>", "the passphrase of --sign-key, on the first line of this file"),
   );
+  addThrottleFlags(exportCmd);
   exportCmd.addHelpText(
     "after",
     `
@@ -214,6 +216,7 @@ Examples:
       const result = await exportBundle(images, out, {
         ...(opts.splitSize ? { splitSize: opts.splitSize as number } : {}),
         ...(opts.concurrency ? { concurrency: opts.concurrency as number } : {}),
+        ...withThrottle(opts),
         resume: opts.resume !== false,
         lock,
         toolVersion: VERSION,
@@ -301,6 +304,7 @@ Examples:
   );
   addDockerFlags(importCmd, "dest-");
   addRetryFlags(importCmd);
+  addThrottleFlags(importCmd);
   importCmd.addHelpText(
     "after",
     `
@@ -354,6 +358,7 @@ Examples:
         ...(trust ? { checkPolicy: bundlePolicyChecker(policyChecker(trust)) } : {}),
         signatures: opts.removeSignatures ? "remove" : opts.requireSignatures ? "require" : "copy",
         ...(opts.concurrency ? { concurrency: opts.concurrency as number } : {}),
+        ...withThrottle(opts),
         ...(opts.image ? { images: opts.image as string[] } : {}),
         dryRun: opts.dryRun === true,
         signal: cli.signal,

@@ -19,6 +19,7 @@ import { type Command, Option } from "commander";
 import type { CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
 import { addDockerFlags, addRetryFlags, parseCount, platformFrom, systemContextFrom } from "../flags.js";
+import { addThrottleFlags, withThrottle } from "../throttle-flags.js";
 import { configuredLookasideStaging, loadRegistriesD, loadTrustPolicy, lookasideForReading, lookasideHint, keyFileSigner, policyChecker, type RegistriesD } from "../signing/index.js";
 
 /** Registers the `copy` verb. */
@@ -50,6 +51,7 @@ export function registerCopy(program: Command, cli: CliContext): void {
   addDockerFlags(cmd, "src-");
   addDockerFlags(cmd, "dest-");
   addRetryFlags(cmd);
+  addThrottleFlags(cmd);
   cmd.addHelpText(
     "after",
     `
@@ -100,6 +102,7 @@ Exit status: 0 ok, 1 error, 2 the source image was not found.`,
         platform: platformFrom(globals as Record<string, unknown>),
         preserveDigests: opts.preserveDigests === true,
         concurrency: opts.imageParallelCopies as number | undefined,
+        ...withThrottle(opts),
         signal: cli.signal,
         onProgress: progress.listener,
         convert: {

@@ -31,6 +31,7 @@ import { regexProblem, selectTags } from "../config/tags.js";
 import type { CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
 import { addDockerFlags, addRetryFlags, parseCount, platformFrom, systemContextFrom } from "../flags.js";
+import { addThrottleFlags, withThrottle } from "../throttle-flags.js";
 import { formatBytes } from "../progress.js";
 import { configuredLookasideStaging, loadRegistriesD, loadTrustPolicy, lookasideForReading, policyChecker } from "../signing/index.js";
 import { loadSyncYaml, registryContext, selectForEntry } from "../sync-yaml.js";
@@ -74,6 +75,7 @@ export function registerSync(program: Command, cli: CliContext): void {
   addDockerFlags(cmd, "src-");
   addDockerFlags(cmd, "dest-");
   addRetryFlags(cmd);
+  addThrottleFlags(cmd);
   cmd.addHelpText(
     "after",
     `
@@ -186,7 +188,7 @@ async function runSyncCommand(cli: CliContext, source: string, destination: stri
       retryTimes: (opts.retryTimes as number | undefined) ?? 0,
       ...(opts.retryDelay === undefined ? {} : { retryDelayMs: opts.retryDelay as number }),
       ...(opts.imageParallelCopies === undefined ? {} : { concurrency: opts.imageParallelCopies as number }),
-      copyOptions: { removeSignatures: opts.removeSignatures === true, ...(trust ? { checkPolicy: policyChecker(trust) } : {}) },
+      copyOptions: { removeSignatures: opts.removeSignatures === true, ...withThrottle(opts), ...(trust ? { checkPolicy: policyChecker(trust) } : {}) },
       signal: cli.signal,
       onProgress: progress.listener,
       onEvent: (e) => {

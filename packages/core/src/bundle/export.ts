@@ -18,6 +18,7 @@ import { type Descriptor, type IndexJSON, type Manifest, REF_NAME_ANNOTATION } f
 import { MediaType } from "../mediatype.js";
 import { formatPlatform } from "../platform.js";
 import { limiter } from "../progress.js";
+import type { Throttle } from "../throttle.js";
 import { type ImageReference, type ImageSource, isSignatureSource, type SystemContext } from "../transports/types.js";
 import { baseSetDigest, type DeltaBase } from "../delta/receipt.js";
 import type { BundleListener } from "./events.js";
@@ -71,6 +72,8 @@ export interface ExportOptions {
   ctx?: SystemContext;
   /** Blobs downloaded at once (default 6). */
   concurrency?: number;
+  /** Run-wide limits on the downloads (`--max-parallel` per registry, `--rate-limit`); see throttle.ts. */
+  throttle?: Throttle;
   /** Largest size of a volume in bytes; the bundle is then written as OUT.000, OUT.001, … */
   splitSize?: number;
   signal?: AbortSignal;
@@ -366,7 +369,8 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
                 blobDone(d);
                 return;
               }
-              await downloadBlob(files, t, inner.signal, options, hasher, background);
+              const download = () => downloadBlob(files, t, inner.signal, options, hasher, background);
+              await (options.throttle ? options.throttle.transfer([t.src.reference], download) : download());
               await files.write(t.entry.header, 0, t.entry.header.length, t.entry.headerOffset);
               hasher.written(t.entry);
               journal.markDone(d);
@@ -601,7 +605,7 @@ async function downloadBlob(files: VolumeFiles, t: BlobTask, signal: AbortSignal
     let last = 0;
     try {
       const { stream } = await t.src.getBlob(t.desc, { signal });
-      await writeBlobData(files, t.entry, d, stream, {
+      await writeBlobData(files, t.entry, d, options.throttle?.stream(stream, signal) ?? stream, {
         signal,
         what: `blob ${d} of ${t.src.reference}`,
         onWritten: (pos, buf, n) => {

@@ -17,6 +17,7 @@ import { AirlockError } from "../errors.js";
 import type { Descriptor, Manifest } from "../manifest.js";
 import { putVerifiedBlob } from "../copy/blob.js";
 import { limiter } from "../progress.js";
+import type { Throttle } from "../throttle.js";
 import type { PolicyCheck } from "../copy/copy.js";
 import { canStoreSignatures, type ImageDestination, type ImageReference, type SystemContext } from "../transports/types.js";
 import type { BundleListener } from "./events.js";
@@ -35,6 +36,8 @@ export interface ImportOptions {
   ctxFor?: (name: string) => SystemContext;
   /** Blobs pushed at once (default 6). */
   concurrency?: number;
+  /** Run-wide limits on the pushes (`--max-parallel` per registry, `--rate-limit`); see throttle.ts. */
+  throttle?: Throttle;
   /** Only these images (bundle names); default all. */
   images?: string[];
   /** Check the bundle and report what would be pushed; push nothing. */
@@ -228,7 +231,7 @@ export async function importBundle(path: string | string[], options: ImportOptio
           const before = byDigest.get(b.digest) ?? Promise.resolve();
           const task = before
             .catch(() => {})
-            .then(() => run(() => (serial.get(dest) ?? ((fn) => fn()))(() => pushBlob(reader, w, dest, b, inner.signal, options, result))))
+            .then(() => run(() => (serial.get(dest) ?? ((fn) => fn()))(() => throttled(options.throttle, dest, () => pushBlob(reader, w, dest, b, inner.signal, options, result)))))
             .catch((err) => {
               if (firstError === undefined) firstError = err;
               inner.abort(err);
@@ -275,6 +278,11 @@ export async function importBundle(path: string | string[], options: ImportOptio
   }
 }
 
+/** Runs one push within the run's per-registry cap, when there is one. */
+function throttled<T>(throttle: Throttle | undefined, dest: ImageDestination, fn: () => Promise<T>): Promise<T> {
+  return throttle ? throttle.transfer([dest.reference], fn) : fn();
+}
+
 async function pushBlob(reader: BundleReader, w: ImageWork, dest: ImageDestination, b: Descriptor, signal: AbortSignal, options: ImportOptions, result: ImportResult): Promise<void> {
   const { onProgress } = options;
   signal.throwIfAborted();
@@ -283,7 +291,8 @@ async function pushBlob(reader: BundleReader, w: ImageWork, dest: ImageDestinati
     onProgress?.({ type: "blob-skipped", image: w.name, digest: b.digest, size: b.size, reason: "already exists" });
     return;
   }
-  await putVerifiedBlob(dest, b, reader.openBlob(b), {
+  const blob = reader.openBlob(b);
+  await putVerifiedBlob(dest, b, options.throttle?.stream(blob, signal) ?? blob, {
     what: `blob ${b.digest} of ${w.name} in bundle ${reader.path}`,
     image: w.name,
     signal,

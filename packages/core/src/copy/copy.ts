@@ -17,6 +17,7 @@ import type { Descriptor, Manifest } from "../manifest.js";
 import { isManifestMediaType } from "../mediatype.js";
 import { formatPlatform, hostPlatform, type Platform, platformMatches } from "../platform.js";
 import { limiter, type ProgressListener } from "../progress.js";
+import type { Throttle } from "../throttle.js";
 import { putVerifiedBlob } from "./blob.js";
 import { canStoreSignatures, type ImageDestination, type ImageReference, type ImageSource, isBlobMountTarget, isSignatureSource, type SystemContext } from "../transports/types.js";
 
@@ -37,6 +38,8 @@ export interface CopyOptions {
   preserveDigests?: boolean;
   /** Blobs copied at once (default 6, as containers/image). */
   concurrency?: number;
+  /** Run-wide limits shared with other copies (`--max-parallel` per registry, `--rate-limit`); see throttle.ts. */
+  throttle?: Throttle;
   signal?: AbortSignal;
   onProgress?: ProgressListener;
   /** Interval of blob-progress events in milliseconds (default 500). */
@@ -404,7 +407,8 @@ class Copier {
   private copyBlob(desc: Descriptor): Promise<void> {
     let p = this.blobs.get(desc.digest);
     if (!p) {
-      p = this.schedule(() => this.copyBlobNow(desc));
+      const throttle = this.options.throttle;
+      p = this.schedule(() => (throttle ? throttle.transfer([this.src.reference, this.dst.reference], () => this.copyBlobNow(desc)) : this.copyBlobNow(desc)));
       this.blobs.set(desc.digest, p);
     }
     return p;
@@ -418,7 +422,7 @@ class Copier {
       return;
     }
     const { stream } = await this.src.getBlob(desc, { signal });
-    await putVerifiedBlob(this.dst, desc, stream, { what: `blob ${desc.digest} of ${this.name}`, image: this.name, signal, onProgress, progressIntervalMs: this.options.progressIntervalMs });
+    await putVerifiedBlob(this.dst, desc, this.options.throttle?.stream(stream, signal) ?? stream, { what: `blob ${desc.digest} of ${this.name}`, image: this.name, signal, onProgress, progressIntervalMs: this.options.progressIntervalMs });
     this.result.blobsCopied++;
     this.result.bytesCopied += desc.size;
   }

@@ -1,7 +1,7 @@
 /**
  * Streaming helpers for blobs: a download stream that resumes with a Range request when the
- * connection is cut mid-body (containers/image's `docker/body_reader.go`), and the piecewise
- * reading that chunked uploads need to resume from the offset a registry reports.
+ * connection is cut mid-body (containers/image's `docker/body_reader.go`), and the upload body
+ * that chunked uploads need to resume from the offset a registry reports.
  */
 import { Readable } from "node:stream";
 import { AirlockError } from "../errors.js";
@@ -175,76 +175,140 @@ export class PieceReader {
 }
 
 /**
- * One chunk of an upload, read lazily from a {@link PieceReader} and retained until the registry
- * has it, so that a failed request can be repeated from any offset inside the chunk.
+ * The bytes of one blob upload, read once from the caller's stream and offered as request bodies
+ * for any byte range, so a failed request can be repeated from any offset the registry reports.
+ * Bytes already taken from the stream come again from `reopen` (a seekable source: nothing kept in
+ * memory) or, for a stream that cannot be re-read, from a window of retained pieces that starts
+ * at the last offset the registry confirmed ({@link confirm}) — bounded by the chunk size.
  */
-export class RetainedChunk {
-  private readonly pieces: Buffer[] = [];
-  private have = 0;
+export class UploadBody {
+  /** Blob size in bytes. */
+  readonly size: number;
   private readonly reader: PieceReader;
-  /** Chunk length in bytes. */
-  readonly length: number;
-  private readonly checkEnd: boolean;
+  private readonly reopen: ((offset: number) => Readable) | undefined;
   private readonly what: string;
-  private reading: Promise<void> | undefined;
-  private ending: Promise<void> | undefined;
-  private failed: unknown;
+  /** Bytes taken from the stream so far. */
+  private consumed = 0;
+  private retained: Buffer[] = [];
+  /** Blob offset of the first retained byte. */
+  private retainedFrom = 0;
+  private ended: Promise<void> | undefined;
+  /** The body being produced; a new one waits for it (an abandoned body may still be reading). */
+  private busy: Promise<void> | undefined;
+  private current: Readable | undefined;
 
-  /** `checkEnd`: after the chunk, the stream must end (and its end — where a verifying stream checks the digest — is awaited). */
-  constructor(reader: PieceReader, length: number, checkEnd: boolean, what: string) {
-    this.reader = reader;
-    this.length = length;
-    this.checkEnd = checkEnd;
+  constructor(stream: Readable, size: number, reopen: ((offset: number) => Readable) | undefined, what: string) {
+    this.reader = new PieceReader(stream);
+    this.size = size;
+    this.reopen = reopen;
     this.what = what;
   }
 
-  /** The chunk's bytes from `from` (relative to the chunk) on, reading more from the stream as needed. */
-  async *bytes(from = 0): AsyncGenerator<Buffer> {
-    let idx = 0;
-    let pos = 0;
-    for (;;) {
-      if (idx < this.pieces.length) {
-        const p = this.pieces[idx++] as Buffer;
-        const start = pos;
-        pos += p.length;
-        if (pos > from) yield from > start ? p.subarray(from - start) : p;
-        continue;
-      }
-      if (this.have >= this.length) break;
-      await this.readMore();
+  /** Whether any byte taken from the stream can be produced again. */
+  get seekable(): boolean {
+    return this.reopen !== undefined;
+  }
+
+  /** Whether bytes from `offset` on can be produced (re-read, retained, or still in the stream). */
+  canStartAt(offset: number): boolean {
+    return offset >= 0 && offset <= this.size && (this.reopen !== undefined || offset >= this.retainedFrom);
+  }
+
+  /** The registry holds every byte before `offset`: retained bytes before it are released. */
+  confirm(offset: number): void {
+    while (this.retained.length > 0 && this.retainedFrom + (this.retained[0] as Buffer).length <= offset) {
+      this.retainedFrom += (this.retained.shift() as Buffer).length;
     }
-    if (this.checkEnd) await this.readEnd();
   }
 
-  /** Reads one more piece; concurrent callers (an abandoned body and its replacement) share the read. */
-  private readMore(): Promise<void> {
-    if (this.failed) return Promise.reject(this.failed);
-    this.reading ??= (async () => {
-      try {
-        const p = await this.reader.next(this.length - this.have);
-        if (!p) throw new AirlockError("ERR_SIZE_MISMATCH", `${this.what}: the stream ended early, after fewer bytes than the descriptor's size`);
-        this.pieces.push(p);
-        this.have += p.length;
-      } catch (err) {
-        this.failed = err;
-        throw err;
-      } finally {
-        this.reading = undefined;
+  /**
+   * Reads and discards the stream up to `offset` (a resumed upload: those bytes are at the
+   * registry already, and pass whatever verifies the stream).
+   */
+  async skipTo(offset: number): Promise<void> {
+    for await (const _ of this.range(this.consumed, offset)) void _;
+    this.confirm(offset);
+  }
+
+  /** Bytes [from, to) as a fresh request body (a body given out before is destroyed). */
+  body(from: number, to: number): Readable {
+    this.current?.destroy();
+    this.current = Readable.from(this.range(from, to), { objectMode: false, highWaterMark: 1024 * 1024 });
+    return this.current;
+  }
+
+  /** Bytes [from, to); after the blob's last byte, the stream's end (where the digest is checked) is awaited. */
+  async *range(from: number, to: number): AsyncGenerator<Buffer> {
+    while (this.busy) await this.busy;
+    let release: () => void = () => {};
+    this.busy = new Promise<void>((r) => {
+      release = r;
+    });
+    try {
+      let pos = from;
+      if (pos < this.consumed) {
+        for await (const b of this.again(pos, Math.min(to, this.consumed))) {
+          pos += b.length;
+          yield b;
+        }
       }
-    })();
-    return this.reading;
+      while (pos < to) {
+        const p = await this.reader.next(to - pos);
+        if (!p) throw new AirlockError("ERR_SIZE_MISMATCH", `${this.what}: the stream ended after ${this.consumed} bytes, before the descriptor's size ${this.size}`);
+        this.consumed += p.length;
+        if (!this.reopen) this.retained.push(p);
+        pos += p.length;
+        yield p;
+      }
+      if (to === this.size) await this.end();
+    } finally {
+      this.busy = undefined;
+      release();
+    }
   }
 
-  private readEnd(): Promise<void> {
-    this.ending ??= (async () => {
+  /** Bytes [from, to) that were taken from the stream before. */
+  private async *again(from: number, to: number): AsyncGenerator<Buffer> {
+    if (this.reopen) {
+      const s = this.reopen(from);
+      let pos = from;
+      try {
+        for await (const c of s) {
+          const b = Buffer.isBuffer(c) ? c : Buffer.from(c as Uint8Array);
+          const n = Math.min(b.length, to - pos);
+          if (n > 0) yield n === b.length ? b : b.subarray(0, n);
+          pos += n;
+          if (pos >= to) break;
+        }
+      } finally {
+        s.destroy();
+      }
+      if (pos < to) throw new AirlockError("ERR_SIZE_MISMATCH", `${this.what}: re-reading from byte ${from} ended at ${pos}, before ${to}`);
+      return;
+    }
+    if (from < this.retainedFrom) throw new AirlockError("ERR_REGISTRY", `${this.what}: bytes from ${from} on are no longer held (held from ${this.retainedFrom})`, { retryable: true });
+    let at = this.retainedFrom;
+    for (const p of this.retained) {
+      const start = at;
+      at += p.length;
+      if (at <= from) continue;
+      if (start >= to) break;
+      yield p.subarray(Math.max(0, from - start), Math.min(p.length, to - start));
+    }
+  }
+
+  /** The stream must end after the blob's size (a verifying stream checks the digest there). */
+  private end(): Promise<void> {
+    this.ended ??= (async () => {
       const extra = await this.reader.next(1);
-      if (extra) throw new AirlockError("ERR_SIZE_MISMATCH", `${this.what}: the stream has more bytes than the descriptor's size`);
+      if (extra) throw new AirlockError("ERR_SIZE_MISMATCH", `${this.what}: the stream has more bytes than the descriptor's size ${this.size}`);
     })();
-    return this.ending;
+    return this.ended;
   }
 
-  /** A fresh stream of {@link bytes} from `from`, usable as a request body. */
-  body(from = 0): Readable {
-    return Readable.from(this.bytes(from), { objectMode: false, highWaterMark: 1024 * 1024 });
+  /** Stops reading (destroys the stream). */
+  close(): Promise<void> {
+    this.current?.destroy();
+    return this.reader.close();
   }
 }

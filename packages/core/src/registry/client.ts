@@ -10,9 +10,9 @@ import { AirlockError } from "../errors.js";
 import { type Descriptor, Manifest, MAX_MANIFEST_SIZE } from "../manifest.js";
 import { MANIFEST_MEDIA_TYPES, MediaType } from "../mediatype.js";
 import { DOCKER_HUB_DOMAIN, DOCKER_HUB_REGISTRY_HOST } from "../reference/docker.js";
-import type { DockerContext } from "../transports/types.js";
+import type { DockerContext, PutBlobOptions, UploadSession, UploadSessionStore } from "../transports/types.js";
 import { repositoryScope } from "./auth.js";
-import { type OpenedBody, PieceReader, ResumableBlobStream, RetainedChunk } from "./blobio.js";
+import { type OpenedBody, ResumableBlobStream, UploadBody } from "./blobio.js";
 import { RegistryError } from "./errors.js";
 import { type ConnectionOptions, dumpBody, header, readBody, RegistryConnection, type RegistryRequest, type RegistryResponse } from "./http.js";
 import { DEFAULT_RETRIES, isRetryableNetworkError, retryDelay, sleep } from "./retry.js";
@@ -22,6 +22,15 @@ export const MONOLITHIC_UPLOAD_MAX = 16 * 1024 * 1024;
 
 /** Larger blobs are uploaded in PATCH chunks of this size; a failed chunk resumes where the registry says it stopped. */
 export const UPLOAD_CHUNK_SIZE = 16 * 1024 * 1024;
+
+/**
+ * Largest upload kept in memory for retries when the source cannot be read again (no `reopen`):
+ * such blobs go monolithic up to this size, and in chunks of at most this size beyond it.
+ */
+export const RETAINED_UPLOAD_MAX = 4 * 1024 * 1024;
+
+/** Environment variable that overrides {@link UPLOAD_CHUNK_SIZE} (bytes; tests make chunks small). */
+export const UPLOAD_CHUNK_SIZE_ENV = "AIRLOCK_UPLOAD_CHUNK_SIZE";
 
 /** Page size asked for when listing tags or the catalog. */
 export const LIST_PAGE_SIZE = 1000;
@@ -68,6 +77,8 @@ export interface BlobDownload {
   stream: Readable;
   /** Full size of the blob, when the registry said. */
   size?: number;
+  /** Offset in the blob of the stream's first byte. */
+  start: number;
 }
 
 /** Options of list operations. */
@@ -106,12 +117,16 @@ export class RegistryClient {
   readonly retries: number;
   /** @internal */
   readonly retryDelayMs: number | undefined;
+  /** @internal The PATCH chunk size: the option, else {@link UPLOAD_CHUNK_SIZE_ENV}, else {@link UPLOAD_CHUNK_SIZE}. */
+  readonly uploadChunkSize: number;
 
   constructor(domain: string, ctx: DockerContext = {}, options: RegistryClientOptions = {}) {
     this.domain = domain;
     this.options = options;
     this.retries = ctx.retryTimes ?? DEFAULT_RETRIES;
     this.retryDelayMs = ctx.retryDelayMs;
+    const env = Number(globalThis.process?.env?.[UPLOAD_CHUNK_SIZE_ENV]);
+    this.uploadChunkSize = options.uploadChunkSize ?? (Number.isSafeInteger(env) && env > 0 ? env : UPLOAD_CHUNK_SIZE);
     this.connection = new RegistryConnection(domain, registryHostFor(domain), ctx, options);
   }
 
@@ -292,16 +307,19 @@ export class Repository {
    * mid-body is resumed with a Range request, invisibly to the reader. Throws ERR_BLOB_NOT_FOUND
    * when the blob does not exist.
    */
-  async getBlob(digest: string, options: { offset?: number; signal?: AbortSignal } = {}): Promise<BlobDownload> {
-    const offset = options.offset ?? 0;
+  async getBlob(digest: string, options: { offset?: number; signal?: AbortSignal; wholeIfUnseekable?: boolean } = {}): Promise<BlobDownload> {
+    let offset = options.offset ?? 0;
     const first = await this.openBlob(digest, offset, options.signal);
+    // A registry that ignores Range answers 200 with the whole blob: the caller may take it from byte 0.
+    if (options.wholeIfUnseekable && offset > 0 && first.start === 0) offset = 0;
     const stream = new ResumableBlobStream(first, offset, {
       reopen: (at, signal) => this.openBlob(digest, at, signal),
       signal: options.signal,
       what: `reading blob ${digest} of ${this.name}`,
       ...(this.registry.options.resumeDelayMs === undefined ? {} : { resumeDelayMs: this.registry.options.resumeDelayMs }),
     });
-    return first.size === undefined ? { stream } : { stream, size: first.size };
+    const out: BlobDownload = first.size === undefined ? { stream, start: offset } : { stream, size: first.size, start: offset };
+    return out;
   }
 
   /**
@@ -359,22 +377,29 @@ export class Repository {
    * Uploads a blob from `stream`, which MUST yield exactly `desc.size` bytes with digest
    * `desc.digest` (the registry checks the digest; a stream that errors aborts the upload and
    * nothing is stored). Small blobs: POST + PUT, retried whole. Large ones: POST + PATCH chunks
-   * with Content-Range + PUT; a failed chunk resumes from the offset the registry reports.
+   * with Content-Range + PUT; after a failed chunk the registry is asked how much it holds and the
+   * upload goes on from there, or — when it dropped the session, as distribution does after a
+   * PATCH cut mid-body — starts again on a new one. With `options.reopen` (a seekable source),
+   * bytes for a retry are read again from the source instead of being kept in memory; without
+   * it, at most {@link RETAINED_UPLOAD_MAX} bytes are kept. With `options.session`, each
+   * acknowledged chunk is recorded, and a session an earlier run left is continued: the stream's
+   * bytes up to the registry's offset are read (and so verified by the caller) but not sent.
    */
-  async putBlob(desc: Pick<Descriptor, "digest" | "size">, stream: Readable, signal?: AbortSignal): Promise<void> {
+  async putBlob(desc: Pick<Descriptor, "digest" | "size">, stream: Readable, signal?: AbortSignal, options: PutBlobOptions = {}): Promise<void> {
     const what = `uploading blob ${desc.digest} to ${this.name}`;
-    const reader = new PieceReader(stream);
+    const body = new UploadBody(stream, desc.size, options.reopen, what);
+    const retainLimit = body.seekable ? Number.POSITIVE_INFINITY : RETAINED_UPLOAD_MAX;
+    const monolithicMax = Math.min(this.registry.options.monolithicUploadMax ?? MONOLITHIC_UPLOAD_MAX, retainLimit);
     try {
-      if (desc.size <= (this.registry.options.monolithicUploadMax ?? MONOLITHIC_UPLOAD_MAX)) await this.uploadMonolithic(desc, reader, what, signal);
-      else await this.uploadChunked(desc, reader, what, signal);
+      if (desc.size <= monolithicMax) await this.uploadMonolithic(desc, body, what, signal);
+      else await this.uploadChunked(desc, body, Math.min(this.registry.uploadChunkSize, retainLimit), what, signal, options.session);
     } catch (err) {
-      await reader.close();
+      await body.close();
       throw err;
     }
   }
 
-  private async uploadMonolithic(desc: Pick<Descriptor, "digest" | "size">, reader: PieceReader, what: string, signal?: AbortSignal): Promise<void> {
-    const chunk = new RetainedChunk(reader, desc.size, true, what);
+  private async uploadMonolithic(desc: Pick<Descriptor, "digest" | "size">, body: UploadBody, what: string, signal?: AbortSignal): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       const location = await this.startUpload(what, signal);
       try {
@@ -382,7 +407,7 @@ export class Repository {
           method: "PUT",
           url: withDigest(location, desc.digest),
           headers: { "content-type": "application/octet-stream", "content-length": String(desc.size) },
-          body: () => chunk.body(),
+          body: () => body.body(0, desc.size),
           ok: [201, 204],
           kind: "upload",
           what,
@@ -409,61 +434,97 @@ export class Repository {
     return { offset: end + 1, location: loc ? new URL(loc, res.url).href : location };
   }
 
-  private async uploadChunked(desc: Pick<Descriptor, "digest" | "size">, reader: PieceReader, what: string, signal?: AbortSignal): Promise<void> {
-    const chunkSize = this.registry.options.uploadChunkSize ?? UPLOAD_CHUNK_SIZE;
-    let location = await this.startUpload(what, signal);
+  private async uploadChunked(desc: Pick<Descriptor, "digest" | "size">, body: UploadBody, chunkSize: number, what: string, signal?: AbortSignal, store?: UploadSessionStore): Promise<void> {
+    let session = store ? await this.continueSession(store, body, what, signal) : undefined;
+    session ??= { location: await this.startUpload(what, signal), offset: 0 };
+    let { location, offset: confirmed } = session;
     try {
-      let offset = 0;
-      let last: RetainedChunk | undefined;
-      while (offset < desc.size) {
-        const chunkStart = offset;
-        const len = Math.min(chunkSize, desc.size - offset);
-        const chunk = new RetainedChunk(reader, len, chunkStart + len === desc.size, what);
-        last = chunk;
-        let from = 0;
-        for (let attempt = 0; from < len; attempt++) {
-          try {
-            const res = await this.send({
-              method: "PATCH",
-              url: location,
-              headers: {
-                "content-type": "application/octet-stream",
-                "content-length": String(len - from),
-                "content-range": `${chunkStart + from}-${chunkStart + len - 1}`,
-              },
-              body: () => chunk.body(from),
-              ok: [202, 204],
-              kind: "upload",
-              what,
-              signal,
-            });
-            await dumpBody(res.body);
-            const loc = header(res.headers, "location");
-            if (loc) location = new URL(loc, res.url).href;
-            break;
-          } catch (err) {
-            if (signal?.aborted || !isRetryableNetworkError(err) || attempt >= this.registry.retries) throw err;
-            await this.waitRetry(attempt, signal);
-            const status = await this.uploadOffset(location, what, signal);
-            location = status.location;
-            // distribution answers "0-0" for an empty upload as well as for one byte.
-            const reported = status.offset === 1 && chunkStart === 0 && from === 0 ? 0 : status.offset;
-            if (reported < chunkStart || reported > chunkStart + len) {
-              throw new AirlockError("ERR_REGISTRY", `${what}: cannot resume the upload: the registry holds ${reported} bytes, but airlock still has only bytes ${chunkStart}–${chunkStart + len}; retry the copy`, { cause: err, retryable: true });
-            }
-            from = reported - chunkStart;
-          }
+      for (let attempt = 0; confirmed < desc.size; ) {
+        const from = confirmed;
+        const to = Math.min(from + chunkSize, desc.size);
+        try {
+          const res = await this.send({
+            method: "PATCH",
+            url: location,
+            headers: { "content-type": "application/octet-stream", "content-length": String(to - from), "content-range": `${from}-${to - 1}` },
+            body: () => body.body(from, to),
+            ok: [202, 204],
+            kind: "upload",
+            what,
+            signal,
+          });
+          await dumpBody(res.body);
+          const loc = header(res.headers, "location");
+          if (loc) location = new URL(loc, res.url).href;
+          confirmed = to;
+          body.confirm(to);
+          attempt = 0;
+          // Recorded before the next chunk goes out: a kill during it finds this session and offset.
+          await store?.save({ location, offset: confirmed });
+        } catch (err) {
+          if (signal?.aborted || !isRetryableNetworkError(err) || attempt >= this.registry.retries) throw err;
+          await this.waitRetry(attempt++, signal);
+          ({ location, offset: confirmed } = await this.recoverUpload(location, confirmed, body, err, what, signal));
+          body.confirm(confirmed);
         }
-        offset = chunkStart + len;
       }
-      // The end of the stream (where the copy pipeline verifies the digest) before the commit.
-      if (last) for await (const _ of last.bytes(last.length)) void _;
       const res = await this.send({ method: "PUT", url: withDigest(location, desc.digest), headers: { "content-length": "0" }, body: new Uint8Array(0), retry: false, ok: [201, 204], kind: "upload", what, signal });
       await dumpBody(res.body);
+      await store?.clear();
     } catch (err) {
-      await this.cancelUpload(location);
+      // A session that a rerun can continue is kept (its end is recorded); otherwise it is cancelled.
+      if (!store || signal?.aborted || !isRetryableNetworkError(err)) {
+        await this.cancelUpload(location);
+        await store?.clear();
+      }
       throw err;
     }
+  }
+
+  /**
+   * After a failed chunk: where the upload goes on. The registry's offset when it still has the
+   * session and the bytes from there can be produced again; else (distribution drops a session
+   * whose PATCH was cut: the bytes it kept no longer match the offset in its `_state`) a new
+   * session from byte 0, when the source can be read again.
+   */
+  private async recoverUpload(location: string, confirmed: number, body: UploadBody, cause: unknown, what: string, signal?: AbortSignal): Promise<UploadSession> {
+    let why: string;
+    try {
+      const status = await this.uploadOffset(location, what, signal);
+      // distribution answers "0-0" for an empty upload as well as for one byte.
+      const offset = status.offset === 1 && confirmed === 0 ? 0 : status.offset;
+      if (offset >= 0 && body.canStartAt(offset)) return { location: status.location, offset };
+      why = `the registry holds ${offset} bytes of the upload, and airlock no longer holds the bytes from there`;
+    } catch (err) {
+      if (!isSessionGone(err)) throw err;
+      why = "the registry dropped the upload session (distribution does so when a chunk is cut off mid-request)";
+    }
+    if (!body.seekable) throw new AirlockError("ERR_REGISTRY", `${what}: cannot resume the upload: ${why}, and the blob's source cannot be read again; retry the copy`, { cause, retryable: true });
+    await this.cancelUpload(location);
+    return { location: await this.startUpload(what, signal), offset: 0 };
+  }
+
+  /** Continues the session an earlier run recorded in `store`, or returns undefined when the registry no longer has it. */
+  private async continueSession(store: UploadSessionStore, body: UploadBody, what: string, signal?: AbortSignal): Promise<UploadSession | undefined> {
+    const saved = store.load();
+    if (!saved) return undefined;
+    let status: UploadSession;
+    try {
+      status = await this.uploadOffset(saved.location, what, signal);
+    } catch (err) {
+      if (!isSessionGone(err)) throw err;
+      await store.clear();
+      return undefined;
+    }
+    const offset = status.offset === 1 && saved.offset === 0 ? 0 : status.offset;
+    if (offset <= 0 || offset > body.size) {
+      await this.cancelUpload(status.location);
+      await store.clear();
+      return undefined;
+    }
+    // The bytes the registry holds are read (the caller's verification sees every byte) but not sent.
+    await body.skipTo(offset);
+    return { location: status.location, offset };
   }
 
   /** Lists the repository's tags, following `Link` pagination. Throws ERR_IMAGE_NOT_FOUND for an unknown repository. */
@@ -516,6 +577,12 @@ export class Repository {
       throw err;
     }
   }
+}
+
+/** Whether a failed upload request means the registry no longer has the session (404, BLOB_UPLOAD_UNKNOWN / _INVALID, 416). */
+function isSessionGone(err: unknown): boolean {
+  if (!(err instanceof RegistryError)) return false;
+  return err.status === 404 || err.status === 416 || err.errors.some((e) => e.code === "BLOB_UPLOAD_UNKNOWN" || e.code === "BLOB_UPLOAD_INVALID");
 }
 
 function withDigest(location: string, digest: string): string {

@@ -91,6 +91,11 @@ export interface ImageReference {
 export interface BlobReader {
   stream: Readable;
   size?: number;
+  /**
+   * Where `stream` starts, when that is not the `offset` asked for (a registry that ignored the
+   * Range request sends the blob from byte 0); absent: it starts at the offset asked for.
+   */
+  offset?: number;
 }
 
 /** Options of {@link ImageSource.getBlob}. */
@@ -98,6 +103,11 @@ export interface GetBlobOptions {
   signal?: AbortSignal;
   /** Start reading at this byte offset (resume). Sources that cannot seek throw ERR_UNSUPPORTED. */
   offset?: number;
+  /**
+   * When the source cannot start at `offset` (a registry that ignores Range), return the whole
+   * blob from byte 0 and say so in {@link BlobReader.offset}, instead of skipping to `offset`.
+   */
+  wholeIfUnseekable?: boolean;
 }
 
 /**
@@ -139,6 +149,41 @@ export interface PutManifestOptions {
   signal?: AbortSignal;
 }
 
+/** Where a resumable upload stands: the upload URL and how many bytes the destination confirmed. */
+export interface UploadSession {
+  location: string;
+  /** Bytes the destination acknowledged (the next byte to send). */
+  offset: number;
+}
+
+/**
+ * Keeps one blob's upload session across runs (an import journal), so that a rerun continues a
+ * half-pushed blob instead of starting it over.
+ */
+export interface UploadSessionStore {
+  /** The session an earlier run left, if any. */
+  load(): UploadSession | undefined;
+  /** Records a session; the destination sends nothing more until it resolves. */
+  save(session: UploadSession): Promise<void>;
+  /** Forgets the session (the blob is stored, or the session is gone). */
+  clear(): Promise<void>;
+}
+
+/**
+ * Optional help a caller gives {@link ImageDestination.putBlob}; a destination MAY ignore it.
+ * With `reopen`, a destination re-reads bytes for a retry instead of keeping them in memory.
+ */
+export interface PutBlobOptions {
+  /**
+   * Opens the blob again from byte `offset` (the source can seek: a file, an archive). These bytes
+   * do not pass the caller's verification: a destination using them MUST have the whole blob's
+   * digest checked at the end (a registry does so when the upload is committed).
+   */
+  reopen?: (offset: number) => Readable;
+  /** Where a resumable upload records its session, and finds the one an earlier run left. */
+  session?: UploadSessionStore;
+}
+
 /** Writes an image. See the call order in this file's comment. */
 export interface ImageDestination {
   readonly reference: ImageReference;
@@ -150,7 +195,7 @@ export interface ImageDestination {
    * the destination MUST then keep nothing under `desc.digest`. Destinations that write files
    * hash while writing, write to a temporary name, check, then rename.
    */
-  putBlob(desc: Descriptor, stream: Readable, signal?: AbortSignal): Promise<void>;
+  putBlob(desc: Descriptor, stream: Readable, signal?: AbortSignal, options?: PutBlobOptions): Promise<void>;
   /** Returns true if a manifest with this digest is already stored (lets a re-run skip work). */
   hasManifest(digest: Digest, signal?: AbortSignal): Promise<boolean>;
   /** Stores a manifest's exact bytes. */

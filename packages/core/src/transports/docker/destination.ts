@@ -8,8 +8,9 @@ import type { Digest } from "../../digest.js";
 import { AirlockError } from "../../errors.js";
 import type { Descriptor, Manifest } from "../../manifest.js";
 import { MANIFEST_MEDIA_TYPES } from "../../mediatype.js";
-import { RegistryClient, type RegistryClientOptions, type Repository } from "../../registry/client.js";
-import type { BlobMountTarget, DestinationCapabilities, ImageDestination, ImageReference, PutManifestOptions, SignatureDestination, SignatureOptions, SystemContext } from "../types.js";
+import type { RegistryClient, RegistryClientOptions, Repository } from "../../registry/client.js";
+import { acquireRegistryClient, type SharedRegistryClient } from "../../registry/shared.js";
+import type { BlobMountTarget, DestinationCapabilities, ImageDestination, ImageReference, PutBlobOptions, PutManifestOptions, SignatureDestination, SignatureOptions, SystemContext } from "../types.js";
 import { isWritableLookaside, writeLookasideSignatures } from "./lookaside.js";
 import { DockerImageReference } from "./reference.js";
 
@@ -58,9 +59,13 @@ export class DockerImageDestination implements ImageDestination, BlobMountTarget
     return this.repository.mountBlob(desc.digest, this.mountFrom, signal);
   }
 
-  /** Uploads the blob from `stream` (already being verified by the copy pipeline; the registry checks the digest too). */
-  async putBlob(desc: Descriptor, stream: Readable, signal?: AbortSignal): Promise<void> {
-    await this.repository.putBlob(desc, stream, signal);
+  /**
+   * Uploads the blob from `stream` (already being verified by the copy pipeline; the registry
+   * checks the digest too). `options.reopen` lets a retry re-read bytes instead of keeping them;
+   * `options.session` lets a chunked upload be continued by a later run.
+   */
+  async putBlob(desc: Descriptor, stream: Readable, signal?: AbortSignal, options?: PutBlobOptions): Promise<void> {
+    await this.repository.putBlob(desc, stream, signal, options);
   }
 
   /** True when a manifest with `digest` is stored in the repository (HEAD). */

@@ -50,7 +50,9 @@ export class DockerImageSource implements ImageSource, SignatureSource {
   async getBlob(desc: Descriptor, options: GetBlobOptions = {}): Promise<BlobReader> {
     const dl = await this.repository.getBlob(desc.digest, options);
     const size = dl.size ?? (desc.size >= 0 ? desc.size : undefined);
-    return size === undefined ? { stream: dl.stream } : { stream: dl.stream, size };
+    const out: BlobReader = size === undefined ? { stream: dl.stream } : { stream: dl.stream, size };
+    if (dl.start !== (options.offset ?? 0)) out.offset = dl.start;
+    return out;
   }
 
   /**
