@@ -23,6 +23,7 @@ import { canStoreSignatures, type ImageDestination, type ImageReference, type Sy
 import type { BundleListener } from "./events.js";
 import { type BundleMetadata, blobPath } from "./format.js";
 import { BundleReader } from "./reader.js";
+import { ImportJournal, importJournalPath } from "./upload-journal.js";
 import { BundleReference, readBundleSignatures } from "./source.js";
 import { linkedController, settleAll } from "./util.js";
 
@@ -42,6 +43,12 @@ export interface ImportOptions {
   images?: string[];
   /** Check the bundle and report what would be pushed; push nothing. */
   dryRun?: boolean;
+  /**
+   * The import journal, where half-pushed chunked uploads are recorded so that a rerun continues
+   * them (default: a file per bundle in the user's state directory, see {@link importJournalPath});
+   * false: none.
+   */
+  journal?: string | false;
   signal?: AbortSignal;
   onProgress?: BundleListener;
   /** Interval of blob-progress events per blob in milliseconds (default 500). */
@@ -178,6 +185,7 @@ export async function importBundle(path: string | string[], options: ImportOptio
       result.durationMs = Date.now() - started;
       return result;
     }
+    const journal = options.journal === false ? undefined : ImportJournal.open(options.journal ?? importJournalPath(reader.path), reader.path);
 
     // 2. Destinations and what they already hold (all images at once: these are small requests), then every blob.
     const open = limiter(16);
@@ -231,7 +239,7 @@ export async function importBundle(path: string | string[], options: ImportOptio
           const before = byDigest.get(b.digest) ?? Promise.resolve();
           const task = before
             .catch(() => {})
-            .then(() => run(() => (serial.get(dest) ?? ((fn) => fn()))(() => throttled(options.throttle, dest, () => pushBlob(reader, w, dest, b, inner.signal, options, result)))))
+            .then(() => run(() => (serial.get(dest) ?? ((fn) => fn()))(() => throttled(options.throttle, dest, () => pushBlob(reader, w, dest, b, inner.signal, options, result, journal)))))
             .catch((err) => {
               if (firstError === undefined) firstError = err;
               inner.abort(err);
@@ -270,6 +278,7 @@ export async function importBundle(path: string | string[], options: ImportOptio
       ),
     );
     result.images = done;
+    await journal?.remove();
     result.durationMs = Date.now() - started;
     return result;
   } finally {
@@ -283,7 +292,7 @@ function throttled<T>(throttle: Throttle | undefined, dest: ImageDestination, fn
   return throttle ? throttle.transfer([dest.reference], fn) : fn();
 }
 
-async function pushBlob(reader: BundleReader, w: ImageWork, dest: ImageDestination, b: Descriptor, signal: AbortSignal, options: ImportOptions, result: ImportResult): Promise<void> {
+async function pushBlob(reader: BundleReader, w: ImageWork, dest: ImageDestination, b: Descriptor, signal: AbortSignal, options: ImportOptions, result: ImportResult, journal: ImportJournal | undefined): Promise<void> {
   const { onProgress } = options;
   signal.throwIfAborted();
   if (await dest.tryReuseBlob(b, signal)) {
@@ -298,6 +307,8 @@ async function pushBlob(reader: BundleReader, w: ImageWork, dest: ImageDestinati
     signal,
     onProgress,
     progressIntervalMs: options.progressIntervalMs,
+    // The archive can be read again at any offset: a retried chunk is re-read, not kept in memory.
+    put: { reopen: (offset) => reader.openBlob(b, { offset }), ...(journal ? { session: journal.store(dest.reference.toString(), b.digest) } : {}) },
   });
   result.blobsPushed++;
   result.bytesPushed += b.size;

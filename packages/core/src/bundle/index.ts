@@ -25,6 +25,7 @@ export {
   volumeFileName,
 } from "./format.js";
 export { type ImportedImage, type ImportOptions, type ImportResult, importBundle } from "./import.js";
+export { ImportJournal, type ImportJournalData, importJournalPath } from "./upload-journal.js";
 export { type BundleProblem, BundleReader, type OpenBlobOptions, type OpenBundleOptions, type ProblemKind, type ReaderVolume, type Segment, type TarEntry } from "./reader.js";
 export type { PlatformSelection } from "./resolve.js";
 export { BundleReference, type BundleSourceOptions, bundleImageSource, bundleTransport, readBundleSignatures } from "./source.js";

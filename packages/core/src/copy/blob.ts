@@ -7,7 +7,7 @@ import { VerifyingStream } from "../digest.js";
 import { AirlockError } from "../errors.js";
 import type { Descriptor } from "../manifest.js";
 import type { ProgressListener } from "../progress.js";
-import type { ImageDestination } from "../transports/types.js";
+import type { ImageDestination, PutBlobOptions } from "../transports/types.js";
 
 /** Options of {@link putVerifiedBlob}. */
 export interface PutVerifiedBlobOptions {
@@ -19,6 +19,8 @@ export interface PutVerifiedBlobOptions {
   onProgress?: ProgressListener | undefined;
   /** Interval of blob-progress events in milliseconds (default 500). */
   progressIntervalMs?: number | undefined;
+  /** Passed to the destination's putBlob (a seekable source's `reopen`, an upload session store). */
+  put?: PutBlobOptions | undefined;
 }
 
 /**
@@ -36,7 +38,7 @@ export async function putVerifiedBlob(dest: ImageDestination, desc: Descriptor, 
     ? setInterval(() => onProgress({ type: "blob-progress", image, digest: desc.digest, bytes: verifier.bytes, size: desc.size }), options.progressIntervalMs ?? 500)
     : undefined;
   try {
-    await dest.putBlob(desc, verified, signal);
+    await dest.putBlob(desc, verified, signal, options.put);
   } catch (err) {
     verified.destroy();
     throw verifier.errored ?? err;
