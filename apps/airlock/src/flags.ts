@@ -35,7 +35,8 @@ export function addDockerFlags(cmd: Command, prefix: "" | "src-" | "dest-"): Com
     .option(`--${prefix}registry-token <token>`, `bearer token${side} registry, sent as is`)
     .option(`--${prefix}cert-dir <dir>`, `directory with *.crt CAs and a *.cert/*.key client pair${side}`)
     .option(`--${prefix}tls-verify <bool>`, `verify TLS${side}; false also allows plain HTTP`, parseBool)
-    .option(`--${prefix}no-creds`, `access the registry${side} anonymously`);
+    .option(`--${prefix}no-creds`, `access the registry${side} anonymously`)
+    .option(`--${prefix}daemon-host <host>`, `docker-daemon: the Docker daemon${side}, e.g. unix:///var/run/docker.sock or tcp://HOST:PORT (default: DOCKER_HOST, else the local socket)`);
 }
 
 /** Adds skopeo's `--retry-times` and `--retry-delay` to a command. */
@@ -99,6 +100,8 @@ export function systemContextFrom(opts: Opts, prefix: "" | "src-" | "dest-", glo
   if (opts.retryTimes !== undefined) docker.retryTimes = opts.retryTimes as number;
   if (opts.retryDelay !== undefined) docker.retryDelayMs = opts.retryDelay as number;
   const ctx: SystemContext = { docker };
+  const daemonHost = get("daemonHost") as string | undefined;
+  if (daemonHost !== undefined) ctx.dockerDaemonHost = daemonHost;
   if (globals.tmpdir) ctx.tmpDir = globals.tmpdir as string;
   return ctx;
 }

@@ -26,6 +26,11 @@ export interface SystemContext {
   tmpDir?: string;
   /** Registry (docker://) settings. */
   docker?: DockerContext;
+  /**
+   * The Docker daemon of a `docker-daemon:` image (skopeo's `--daemon-host`, `--src-daemon-host`,
+   * `--dest-daemon-host`): `unix:///PATH`, `tcp://HOST:PORT` or `http://HOST:PORT`; unset: DOCKER_HOST, then the default socket.
+   */
+  dockerDaemonHost?: string;
 }
 
 /** Registry settings for one side of a copy, as skopeo's `--src-*` / `--dest-*` flags. */
