@@ -11,7 +11,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { promises as fs } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import { type Digest, digestOf } from "../digest.js";
+import { type Digest, Digester, digestAlgorithm, digestOf } from "../digest.js";
 import { AirlockError, isAirlockError } from "../errors.js";
 import { writeFileAtomic } from "../fsutil.js";
 import { type Descriptor, type IndexJSON, type Manifest, REF_NAME_ANNOTATION } from "../manifest.js";
@@ -19,7 +19,7 @@ import { MediaType } from "../mediatype.js";
 import { formatPlatform } from "../platform.js";
 import { limiter } from "../progress.js";
 import type { Throttle } from "../throttle.js";
-import { type ImageReference, type ImageSource, isSignatureSource, type SystemContext } from "../transports/types.js";
+import { type BlobReader, type ImageReference, type ImageSource, isSignatureSource, type SystemContext } from "../transports/types.js";
 import { baseSetDigest, type DeltaBase } from "../delta/receipt.js";
 import type { BundleListener } from "./events.js";
 import {
@@ -369,13 +369,15 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
                 blobDone(d);
                 return;
               }
-              const download = () => downloadBlob(files, t, inner.signal, options, hasher, background);
-              await (options.throttle ? options.throttle.transfer([t.src.reference], download) : download());
+              // Bytes of its data an earlier run wrote: only the rest is fetched.
+              const kept = resumed ? journal.written(d) : 0;
+              const download = () => downloadBlob(files, t, inner.signal, options, hasher, background, journal, kept);
+              const fetched = await (options.throttle ? options.throttle.transfer([t.src.reference], download) : download());
               await files.write(t.entry.header, 0, t.entry.header.length, t.entry.headerOffset);
               hasher.written(t.entry);
               journal.markDone(d);
               result.blobsWritten++;
-              result.bytesWritten += t.desc.size;
+              result.bytesWritten += fetched;
               onProgress?.({ type: "blob-done", image: t.image, digest: d, size: t.desc.size });
               blobDone(d);
             }).catch((err) => {
@@ -595,22 +597,52 @@ async function writeSmallEntries(files: VolumeFiles, plan: BundlePlan, bundleId:
   await flush();
 }
 
-async function downloadBlob(files: VolumeFiles, t: BlobTask, signal: AbortSignal, options: ExportOptions, hasher: VolumeHasher, background: BackgroundSync): Promise<void> {
+/**
+ * Downloads blob `t` into its region, verified; returns the bytes fetched. `kept` bytes of its
+ * data written by an earlier run are hashed again from disk and the rest is fetched with a Range
+ * request; a source that cannot start there sends the whole blob, written from the start. The
+ * whole blob's digest is checked at the end either way; a mismatch after a kept prefix is retried
+ * from the start. Each completed write is recorded in the journal, for the next rerun.
+ */
+async function downloadBlob(files: VolumeFiles, t: BlobTask, signal: AbortSignal, options: ExportOptions, hasher: VolumeHasher, background: BackgroundSync, journal: Journal, kept: number): Promise<number> {
   const { onProgress } = options;
   const d = t.desc.digest;
   const interval = options.progressIntervalMs ?? 500;
   for (let attempt = 1; ; attempt++) {
-    if (attempt > 1) hasher.blobRestart(t.entry);
+    if (attempt > 1) {
+      hasher.blobRestart(t.entry);
+      kept = 0;
+    }
     onProgress?.({ type: "blob-start", image: t.image, digest: d, size: t.desc.size, mediaType: t.desc.mediaType });
     let last = 0;
+    let startAt = 0;
     try {
-      const { stream } = await t.src.getBlob(t.desc, { signal });
+      let digester: Digester | undefined;
+      let opened: BlobReader | undefined;
+      if (kept > 0) {
+        digester = await hashKept(files, t.entry, d, kept, signal);
+        if (digester) {
+          try {
+            opened = await t.src.getBlob(t.desc, { signal, offset: kept, wholeIfUnseekable: true });
+            startAt = opened.offset ?? kept;
+          } catch (err) {
+            if (!isAirlockError(err, "ERR_UNSUPPORTED")) throw err;
+          }
+          if (startAt > 0) hasher.blobResumed(t.entry, startAt);
+          else digester = undefined;
+        }
+      }
+      opened ??= await t.src.getBlob(t.desc, { signal });
+      const { stream } = opened;
       await writeBlobData(files, t.entry, d, options.throttle?.stream(stream, signal) ?? stream, {
         signal,
         what: `blob ${d} of ${t.src.reference}`,
+        startAt,
+        digester,
         onWritten: (pos, buf, n) => {
           hasher.blobWrite(t.entry, pos, buf, n);
           background.add(n);
+          journal.markProgress(d, Math.min(pos + n - t.entry.dataOffset, t.desc.size));
         },
         onBytes: (bytes) => {
           const now = Date.now();
@@ -620,12 +652,29 @@ async function downloadBlob(files: VolumeFiles, t: BlobTask, signal: AbortSignal
           }
         },
       });
-      return;
+      return t.desc.size - startAt;
     } catch (err) {
-      if (!(isAirlockError(err) && err.retryable) || attempt >= 3 || signal.aborted) throw err;
-      onProgress?.({ type: "warning", image: t.image, message: `blob ${d}: ${err.message}; retrying (${attempt}/2)` });
+      // A kept prefix may be what is wrong (a digest mismatch): once more, from the start.
+      const keptWrong = startAt > 0 && isAirlockError(err, "ERR_DIGEST_MISMATCH");
+      if (!((isAirlockError(err) && err.retryable) || keptWrong) || attempt >= 3 || signal.aborted) throw err;
+      onProgress?.({ type: "warning", image: t.image, message: `blob ${d}: ${(err as Error).message}; retrying${keptWrong ? " from its start" : ""} (${attempt}/2)` });
     }
   }
+}
+
+/** Hashes the first `n` bytes of `entry`'s data as written by an earlier run; undefined when they cannot be read. */
+async function hashKept(files: VolumeFiles, entry: PlannedEntry, digest: Digest, n: number, signal: AbortSignal): Promise<Digester | undefined> {
+  if (n <= 0 || n >= entry.size) return undefined;
+  const digester = new Digester(digestAlgorithm(digest));
+  const buf = Buffer.allocUnsafe(Math.min(WRITE_CHUNK_SIZE, n));
+  for (let pos = 0; pos < n; ) {
+    signal.throwIfAborted();
+    const got = await files.read(buf, 0, Math.min(buf.length, n - pos), entry.dataOffset + pos);
+    if (got === 0) return undefined;
+    digester.update(buf.subarray(0, got));
+    pos += got;
+  }
+  return digester;
 }
 
 /**

@@ -111,6 +111,17 @@ export class VolumeHasher {
     s.attached = false;
   }
 
+  /**
+   * Records that the first `n` bytes of blob `entry`'s data are on disk already (kept from an
+   * earlier run): the frontier reads them back, then follows the writes from there.
+   */
+  blobResumed(entry: PlannedEntry, n: number): void {
+    const s = this.span(entry);
+    s.written = n;
+    s.attached = false;
+    this.kick();
+  }
+
   /** Resolves once everything before logical position `pos` is hashed. */
   reach(pos: number): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);

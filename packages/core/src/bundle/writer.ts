@@ -32,6 +32,13 @@ export interface WriteBlobOptions {
   onWritten?: ((pos: number, buf: Buffer, n: number) => void) | undefined;
   /** Names the blob in error messages, e.g. "blob sha256:… of docker://…". */
   what: string;
+  /**
+   * Bytes of the data already in place (kept from an earlier run): `stream` starts at this offset,
+   * and `digester` MUST already hold those bytes.
+   */
+  startAt?: number | undefined;
+  /** The digester to continue (see `startAt`). */
+  digester?: Digester | undefined;
 }
 
 /**
@@ -43,8 +50,8 @@ export interface WriteBlobOptions {
 export async function writeBlobData(files: VolumeFiles, entry: PlannedEntry, digest: Digest, stream: Readable, options: WriteBlobOptions): Promise<void> {
   const { signal, onBytes, onWritten, what } = options;
   const size = entry.size;
-  const digester = new Digester(digestAlgorithm(digest));
-  let pos = entry.dataOffset;
+  const digester = options.digester ?? new Digester(digestAlgorithm(digest));
+  let pos = entry.dataOffset + (options.startAt ?? 0);
   // Chunks are gathered by reference and written with one writev once WRITE_CHUNK_SIZE bytes are
   // there (no copy); small chunks are first packed into a small buffer, so a source that yields
   // tiny chunks does not turn into thousands of pieces. One write is in flight while the next
@@ -231,6 +238,9 @@ export async function checkBlobData(files: VolumeFiles, entry: PlannedEntry, dig
   return n === header.length && header.equals(entry.header) && digester.digest() === digest;
 }
 
+/** Shortest interval between two journal saves for download progress, in ms. */
+export const PROGRESS_SAVE_MS = 250;
+
 /** What the journal file holds. */
 export interface JournalData {
   version: 1;
@@ -241,6 +251,8 @@ export interface JournalData {
   created: string;
   /** Blobs whose data and header are written. */
   done: Digest[];
+  /** Blobs being written: bytes of data written from the start (a rerun continues from there). */
+  partial?: Record<string, number>;
 }
 
 /**
@@ -252,6 +264,7 @@ export class Journal {
   readonly data: JournalData;
   private writing: Promise<void> | undefined;
   private dirty = false;
+  private lastProgressSave = 0;
 
   constructor(path: string, data: JournalData) {
     this.path = path;
@@ -272,7 +285,27 @@ export class Journal {
   /** Records that `digest` is done and schedules a save. */
   markDone(digest: Digest): void {
     this.data.done.push(digest);
+    if (this.data.partial) delete this.data.partial[digest];
     this.save();
+  }
+
+  /**
+   * Records that the first `bytes` of blob `digest`'s data are written; saved at most every
+   * {@link PROGRESS_SAVE_MS} (a kill loses only what came after the last save).
+   */
+  markProgress(digest: Digest, bytes: number): void {
+    this.data.partial ??= {};
+    this.data.partial[digest] = bytes;
+    const now = Date.now();
+    if (now - this.lastProgressSave < PROGRESS_SAVE_MS) return;
+    this.lastProgressSave = now;
+    this.save();
+  }
+
+  /** Bytes of blob `digest` an earlier run recorded as written (0 when none). */
+  written(digest: Digest): number {
+    const n = this.data.partial?.[digest];
+    return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : 0;
   }
 
   /** Schedules a save; at most one is in flight, and a change during it triggers one more. */
