@@ -26,6 +26,8 @@ export interface StartRegistryOptions {
   mode: RegistryMode;
   /** Token mode: the JSON field the token server puts the token in (default `token`). */
   tokenField?: "token" | "access_token";
+  /** Accept Docker schema 1 manifest pushes (`compatibility.schema1.enabled`; distribution 2.8 refuses them by default). */
+  schema1?: boolean;
 }
 
 /** One request the token server answered (for assertions on scopes and grants). */
@@ -134,7 +136,8 @@ async function startIn(dir: string, options: StartRegistryOptions, cleanups: (()
       `version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n` +
       `storage:\n  filesystem:\n    rootdirectory: ${join(dir, "data")}\n  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\n` +
       `http:\n  addr: ${host}\n  secret: any-test-secret\n${tlsYaml}` +
-      authYaml;
+      authYaml +
+      (options.schema1 ? "compatibility:\n  schema1:\n    enabled: true\n" : "");
     const configPath = join(dir, "config.yml");
     await fs.writeFile(configPath, config);
     const proc = spawn("docker-registry", ["serve", configPath], { stdio: ["ignore", "ignore", "pipe"] });

@@ -6,6 +6,7 @@ export * from "./errors.js";
 export * from "./digest.js";
 export * from "./mediatype.js";
 export * from "./manifest.js";
+export * from "./manifest-schema1.js";
 export * from "./platform.js";
 export * from "./fsutil.js";
 export * from "./transports/types.js";

@@ -5,6 +5,7 @@
 import { pipeline } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { type Digest, VerifyingStream } from "./digest.js";
+import { inspectSchema1, schema1OCIConfig } from "./convert/schema1.js";
 import { AirlockError } from "./errors.js";
 import type { Descriptor, Manifest } from "./manifest.js";
 import { formatPlatform, hostPlatform, type Platform, platformMatches } from "./platform.js";
@@ -34,7 +35,8 @@ export interface InspectOutput {
   Variant?: string;
   Os: string;
   Layers: Digest[];
-  LayersData: InspectLayer[];
+  /** Absent for a Docker schema 1 image (its manifest gives no media types or sizes), as in skopeo. */
+  LayersData?: InspectLayer[];
   Env: string[] | null;
 }
 
@@ -64,8 +66,13 @@ export interface InspectResult {
   manifest: Manifest;
   /** The image manifest chosen for the platform (the top-level one unless it is an index). */
   image: Manifest;
-  /** The raw config blob of `image`. */
+  /** The raw config blob of `image` (empty for a Docker schema 1 image, which has none). */
   configBytes: Uint8Array;
+  /**
+   * For a Docker schema 1 image: the OCI config `skopeo inspect --config` prints, built from its
+   * history (diffIDs unknown, so empty strings). Otherwise absent: convert `configBytes` with {@link toOCIConfig}.
+   */
+  ociConfig?: Record<string, unknown>;
   /** The summary `skopeo inspect` prints. */
   output: InspectOutput;
 }
@@ -75,6 +82,7 @@ export async function inspectImage(ref: ImageReference, options: InspectOptions 
   const src = await ref.newSource(options.context);
   try {
     const manifest = await src.getManifest(undefined, options.signal);
+    if (manifest.isSchema1) return await inspectSchema1Image(ref, src, manifest, options);
     const image = manifest.isIndex ? await src.getManifest(choose(manifest, options.platform, ref).digest, options.signal) : manifest;
     const configBytes = await readConfig(src, image.image.config, options.signal);
     let config: Record<string, unknown>;
@@ -109,6 +117,33 @@ export async function inspectImage(ref: ImageReference, options: InspectOptions 
   } finally {
     await src.close();
   }
+}
+
+/** `inspect` of a Docker schema 1 image: everything comes from its manifest (containers/image's Schema1.Inspect). */
+async function inspectSchema1Image(ref: ImageReference, src: ImageSource, manifest: Manifest, options: InspectOptions): Promise<InspectResult> {
+  const what = `manifest ${manifest.digest} of ${ref}`;
+  const s1 = inspectSchema1(manifest.schema1, what);
+  const output: InspectOutput = {} as InspectOutput;
+  const docker = ref.dockerReference();
+  if (docker) {
+    const at = docker.indexOf("@");
+    const base = at >= 0 ? docker.slice(0, at) : docker;
+    const colon = base.lastIndexOf(":");
+    output.Name = colon > base.lastIndexOf("/") ? base.slice(0, colon) : base;
+  }
+  // skopeo prints the tag embedded in a schema 1 manifest, not the reference's.
+  if (s1.tag) output.Tag = s1.tag;
+  output.Digest = manifest.digest;
+  output.RepoTags = !options.noTags && canListTags(src) ? await src.listTags(options.signal) : [];
+  output.Created = s1.created;
+  output.DockerVersion = s1.dockerVersion;
+  output.Labels = s1.labels;
+  output.Architecture = s1.architecture;
+  if (s1.variant) output.Variant = s1.variant;
+  output.Os = s1.os;
+  output.Layers = s1.layers;
+  output.Env = s1.env;
+  return { manifest, image: manifest, configBytes: new Uint8Array(0), ociConfig: schema1OCIConfig(manifest.schema1, what), output };
 }
 
 function choose(index: Manifest, platform: Partial<Platform> | undefined, ref: ImageReference): Descriptor {

@@ -6,6 +6,7 @@
  */
 import { type Digest, digestAlgorithm, digestOf, parseDigest } from "./digest.js";
 import { AirlockError } from "./errors.js";
+import { guessSchema1MediaType, hasSchema1Signatures, type Schema1JSON, Schema1Manifest, schema1Payload } from "./manifest-schema1.js";
 import { isImageManifest, isIndex, isSchema1, MediaType, type ManifestMediaType, isManifestMediaType } from "./mediatype.js";
 import type { Platform } from "./platform.js";
 
@@ -54,35 +55,35 @@ export const REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name";
 export class Manifest {
   /** The exact bytes of the manifest. */
   readonly bytes: Uint8Array;
-  /** The media type: one of the four supported manifest types. */
+  /** The media type: one of the four supported manifest types, or Docker schema 1 (see {@link schema1}). */
   readonly mediaType: ManifestMediaType;
-  /** The digest of `bytes`. */
+  /** The digest of `bytes` (of a signed schema 1 manifest: of its JWS payload). */
   readonly digest: Digest;
   /** The parsed JSON (read-only). */
-  readonly json: ImageManifestJSON | IndexJSON;
+  readonly json: ImageManifestJSON | IndexJSON | Schema1JSON;
+  private readonly s1: Schema1Manifest | undefined;
 
-  private constructor(bytes: Uint8Array, mediaType: ManifestMediaType, digest: Digest, json: ImageManifestJSON | IndexJSON) {
+  private constructor(bytes: Uint8Array, mediaType: ManifestMediaType, digest: Digest, json: ImageManifestJSON | IndexJSON | Schema1JSON, s1?: Schema1Manifest) {
     this.bytes = bytes;
     this.mediaType = mediaType;
     this.digest = digest;
     this.json = json;
+    this.s1 = s1;
   }
 
   /**
    * Parses raw manifest bytes. `mediaType` is what the source said (a registry's Content-Type, a
    * descriptor's mediaType); when absent or generic it is taken from the JSON. When `expected` is
    * given the bytes must hash to it (ERR_DIGEST_MISMATCH otherwise). `what` names the manifest in
-   * error messages. Schema 1 and unknown media types are refused with a clear message.
+   * error messages. A Docker schema 1 manifest is read (its digest is that of its JWS payload when
+   * signed; see manifest-schema1.ts); unknown media types are refused with a clear message.
    */
   static parse(bytes: Uint8Array, options: { mediaType?: string | undefined; expected?: Digest | undefined; what?: string } = {}): Manifest {
     const what = options.what ?? "manifest";
     if (bytes.length > MAX_MANIFEST_SIZE) {
       throw new AirlockError("ERR_MANIFEST_INVALID", `${what} is ${bytes.length} bytes, more than the ${MAX_MANIFEST_SIZE} airlock accepts`);
     }
-    const digest = options.expected ? digestOf(bytes, digestAlgorithm(options.expected)) : digestOf(bytes);
-    if (options.expected && digest !== options.expected) {
-      throw new AirlockError("ERR_DIGEST_MISMATCH", `${what}: content has digest ${digest}, expected ${options.expected}; the source is corrupt or was tampered with`);
-    }
+    const algorithm = options.expected ? digestAlgorithm(options.expected) : "sha256";
     let json: unknown;
     try {
       json = JSON.parse(Buffer.from(bytes).toString("utf8"));
@@ -97,8 +98,16 @@ export class Manifest {
     let mt = normaliseContentType(options.mediaType);
     if (mt === undefined || mt === "application/json" || mt === "application/octet-stream" || mt === "text/plain") mt = declared;
     if (mt === undefined) mt = guessMediaType(obj);
-    if (isSchema1(mt) || obj.schemaVersion === 1) {
-      throw new AirlockError("ERR_UNSUPPORTED_MEDIA_TYPE", `${what} is a Docker schema 1 manifest, which airlock does not support (deprecated since 2017); re-push the image with a current Docker or Podman to get a v2 schema 2 or OCI manifest`);
+    const schema1 = isSchema1(mt) || obj.schemaVersion === 1;
+    // containers/image's manifest.Digest: a signed schema 1 manifest's digest is its JWS payload's.
+    const digest = digestOf(schema1 && hasSchema1Signatures(obj) ? schema1Payload(bytes, obj, what) : bytes, algorithm);
+    if (options.expected && digest !== options.expected) {
+      throw new AirlockError("ERR_DIGEST_MISMATCH", `${what}: content has digest ${digest}, expected ${options.expected}; the source is corrupt or was tampered with`);
+    }
+    if (schema1) {
+      if (declared !== undefined && !isSchema1(declared)) throw new AirlockError("ERR_MANIFEST_INVALID", `${what}: its mediaType field says ${declared} but it is a Docker schema 1 manifest`);
+      const s1 = Schema1Manifest.parse(obj, what);
+      return new Manifest(bytes, isSchema1(mt) ? mt : guessSchema1MediaType(obj), digest, obj as unknown as Schema1JSON, s1);
     }
     if (!isManifestMediaType(mt)) {
       throw new AirlockError("ERR_UNSUPPORTED_MEDIA_TYPE", `${what} has unsupported media type ${JSON.stringify(mt ?? "(none)")}; airlock supports ${[MediaType.OCIManifest, MediaType.OCIIndex, MediaType.DockerManifest, MediaType.DockerManifestList].join(", ")}`);
@@ -115,6 +124,17 @@ export class Manifest {
     return Manifest.parse(Buffer.from(JSON.stringify(value)), { mediaType });
   }
 
+  /** Whether this is a Docker schema 1 manifest (read {@link schema1}; {@link image} throws). */
+  get isSchema1(): boolean {
+    return this.s1 !== undefined;
+  }
+
+  /** The parsed view of a Docker schema 1 manifest. Throws if this is not one. */
+  get schema1(): Schema1Manifest {
+    if (!this.s1) throw new AirlockError("ERR_MANIFEST_INVALID", `manifest ${this.digest} is not a Docker schema 1 manifest`);
+    return this.s1;
+  }
+
   /** Whether this is an index (OCI index or Docker manifest list). */
   get isIndex(): boolean {
     return isIndex(this.mediaType);
@@ -126,8 +146,14 @@ export class Manifest {
     return this.json as IndexJSON;
   }
 
-  /** The parsed view as an image manifest. Throws if this is an index. */
+  /** The parsed view as an image manifest. Throws if this is an index or a Docker schema 1 manifest (it has no config descriptor). */
   get image(): ImageManifestJSON {
+    if (this.s1) {
+      throw new AirlockError(
+        "ERR_UNSUPPORTED_MEDIA_TYPE",
+        `manifest ${this.digest} is a Docker schema 1 manifest, which this operation cannot use as it is; convert it first, e.g. airlock copy --format v2s2 (or oci) SOURCE DESTINATION`,
+      );
+    }
     if (this.isIndex) throw new AirlockError("ERR_MANIFEST_INVALID", `manifest ${this.digest} is an index, not an image manifest`);
     return this.json as ImageManifestJSON;
   }
@@ -142,8 +168,15 @@ export class Manifest {
     return d;
   }
 
-  /** For an image manifest: the config then the layers, the blobs it references. */
+  /**
+   * For an image manifest: the config then the layers, the blobs it references. For a schema 1
+   * manifest: its distinct layer blobs, base first, of unknown size (-1).
+   */
   blobs(): Descriptor[] {
+    if (this.s1) {
+      const seen = new Set<string>();
+      return this.s1.layers().filter((l) => !seen.has(l.digest) && seen.add(l.digest)).map((l) => ({ mediaType: MediaType.DockerLayerGzip, digest: l.digest, size: -1 }));
+    }
     const m = this.image;
     return [m.config, ...m.layers];
   }
@@ -155,7 +188,7 @@ function normaliseContentType(ct: string | undefined): string | undefined {
 }
 
 function guessMediaType(obj: Record<string, unknown>): string | undefined {
-  if (obj.schemaVersion === 1) return MediaType.DockerSchema1;
+  if (obj.schemaVersion === 1) return guessSchema1MediaType(obj);
   if (Array.isArray(obj.manifests)) return MediaType.OCIIndex;
   if (obj.config && Array.isArray(obj.layers)) return MediaType.OCIManifest;
   return undefined;

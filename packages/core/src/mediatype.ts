@@ -23,14 +23,15 @@ export const MediaType = {
   DockerSchema1Signed: "application/vnd.docker.distribution.manifest.v1+prettyjws",
 } as const;
 
-/** One of the manifest media types airlock reads and writes. */
+/** One of the manifest media types airlock reads and writes (Docker schema 1 included: read, kept or converted). */
 export type ManifestMediaType =
   | typeof MediaType.OCIManifest
   | typeof MediaType.OCIIndex
   | typeof MediaType.DockerManifest
-  | typeof MediaType.DockerManifestList;
+  | typeof MediaType.DockerManifestList
+  | Schema1MediaType;
 
-/** The four manifest media types airlock supports, in the order a registry client asks for them. */
+/** The four current manifest media types airlock supports, in the order a registry client asks for them (schema 1 is not among them). */
 export const MANIFEST_MEDIA_TYPES: readonly ManifestMediaType[] = [
   MediaType.OCIManifest,
   MediaType.OCIIndex,
@@ -48,12 +49,18 @@ export function isImageManifest(mt: string | undefined): boolean {
   return mt === MediaType.OCIManifest || mt === MediaType.DockerManifest;
 }
 
-/** Reports whether `mt` is one of the four supported manifest media types. */
+/** Reports whether `mt` is a manifest media type airlock reads: the four current ones or Docker schema 1. */
 export function isManifestMediaType(mt: string | undefined): mt is ManifestMediaType {
-  return isIndex(mt) || isImageManifest(mt);
+  return isIndex(mt) || isImageManifest(mt) || isSchema1(mt);
 }
 
-/** Reports whether `mt` is a Docker schema 1 manifest, which airlock refuses. */
-export function isSchema1(mt: string | undefined): boolean {
+/** One of the two Docker schema 1 manifest media types (unsigned and JWS-signed), which airlock reads and converts. */
+export type Schema1MediaType = typeof MediaType.DockerSchema1 | typeof MediaType.DockerSchema1Signed;
+
+/** The two schema 1 media types: add them to a destination's manifestMediaTypes when it stores schema 1 as it is. */
+export const SCHEMA1_MEDIA_TYPES: readonly Schema1MediaType[] = [MediaType.DockerSchema1Signed, MediaType.DockerSchema1];
+
+/** Reports whether `mt` is a Docker schema 1 manifest (deprecated; read, copied as it is, or converted). */
+export function isSchema1(mt: string | undefined): mt is Schema1MediaType {
   return mt === MediaType.DockerSchema1 || mt === MediaType.DockerSchema1Signed;
 }

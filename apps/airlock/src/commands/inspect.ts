@@ -50,7 +50,7 @@ Fields other than Digest describe the image for this platform (see --override-os
       return;
     }
     if (opts.config) {
-      const config = toOCIConfig(JSON.parse(Buffer.from(result.configBytes).toString("utf8")));
+      const config = result.ociConfig ?? toOCIConfig(JSON.parse(Buffer.from(result.configBytes).toString("utf8")));
       out = opts.format ? renderTemplate(opts.format as string, config) : JSON.stringify(config, null, 4);
     } else {
       out = opts.format ? renderTemplate(opts.format as string, result.output) : JSON.stringify(result.output, null, 4);

@@ -2,7 +2,7 @@
  * `airlock manifest-digest FILE`: the digest of a manifest file, as `skopeo manifest-digest`.
  */
 import { readFile } from "node:fs/promises";
-import { AirlockError, digestOf } from "@airlock/core";
+import { AirlockError, manifestDigest } from "@airlock/core";
 import type { Command } from "commander";
 import type { CliContext } from "../context.js";
 
@@ -23,9 +23,7 @@ export function registerManifestDigest(program: Command, cli: CliContext): void 
       if (opts.algorithm !== "sha256" && opts.algorithm !== "sha512") {
         throw new AirlockError("ERR_INVALID_ARGUMENT", `--algorithm must be sha256 or sha512, got ${JSON.stringify(opts.algorithm)}`);
       }
-      if (/"signatures"\s*:/.test(bytes.toString("utf8")) && /"schemaVersion"\s*:\s*1/.test(bytes.toString("utf8"))) {
-        throw new AirlockError("ERR_UNSUPPORTED_MEDIA_TYPE", `${file} is a signed Docker schema 1 manifest, which airlock does not support`);
-      }
-      cli.stdout.write(`${digestOf(bytes, opts.algorithm)}\n`);
+      // A signed schema 1 manifest's digest is its JWS payload's, as containers/image's manifest.Digest.
+      cli.stdout.write(`${manifestDigest(bytes, opts.algorithm, file)}\n`);
     });
 }

@@ -10,7 +10,8 @@
  * opened), copies them, and stores a new one made by a signing callback. The OpenPGP work is the
  * caller's (the CLI passes functions built on @airlock/sign).
  */
-import { type ConversionOptions, ImageConverter } from "../convert/convert.js";
+import { type ConversionOptions, type ConverterContext, ImageConverter } from "../convert/convert.js";
+import { Schema1Converter } from "../convert/schema1.js";
 import type { Digest } from "../digest.js";
 import { AirlockError } from "../errors.js";
 import type { Descriptor, Manifest } from "../manifest.js";
@@ -149,6 +150,8 @@ class Copier {
   private putTopLevel: Digest | undefined;
   /** Conversion (convert/): plans and makes the changes an image needs for the destination. */
   private converter!: ImageConverter;
+  /** Copies (and converts) Docker schema 1 images (convert/schema1.ts). */
+  private schema1!: Schema1Converter;
   /** The manifest put under the destination's name (converted or not). */
   private writtenTop: Manifest | undefined;
   private readonly result = { blobsCopied: 0, blobsSkipped: 0, bytesCopied: 0, manifests: 0, signatures: 0 };
@@ -250,7 +253,7 @@ class Copier {
         : this.options.sign
           ? '"Would invalidate signatures" (a signature made while copying names the source\'s manifest digest)'
           : undefined;
-    return new ImageConverter({
+    const ctx: ConverterContext = {
       src: this.src,
       dst: this.dst,
       options: this.options.convert ?? {},
@@ -266,7 +269,9 @@ class Copier {
         this.result.bytesCopied += size;
       },
       skipped: (d, reason) => this.skipped(d, reason),
-    });
+    };
+    this.schema1 = new Schema1Converter(ctx);
+    return new ImageConverter(ctx);
   }
 
   /** Reports a manifest written with another digest than the source's. */
@@ -315,7 +320,8 @@ class Copier {
 
   /** Checks that `m` can be written, as it is or converted (convert/; ERR_UNSUPPORTED otherwise). */
   private checkMediaType(m: Manifest): void {
-    this.converter.checkWritable(m);
+    if (m.isSchema1) this.schema1.target(m);
+    else this.converter.checkWritable(m);
   }
 
   /** Chooses the index entry for the wanted platform (system mode). */
@@ -373,6 +379,14 @@ class Copier {
 
   /** Copies an image manifest's blobs, then the manifest; returns the manifest written (converted when needed). */
   private async copyImageManifest(m: Manifest, topLevel: boolean): Promise<Manifest> {
+    if (m.isSchema1) {
+      const { manifest, reason } = await this.schema1.copy(m);
+      await this.putManifest(manifest, topLevel).catch((err: unknown) => {
+        throw manifest === m ? this.schema1.refused(m, err) : err;
+      });
+      if (manifest !== m) this.converted(m, manifest, reason ?? "converted");
+      return manifest;
+    }
     const plan = this.converter.planImage(m);
     if (plan) {
       const out = await this.converter.convertImage(m, plan);
@@ -421,9 +435,11 @@ class Copier {
       this.skipped(desc, "already exists");
       return;
     }
-    const { stream } = await this.src.getBlob(desc, { signal });
-    await putVerifiedBlob(this.dst, desc, this.options.throttle?.stream(stream, signal) ?? stream, { what: `blob ${desc.digest} of ${this.name}`, image: this.name, signal, onProgress, progressIntervalMs: this.options.progressIntervalMs });
+    const { stream, size } = await this.src.getBlob(desc, { signal });
+    // A schema 1 manifest gives no layer sizes: take the one the source knows.
+    const d = desc.size < 0 && size !== undefined ? { ...desc, size } : desc;
+    await putVerifiedBlob(this.dst, d, this.options.throttle?.stream(stream, signal) ?? stream, { what: `blob ${desc.digest} of ${this.name}`, image: this.name, signal, onProgress, progressIntervalMs: this.options.progressIntervalMs });
     this.result.blobsCopied++;
-    this.result.bytesCopied += desc.size;
+    this.result.bytesCopied += Math.max(0, d.size);
   }
 }
