@@ -5,7 +5,7 @@
  * `<hex>.json` configs, `<hex>.tar` layers, `manifest.json` with `Config`, `RepoTags`, `Layers` —
  * and keeps the layers as they come (containers/image: "preserve"): `docker load` decompresses a
  * gzip layer itself and checks every layer's uncompressed digest against the config's
- * `rootfs.diff_ids`, so nothing is decompressed or re-hashed here beyond the blob digest check.
+ * `rootfs.diff_ids`, so nothing is decompressed or hashed here (the copy pipeline verifies each blob).
  *
  * Streamed, not staged: a blob of known size is written straight into the request body when at
  * most 1 MiB is queued ahead of it; otherwise (a concurrent blob, or one of unknown size) it is
@@ -21,11 +21,11 @@
 import { createReadStream, promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough, pipeline, type Readable } from "node:stream";
+import { PassThrough, type Readable } from "node:stream";
 import { pipeline as pipelineAsync } from "node:stream/promises";
 import type { Dispatcher } from "undici";
 import { isImageConfig } from "../../convert/mediatypes.js";
-import { type Digest, digestHex, VerifyingStream } from "../../digest.js";
+import { type Digest, digestHex } from "../../digest.js";
 import { AirlockError } from "../../errors.js";
 import { InflightWrites, ioError } from "../../layout/files.js";
 import type { Descriptor, Manifest } from "../../manifest.js";
@@ -156,14 +156,17 @@ export class DockerDaemonImageDestination implements ImageDestination {
   }
 
   /**
-   * Writes a blob into the archive, verified against `desc` while it streams: a config as
-   * `<hex>.json`, a layer (compressed or not) as `<hex>.tar`. Streams straight into the request
+   * Writes a blob into the archive: a config as `<hex>.json`, a layer (compressed or not) as
+   * `<hex>.tar`. `stream` is the copy pipeline's verifying stream (it fails on a mismatch, which
+   * breaks the load off: the archive cannot be committed after a failed append). Streams straight into the request
    * body when its size is known and little is queued; else stages it first (see the module comment).
    */
   putBlob(desc: Descriptor, stream: Readable, signal?: AbortSignal): Promise<void> {
     return this.inflight.run(async (s) => {
       const what = `blob ${desc.digest} for ${this.reference}`;
-      const input: Readable = pipeline(stream, new VerifyingStream({ digest: desc.digest, size: desc.size }, what), () => {});
+      // The copy pipeline hands over a verifying stream (putVerifiedBlob): it errors on a digest or
+      // size mismatch before it ends, so nothing is hashed twice here; the tar entry's size is checked.
+      const input = stream;
       const name = `${digestHex(desc.digest)}.${isImageConfig(desc.mediaType) ? "json" : "tar"}`;
       if (this.claimed.has(name)) {
         // The same blob twice at once: the first write stores it.
