@@ -1,21 +1,38 @@
 #!/usr/bin/env node
-// The airlock command. The TypeScript sources are compiled by `npm ci` (the root `prepare` script).
-import { main } from "../dist/cli.js";
+// The airlock command, on Node, Bun and Deno. `npm ci` (the root `prepare` script) compiles the
+// TypeScript (`tsc -b`) and bundles the result (scripts/build-cli.mjs) into dist/bundle/, which
+// starts in a fraction of the time (a few files instead of ~200 modules). When the bundle is
+// missing, or a `tsc -b` has rebuilt a package since it was made (its stamp.json records the
+// builds it came from), the unbundled dist/cli.js runs instead: slower to start, same code.
+// AIRLOCK_NO_BUNDLE=1 also runs dist/cli.js (to compare, or to debug with the original files).
+import { readFileSync, statSync } from "node:fs";
+import { run } from "./run.js";
 
-// A reader that stops early (`airlock inspect … | head`) is not an error.
-for (const stream of [process.stdout, process.stderr]) {
-  stream.on("error", (err) => {
-    if (err?.code === "EPIPE") process.exit(process.exitCode ?? 0);
-    throw err;
-  });
+const bundle = new URL("../dist/bundle/", import.meta.url);
+
+/** Reports whether dist/bundle/ holds a bundle of the current build. */
+function bundleIsCurrent() {
+  if (process.env.AIRLOCK_NO_BUNDLE) return false;
+  try {
+    const stamp = JSON.parse(readFileSync(new URL("stamp.json", bundle), "utf8"));
+    for (const [path, built] of Object.entries(stamp.inputs)) {
+      const now = mtimeOf(new URL(path, bundle));
+      // Runtimes differ in mtime precision (Node has fractions of a millisecond, Deno has not).
+      if (now === null ? built !== null : built === null || Math.abs(now - built) >= 1) return false;
+    }
+    return true;
+  } catch {
+    return false;
+  }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err) => {
-    process.stderr.write(`airlock: ${err?.stack ?? err}\n`);
-    process.exitCode = 1;
-  },
-);
+function mtimeOf(url) {
+  try {
+    return statSync(url).mtimeMs;
+  } catch {
+    return null;
+  }
+}
+
+const { main } = await import(bundleIsCurrent() ? new URL("cli.js", bundle).href : "../dist/cli.js");
+run(main);

@@ -21,7 +21,6 @@ import {
   type RegistriesDFile,
   type RegistriesDNamespace,
 } from "@airlock/sign";
-import { parseDocument } from "yaml";
 
 /** The system-wide registries.d directory. */
 export const SYSTEM_REGISTRIES_D = "/etc/containers/registries.d";
@@ -66,6 +65,9 @@ export async function loadRegistriesD(explicit?: string): Promise<RegistriesD> {
       if ((cause as NodeJS.ErrnoException).code === "EISDIR") continue;
       throw new AirlockError("ERR_INVALID_ARGUMENT", `cannot read ${path}: ${(cause as Error).message}`, { cause });
     }
+    // YAML is loaded only when there is a file to parse: copy reads registries.d on every run,
+    // and most machines have none.
+    const { parseDocument } = await import("yaml");
     const doc = parseDocument(text, { prettyErrors: true });
     const problem = doc.errors[0];
     if (problem) {
