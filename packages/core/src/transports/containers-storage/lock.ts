@@ -47,10 +47,16 @@ const HELPER = [
   "sys.stdin.read()",
 ].join("\n");
 
-/** The command that runs the helper (overridable for tests: AIRLOCK_STORAGE_LOCK_PYTHON). */
-function python(): string {
-  return process.env.AIRLOCK_STORAGE_LOCK_PYTHON || "python3";
+/**
+ * The interpreters tried for the helper: AIRLOCK_STORAGE_LOCK_PYTHON, the system's python3 (not a
+ * version manager's shim, which may take seconds to start), then python3 on the PATH.
+ */
+function pythons(): string[] {
+  const configured = process.env.AIRLOCK_STORAGE_LOCK_PYTHON;
+  return configured ? [configured] : ["/usr/bin/python3", "python3"];
 }
+
+let workingPython: string | undefined;
 
 /**
  * Takes the given locks in order (containers/storage's order: storage.lock, then layers, then
@@ -58,9 +64,27 @@ function python(): string {
  * helper can run: shared-only requests resolve unlocked (`held: false`); exclusive ones throw.
  */
 export async function takeLocks(requests: readonly LockRequest[], what: string, signal?: AbortSignal): Promise<HeldLocks> {
+  for (const cmd of workingPython ? [workingPython] : pythons()) {
+    const locks = await takeLocksWith(cmd, requests, what, signal);
+    if (locks) {
+      workingPython = cmd;
+      return locks;
+    }
+  }
+  if (requests.some((r) => r.exclusive)) {
+    throw new AirlockError(
+      "ERR_UNSUPPORTED",
+      `cannot write to ${what}: containers/storage's lock files need fcntl(2) locks, which airlock takes through python3, and python3 was not found; install python3 (or set AIRLOCK_STORAGE_LOCK_PYTHON), or write the image with podman load`,
+    );
+  }
+  return { held: false, release: async () => {} };
+}
+
+/** Takes the locks with one interpreter; undefined when it does not exist. */
+async function takeLocksWith(cmd: string, requests: readonly LockRequest[], what: string, signal?: AbortSignal): Promise<HeldLocks | undefined> {
   signal?.throwIfAborted();
-  const args = ["-c", HELPER, ...requests.map((r) => `${r.exclusive ? "w" : "r"}:${r.path}`)];
-  const child = spawn(python(), args, { stdio: ["pipe", "pipe", "pipe"] });
+  const args = ["-I", "-S", "-c", HELPER, ...requests.map((r) => `${r.exclusive ? "w" : "r"}:${r.path}`)];
+  const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
   let stderr = "";
   child.stderr.setEncoding("utf8");
   child.stderr.on("data", (s: string) => {
@@ -92,15 +116,7 @@ export async function takeLocks(requests: readonly LockRequest[], what: string, 
     child.kill();
     throw new AirlockError("ERR_ABORTED", `locking ${what} was aborted`);
   }
-  if (!ok) {
-    if (requests.some((r) => r.exclusive)) {
-      throw new AirlockError(
-        "ERR_UNSUPPORTED",
-        `cannot write to ${what}: containers/storage's lock files need fcntl(2) locks, which airlock takes through python3, and python3 was not found; install python3 (or set AIRLOCK_STORAGE_LOCK_PYTHON), or write the image with podman load`,
-      );
-    }
-    return { held: false, release: async () => {} };
-  }
+  if (!ok) return undefined;
   child.stdout.removeAllListeners("data");
   child.stdout.resume();
   let released = false;
