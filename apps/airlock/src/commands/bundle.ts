@@ -2,13 +2,16 @@
  * The air-gap verbs: `lock`, `plan` and `export` on the connected side; `verify` and `import` on
  * the air-gapped side.
  */
-import { readFile, statfs, writeFile } from "node:fs/promises";
-import { dirname, resolve } from "node:path";
+import { readFile, writeFile } from "node:fs/promises";
+import { resolve } from "node:path";
 import {
   AirlockError,
   BUNDLE_METADATA_PATH,
   BundleReader,
   type BundleEvent,
+  checkSpace,
+  exportSpaceNeeds,
+  importSpace,
   exportBundle,
   type ExportResult,
   type ImageReference,
@@ -117,16 +120,6 @@ async function checkBundleSignature(paths: string[], keyFiles: string[], signatu
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
-/** Fails when the directory of `path` has less than `bytes` free. */
-async function checkFreeSpace(path: string, bytes: number): Promise<{ free: number }> {
-  const st = await statfs(dirname(resolve(path)));
-  const free = Number(st.bavail) * Number(st.bsize);
-  if (free < bytes) {
-    throw new AirlockError("ERR_IO", `not enough space for ${path}: it needs ${formatBytes(bytes)}, ${dirname(resolve(path))} has ${formatBytes(free)} free; free some space, write elsewhere with -o, or split into volumes with --split-size`);
-  }
-  return { free };
-}
-
 /** Registers lock, plan, export, verify and import. */
 export function registerBundle(program: Command, cli: CliContext): void {
   // ---------------------------------------------------------------- lock
@@ -149,6 +142,7 @@ export function registerBundle(program: Command, cli: CliContext): void {
       .description("Say what an export would move (images, blobs, bytes) and check there is room for it")
       .option("-o, --output <bundle>", "the bundle the export would write (for the free-space check)", "bundle.tar")
       .option("--split-size <size>", "volume size, e.g. 4G, fat32, dvd, bd25", parseSize)
+      .option("--to <destination>", "the import's destination: for oci:DIR or dir:DIR, also check the space the imported images take there")
       .option("--locked", "use images.lock.yaml and fail if anything drifted"),
   ).action(async (opts: Record<string, unknown>) => {
     const file = opts.file as string;
@@ -159,23 +153,33 @@ export function registerBundle(program: Command, cli: CliContext): void {
       ...(opts.splitSize ? { splitSize: opts.splitSize as number } : {}),
       signal: cli.signal,
     });
-    let free: number | undefined;
-    let spaceError: string | undefined;
-    try {
-      free = (await checkFreeSpace(opts.output as string, result.size)).free;
-    } catch (err) {
-      spaceError = (err as Error).message;
-    }
+    const imports = importSpace(result, opts.to as string | undefined);
+    const space = await checkSpace([...exportSpaceNeeds({ out: opts.output as string, volumes: result.volumes, blobs: result.blobs }), ...imports.needs]);
+    const free = space.find((c) => c.needs.some((n) => n.path === result.volumes[0]?.path))?.free;
     cli.stdout.write(
       [
         ...result.images.map((i) => `  ${i.name}  ${i.digest}  (${i.source})`),
         `${result.images.length} image(s), ${result.manifests} manifest(s), ${result.blobs} blob(s), ${formatBytes(result.blobBytes)} of blobs` +
           (result.duplicateBlobs ? `; ${result.duplicateBlobs} shared blob reference(s) (${formatBytes(result.duplicateBytes)}) stored once` : ""),
         `bundle: ${opts.output} ${formatBytes(result.size)}${result.volumes.length > 1 ? ` in ${result.volumes.length} volumes` : ""}${free !== undefined ? `; ${formatBytes(free)} free there` : ""}`,
+        ...space.map(
+          (c) =>
+            `space: ${c.needs.map((n) => `${n.what} ${formatBytes(n.bytes)}`).join(", ")} in ${c.directory}: ${formatBytes(c.bytes)} needed, ` +
+            (c.free === undefined ? "free space unknown (not checked)" : `${formatBytes(c.free)} free${c.ok ? "" : " — NOT ENOUGH"}`),
+        ),
+        `space: import needs no temporary space: ${imports.reason}` +
+          (opts.to ? "" : `; into oci:DIR it takes up to ${formatBytes(result.size)}, into dir:DIR up to ${formatBytes(result.size + result.duplicateBytes)} (give --to to check)`),
       ].join("\n") + "\n",
     );
-    await writeReport(opts, { ...result, free });
-    if (spaceError) throw new AirlockError("ERR_IO", spaceError);
+    await writeReport(opts, { ...result, free, space, import: { temporaryBytes: imports.temporaryBytes, reason: imports.reason } });
+    const short = space.filter((c) => !c.ok);
+    if (short.length > 0) {
+      throw new AirlockError(
+        "ERR_IO",
+        short.map((c) => `not enough space in ${c.directory} for ${c.needs.map((n) => n.what).join(", ")}: ${formatBytes(c.bytes)} needed, ${formatBytes(c.free ?? 0)} free`).join("; ") +
+          "; free some space, write elsewhere with -o, or split into volumes with --split-size",
+      );
+    }
   });
 
   // ---------------------------------------------------------------- export

@@ -27,6 +27,7 @@ export {
 export { type ImportedImage, type ImportOptions, type ImportResult, importBundle } from "./import.js";
 export { ImportJournal, type ImportJournalData, importJournalPath } from "./upload-journal.js";
 export { type BundleProblem, BundleReader, type OpenBlobOptions, type OpenBundleOptions, type ProblemKind, type ReaderVolume, type Segment, type TarEntry } from "./reader.js";
+export { checkSpace, type ExportSpaceInput, exportSpaceNeeds, type ImportSpace, type ImportSpaceInput, importSpace, type SpaceCheck, type SpaceNeed } from "./plan.js";
 export type { PlatformSelection } from "./resolve.js";
 export { BundleReference, type BundleSourceOptions, bundleImageSource, bundleTransport, readBundleSignatures } from "./source.js";
 export { type VerifiedImage, type VerifiedVolume, type VerifyOptions, type VerifyReport, verifyBundle } from "./verify.js";

@@ -1,8 +1,11 @@
+import { mkdtemp, rm, statfs } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { Digest } from "../digest.js";
 import { digestOf } from "../digest.js";
 import { volumeDescriptionPath } from "./format.js";
-import { type BundlePlan, type LayoutItem, planLayout, volumeAt, volumeDescriptionBytes } from "./plan.js";
+import { type BundlePlan, checkSpace, exportSpaceNeeds, importSpace, type LayoutItem, planLayout, volumeAt, volumeDescriptionBytes } from "./plan.js";
 import { END_OF_ARCHIVE_SIZE, paddedSize } from "./tar.js";
 
 /** A small deterministic PRNG, so the property tests are reproducible. */
@@ -117,6 +120,43 @@ describe("planLayout", () => {
       const limit = r() < 0.2 ? undefined : 64 * 1024 + Math.floor(r() * 200_000);
       const input = items(sizes);
       checkPlan(planLayout(input, { mtime: 1, splitSize: limit }), input, limit);
+    }
+  });
+});
+
+describe("space needs", () => {
+  it("an export needs each volume, the journal and the checksum file, beside the bundle", () => {
+    const needs = exportSpaceNeeds({ out: "/b/x.tar", volumes: [{ path: "/b/x.tar.000", size: 100 }, { path: "/b/x.tar.001", size: 50 }], blobs: 10 });
+    expect(needs.map((n) => [n.what, n.path])).toEqual([
+      ["volume 0", "/b/x.tar.000"],
+      ["volume 1", "/b/x.tar.001"],
+      ["export journal", "/b/x.tar.journal.json"],
+      ["checksum file", "/b/x.tar.sha256"],
+    ]);
+    expect(needs[2]?.bytes).toBeGreaterThan(10 * 75); // a digest per blob, at least
+  });
+
+  it("an import needs no temporary space; a directory destination takes the images (dir: once per image)", () => {
+    expect(importSpace({ size: 1000, duplicateBytes: 300 })).toMatchObject({ temporaryBytes: 0, needs: [] });
+    expect(importSpace({ size: 1000, duplicateBytes: 300 }, "registry.local/mirror").needs).toEqual([]);
+    expect(importSpace({ size: 1000, duplicateBytes: 300 }, "oci:/srv/layout").needs).toEqual([{ what: "import into oci:/srv/layout", path: "/srv/layout", bytes: 1000 }]);
+    expect(importSpace({ size: 1000, duplicateBytes: 300 }, "dir:/srv/dirs").needs[0]?.bytes).toBe(1300);
+  });
+
+  it("adds up the needs of one file system and compares them with its free space", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "airlock-space-"));
+    try {
+      const free = Number((await statfs(dir)).bavail) * Number((await statfs(dir)).bsize);
+      const fits = await checkSpace([
+        { what: "a", path: join(dir, "a"), bytes: 1 },
+        { what: "b", path: join(dir, "not", "yet", "b"), bytes: 2 },
+      ]);
+      expect(fits).toHaveLength(1);
+      expect(fits[0]).toMatchObject({ directory: dir, bytes: 3, ok: true });
+      const short = await checkSpace([{ what: "big", path: join(dir, "big"), bytes: free + 1024 ** 3 }]);
+      expect(short[0]?.ok).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

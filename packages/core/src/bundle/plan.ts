@@ -7,9 +7,11 @@
  * at entry boundaries; an entry too large for a volume of its own starts a fresh volume and
  * continues in "continuation volumes" that hold nothing but its bytes.
  */
+import { promises as fs } from "node:fs";
+import { dirname, resolve } from "node:path";
 import type { Digest } from "../digest.js";
 import { AirlockError } from "../errors.js";
-import { VOLUME_MEDIA_TYPE, type VolumeDescription, type VolumeEntry, volumeDescriptionPath } from "./format.js";
+import { checksumFileName, journalFileName, VOLUME_MEDIA_TYPE, type VolumeDescription, type VolumeEntry, volumeDescriptionPath } from "./format.js";
 import { BLOCK_SIZE, END_OF_ARCHIVE_SIZE, encodeHeader, paddedSize } from "./tar.js";
 
 /** What an archive entry holds. */
@@ -277,4 +279,130 @@ export function volumeAt(volumes: readonly { offset: number; size: number }[], p
     else hi = mid - 1;
   }
   return lo;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Space: what an export and an import need on disk, for `airlock plan` to state and check.
+
+/** One demand for disk space made by an export or an import. */
+export interface SpaceNeed {
+  /** What needs it, e.g. `bundle`, `volume 2`, `export journal`, `import into oci:/srv/images`. */
+  what: string;
+  /** The file or directory written. */
+  path: string;
+  /** Bytes it takes at most. */
+  bytes: number;
+}
+
+/** The needs that fall on one file system, and whether it has the room. */
+export interface SpaceCheck {
+  /** The directory whose file system was asked (the nearest one that exists). */
+  directory: string;
+  needs: SpaceNeed[];
+  /** The sum of the needs. */
+  bytes: number;
+  /** Bytes available to this user there; undefined when the file system would not say. */
+  free: number | undefined;
+  /** Whether `free` covers `bytes` (true when the file system would not say). */
+  ok: boolean;
+}
+
+/** What {@link exportSpaceNeeds} is told of an export (a dry run's result has it). */
+export interface ExportSpaceInput {
+  /** The bundle path as given (`-o`). */
+  out: string;
+  /** The files the export writes: the bundle, or its volumes `OUT.000`, `OUT.001`, … */
+  volumes: readonly { path: string; size: number }[];
+  /** Distinct blobs it downloads (the journal records each). */
+  blobs: number;
+}
+
+/** Journal bytes per blob (a digest and how far it is written) and fixed; doubled while a save is renamed into place. */
+const JOURNAL_PER_BLOB = 160;
+const JOURNAL_BASE = 512;
+
+/**
+ * The disk space an export takes: each volume at its full planned size (written as `.partial`
+ * and renamed, so never twice), the journal (`OUT.journal.json`, kept until the export finishes,
+ * written through a temporary copy) and the checksum file (`OUT.sha256`). Every file goes beside
+ * `out`; each is a need of its own, so that volumes on different file systems are each checked.
+ */
+export function exportSpaceNeeds(e: ExportSpaceInput): SpaceNeed[] {
+  const split = e.volumes.length > 1 || e.volumes.some((v) => v.path !== e.out);
+  const needs: SpaceNeed[] = e.volumes.map((v, i) => ({ what: split ? `volume ${i}` : "bundle", path: v.path, bytes: v.size }));
+  needs.push({ what: "export journal", path: journalFileName(e.out), bytes: 2 * (JOURNAL_BASE + JOURNAL_PER_BLOB * e.blobs) });
+  needs.push({ what: "checksum file", path: checksumFileName(e.out), bytes: e.volumes.reduce((n, v) => n + 67 + Buffer.byteLength(v.path), 0) });
+  return needs;
+}
+
+/** What {@link importSpace} is told of the bundle (a dry-run export's result has it). */
+export interface ImportSpaceInput {
+  /** Bytes of the bundle: at most what an OCI layout of all its images takes. */
+  size: number;
+  /** Blob references beyond the first of each digest: a `dir:` destination stores them again (one directory per image). */
+  duplicateBytes: number;
+}
+
+/** The space an import needs, and why. */
+export interface ImportSpace {
+  /** Temporary bytes an import needs beside its destination: none (see `reason`). */
+  temporaryBytes: 0;
+  /** Why no temporary space is needed. */
+  reason: string;
+  /** What the destination itself takes, when it is a directory of this machine (`oci:DIR`, `dir:DIR`). */
+  needs: SpaceNeed[];
+}
+
+/**
+ * The space an import of the bundle takes. Import extracts nothing: every blob streams out of the
+ * archive (read in place, across volumes) into the destination, verified on the way; a registry
+ * upload that must be retried re-reads its chunk from the archive. So no temporary space is
+ * needed. A directory destination takes the images themselves: `oci:DIR` stores each blob once
+ * (at most the bundle's size); `dir:DIR` gives every image a directory of its own, so shared
+ * blobs are stored once per image. Each blob is written to a temporary name in its final directory
+ * and renamed, so it is never stored twice.
+ */
+export function importSpace(bundle: ImportSpaceInput, to?: string): ImportSpace {
+  const reason = "blobs stream out of the bundle straight into the destination, verified on the way; nothing is extracted or staged (a retried upload re-reads the archive)";
+  const needs: SpaceNeed[] = [];
+  if (to?.startsWith("oci:")) needs.push({ what: `import into ${to}`, path: to.slice(4).split(":")[0] as string, bytes: bundle.size });
+  else if (to?.startsWith("dir:")) needs.push({ what: `import into ${to}`, path: to.slice(4), bytes: bundle.size + bundle.duplicateBytes });
+  return { temporaryBytes: 0, reason, needs };
+}
+
+/**
+ * Checks `needs` against the free space of their file systems: needs on one file system (same
+ * device as the nearest existing directory) are added up. A file is looked up at its directory,
+ * and a path that does not exist yet at its nearest existing parent.
+ */
+export async function checkSpace(needs: readonly SpaceNeed[]): Promise<SpaceCheck[]> {
+  const byDevice = new Map<string, SpaceCheck>();
+  for (const need of needs) {
+    const directory = await existingDirectory(resolve(need.path));
+    const key = await fs.stat(directory).then(
+      (st) => String(st.dev),
+      () => directory,
+    );
+    let check = byDevice.get(key);
+    if (!check) {
+      const free = await fs.statfs(directory).then(
+        (st) => Number(st.bavail) * Number(st.bsize),
+        () => undefined,
+      );
+      check = { directory, needs: [], bytes: 0, free, ok: true };
+      byDevice.set(key, check);
+    }
+    check.needs.push(need);
+    check.bytes += need.bytes;
+    check.ok = check.free === undefined || check.free >= check.bytes;
+  }
+  return [...byDevice.values()];
+}
+
+/** `path` when it is a directory, else its nearest existing ancestor directory. */
+async function existingDirectory(path: string): Promise<string> {
+  for (let d = path; ; d = dirname(d)) {
+    if (await fs.stat(d).then((st) => st.isDirectory(), () => false)) return d;
+    if (dirname(d) === d) return d;
+  }
 }
