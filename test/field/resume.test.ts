@@ -6,15 +6,15 @@
  * before the kill was fetched (export) or pushed (import) a second time.
  */
 import { spawn } from "node:child_process";
-import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BundleReader, copyImage, parseImageName, RegistryClient } from "@airlock/core";
+import { copyImage, parseImageName, RegistryClient } from "@airlock/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningRegistry, startRegistry } from "../harness/registry.js";
 import { AIRLOCK_BIN, runCli } from "../support/cli.js";
 import { generatedImage } from "../support/generated-image.js";
+import { describeBundle } from "./bundle-compare.js";
 import { type CountingProxy, startCountingProxy } from "./counting-proxy.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "airlock-resume-"));
@@ -74,33 +74,6 @@ function killAfter(args: string[], after: number): Promise<{ done: string[]; kil
 }
 
 const count = (reqs: string[], method: string, digest: string, extra?: (r: string) => boolean) => reqs.map(decodeURIComponent).filter((r) => r.startsWith(`${method} `) && r.includes(digest) && (!extra || extra(r))).length;
-
-/** Every entry of a bundle: path, size, place and content digest (bundle.json and volume descriptions without the bundle id and time). */
-async function describeBundle(path: string): Promise<string[]> {
-  const reader = await BundleReader.open(path);
-  const meta = await reader.metadata();
-  const id = meta?.bundle as string;
-  const out: string[] = [];
-  try {
-    for (const e of reader.entries()) {
-      let data = Buffer.from(await reader.readEntry(e, 64 * 1024 * 1024));
-      if (e.path === "airlock/bundle.json") {
-        // What differs between two runs by design: the bundle id, the creation time, and when the lock was resolved.
-        const m = JSON.parse(data.toString("utf8"));
-        m.bundle = "ID";
-        m.created = "CREATED";
-        if (m.lock) m.lock.generated = "GENERATED";
-        data = Buffer.from(JSON.stringify(m));
-      } else if (e.path.startsWith("airlock/")) {
-        data = Buffer.from(data.toString("utf8").replaceAll(id, "ID"));
-      }
-      out.push(`${e.path} ${e.size} ${e.volume}:${e.headerOffset} ${createHash("sha256").update(data).digest("hex")}`);
-    }
-  } finally {
-    await reader.close();
-  }
-  return out;
-}
 
 describe("resume after SIGKILL", () => {
   it("export: rerun finishes the same bundle, fetching no finished blob twice", async () => {
