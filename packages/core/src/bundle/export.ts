@@ -9,7 +9,7 @@
  * finished blobs so that a rerun of the same export resumes.
  */
 import { createHash, randomUUID } from "node:crypto";
-import { promises as fs } from "node:fs";
+import { createReadStream, promises as fs } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { type Digest, Digester, digestAlgorithm, digestOf } from "../digest.js";
 import { AirlockError, isAirlockError } from "../errors.js";
@@ -30,6 +30,7 @@ import {
   type BundleImage,
   type BundleMetadata,
   type BundleSignature,
+  type BundleTool,
   type BundleVolume,
   blobPath,
   checksumFileName,
@@ -41,6 +42,7 @@ import {
   OCI_LAYOUT_PATH,
   partialFileName,
   signaturePath,
+  toolPath,
   volumeFileName,
 } from "./format.js";
 import { type BundlePlan, type LayoutItem, type PlannedEntry, padJson, planLayout, volumeDescriptionBytes } from "./plan.js";
@@ -94,6 +96,18 @@ export interface ExportOptions {
    * are always stored (they are small, and every image's tag must be writable).
    */
   since?: DeltaBase;
+  /** Executables to carry beside the layout as `airlock/tool/NAME` (mode 0755), e.g. airlock itself. */
+  tools?: ExportTool[];
+}
+
+/** An executable for {@link ExportOptions.tools}: a local file, streamed into the bundle. */
+export interface ExportTool {
+  /** The local file. */
+  file: string;
+  /** Its name in the bundle: the entry is `airlock/tool/NAME` (letters, digits, `.`, `_`, `-`). */
+  name: string;
+  /** The platform it runs on, `os/arch` (e.g. `linux/amd64`), recorded in bundle.json. */
+  platform: string;
 }
 
 /** An image as exported. */
@@ -148,6 +162,8 @@ export interface ExportResult {
   baseBytes?: number;
   durationMs: number;
   dryRun: boolean;
+  /** The executables carried beside the layout (see {@link ExportOptions.tools}). */
+  tools?: BundleTool[];
 }
 
 const DEFAULT_CONCURRENCY = 6;
@@ -236,12 +252,14 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
     }
     // Image signatures found at the sources, each manifest's once (deduplicated across images).
     const signatureEntries = bundleSignatures(resolved.map(({ signatures }) => signatures));
+    const tools = await describeTools(options.tools ?? [], signal);
     const indexBytes = buildIndexJson(resolved.map(({ r }) => r));
     const items: LayoutItem[] = [
       { path: OCI_LAYOUT_PATH, size: OCI_LAYOUT_CONTENT.length, kind: "file", digest: digestOf(OCI_LAYOUT_CONTENT) },
       { path: INDEX_PATH, size: indexBytes.length, kind: "file", digest: digestOf(indexBytes) },
       ...[...manifests.values()].map((m): LayoutItem => ({ path: blobPath(m.digest), size: m.bytes.length, kind: "manifest", digest: m.digest })),
       ...signatureEntries.map(({ meta }): LayoutItem => ({ path: meta.path, size: meta.size, kind: "file", digest: meta.digest })),
+      ...tools.map(({ meta }): LayoutItem => ({ path: meta.path, size: meta.size, kind: "file", digest: meta.digest, mode: 0o755 })),
       // Largest first, the order they are downloaded in, so the volume checksums can follow the downloads.
       ...[...blobs.values()].sort((a, b) => b.desc.size - a.desc.size).map(({ desc }): LayoutItem => ({ path: blobPath(desc.digest), size: desc.size, kind: "blob", digest: desc.digest })),
     ];
@@ -263,6 +281,7 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
         images: resolved.map(({ r }) => bundleImage(r)),
       };
       if (signatureEntries.length > 0) m.signatures = signatureEntries.map(({ meta }) => meta);
+      if (tools.length > 0) m.tools = tools.map(({ meta }) => meta);
       if (options.since) {
         const list = [...omitted.keys()].sort() as Digest[];
         m.base = { source: options.since.source, count: list.length, digest: baseSetDigest(list), blobs: list };
@@ -302,6 +321,7 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
       durationMs: 0,
       dryRun: options.dryRun ?? false,
     };
+    if (tools.length > 0) result.tools = tools.map(({ meta }) => meta);
     if (options.since) {
       result.baseBlobs = omitted.size;
       result.baseBytes = [...omitted.values()].reduce((n, x) => n + x, 0);
@@ -327,6 +347,7 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
     try {
       journal.save();
       await writeSmallEntries(files, plan, bundleId, indexBytes, manifests, new Map(signatureEntries.map(({ meta, bytes }) => [meta.path, bytes])));
+      await writeTools(files, plan, tools, signal);
       for (const e of plan.entries) if (e.kind !== "blob" && e.kind !== "metadata") hasher.written(e);
       for (const { r } of resolved) for (const m of r.manifests) onProgress?.({ type: "manifest", image: r.name, digest: m.digest, mediaType: m.mediaType, topLevel: m === r.top });
 
@@ -708,6 +729,37 @@ class BackgroundSync {
   /** Waits for a running sync. */
   async idle(): Promise<void> {
     await this.running;
+  }
+}
+
+const TOOL_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/** The executables of {@link ExportOptions.tools}, each with its size and sha256 (read once). */
+async function describeTools(tools: ExportTool[], signal?: AbortSignal): Promise<{ file: string; meta: BundleTool }[]> {
+  const out: { file: string; meta: BundleTool }[] = [];
+  for (const t of tools) {
+    if (!TOOL_NAME_RE.test(t.name)) throw new AirlockError("ERR_INVALID_ARGUMENT", `invalid tool name ${JSON.stringify(t.name)} for ${t.file}: use letters, digits, . _ - (e.g. airlock-linux-x64)`);
+    if (out.some((o) => o.meta.path === toolPath(t.name))) throw new AirlockError("ERR_INVALID_ARGUMENT", `the tool name ${t.name} is given to more than one file; names must be unique`);
+    let size: number;
+    try {
+      const st = await fs.stat(t.file);
+      if (!st.isFile()) throw new Error("not a regular file");
+      size = st.size;
+    } catch (cause) {
+      throw new AirlockError("ERR_INVALID_ARGUMENT", `cannot include the tool ${t.file}: ${(cause as Error).message}`, { cause });
+    }
+    const digest = `sha256:${await sha256File(t.file, signal)}` as Digest;
+    out.push({ file: t.file, meta: { path: toolPath(t.name), platform: t.platform, digest, size } });
+  }
+  return out;
+}
+
+/** Streams each tool file into its entry, verified against the size and sha256 taken before, then its header. */
+async function writeTools(files: VolumeFiles, plan: BundlePlan, tools: { file: string; meta: BundleTool }[], signal?: AbortSignal): Promise<void> {
+  for (const { file, meta } of tools) {
+    const entry = plan.entries.find((e) => e.path === meta.path) as PlannedEntry;
+    await writeBlobData(files, entry, meta.digest, createReadStream(file), { signal, what: `the tool ${file} (${meta.path})` });
+    await files.write(entry.header, 0, entry.header.length, entry.headerOffset);
   }
 }
 

@@ -66,6 +66,14 @@ export function signaturePath(digest: Digest, n: number): string {
   return `airlock/signatures/${digest.slice(0, i)}/${digest.slice(i + 1)}/signature-${n}`;
 }
 
+/** Folder of the archive that holds executables carried beside the layout (`export --include-tool`). */
+export const TOOL_DIR = "airlock/tool";
+
+/** Path of a carried executable inside the archive, e.g. `airlock/tool/airlock-linux-x64`. */
+export function toolPath(name: string): string {
+  return `${TOOL_DIR}/${name}`;
+}
+
 /** The file name of volume `n` of the bundle `out`: `out.000`, `out.001`, … */
 export function volumeFileName(out: string, n: number): string {
   return `${out}.${String(n).padStart(3, "0")}`;
@@ -203,6 +211,20 @@ export interface BundleSignature {
   size: number;
 }
 
+/**
+ * An executable carried beside the layout (`airlock/tool/NAME`, mode 0755), e.g. airlock's own
+ * single-file build for the air-gapped side, as recorded in bundle.json.
+ */
+export interface BundleTool {
+  /** Path of its entry: `airlock/tool/NAME`. */
+  path: string;
+  /** The platform it runs on, `os/arch` (e.g. `linux/amd64`). */
+  platform: string;
+  /** sha256 of its bytes. */
+  digest: Digest;
+  size: number;
+}
+
 /** `airlock/bundle.json`: airlock's description of the whole bundle, written last. */
 export interface BundleMetadata {
   mediaType: typeof BUNDLE_MEDIA_TYPE;
@@ -215,6 +237,8 @@ export interface BundleMetadata {
   images: BundleImage[];
   /** Image signatures found at the sources, in archive order; absent when there are none. */
   signatures?: BundleSignature[];
+  /** Executables carried beside the layout, in archive order; absent when there are none. */
+  tools?: BundleTool[];
   /** Every manifest (image manifests and indexes), each stored as a blob. */
   manifests: BundleBlob[];
   /** Every other blob (configs and layers), each stored once. */

@@ -3,7 +3,7 @@
  * volumes when asked) that carries images across an air gap. See FORMAT.md.
  */
 export type { BundleEvent, BundleListener, BundleOnlyEvent } from "./events.js";
-export { type ExportImage, type ExportOptions, type ExportResult, type ExportedImage, type ExportedVolume, exportBundle, isValidBundleName } from "./export.js";
+export { type ExportImage, type ExportOptions, type ExportResult, type ExportedImage, type ExportedVolume, type ExportTool, exportBundle, isValidBundleName } from "./export.js";
 export {
   BUNDLE_FORMAT_VERSION,
   BUNDLE_MEDIA_TYPE,
@@ -14,11 +14,14 @@ export {
   type BundleMetadata,
   type BundlePlatformImage,
   type BundleSignature,
+  type BundleTool,
   type BundleVolume,
   checksumFileName,
   journalFileName,
   MIN_SPLIT_SIZE,
   signaturePath,
+  TOOL_DIR,
+  toolPath,
   VOLUME_MEDIA_TYPE,
   type VolumeDescription,
   type VolumeEntry,
@@ -30,4 +33,4 @@ export { type BundleProblem, BundleReader, type OpenBlobOptions, type OpenBundle
 export { checkSpace, type ExportSpaceInput, exportSpaceNeeds, type ImportSpace, type ImportSpaceInput, importSpace, type SpaceCheck, type SpaceNeed } from "./plan.js";
 export type { PlatformSelection } from "./resolve.js";
 export { BundleReference, type BundleSourceOptions, bundleImageSource, bundleTransport, readBundleSignatures } from "./source.js";
-export { type VerifiedImage, type VerifiedVolume, type VerifyOptions, type VerifyReport, verifyBundle } from "./verify.js";
+export { type VerifiedImage, type VerifiedTool, type VerifiedVolume, type VerifyOptions, type VerifyReport, verifyBundle } from "./verify.js";

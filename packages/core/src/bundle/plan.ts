@@ -26,6 +26,8 @@ export interface LayoutItem {
   kind: Exclude<EntryKind, "description">;
   /** Digest of its data (listed in volume descriptions); absent for the metadata written last. */
   digest?: Digest;
+  /** Permission bits of its tar header (default 0o644; 0o755 for a carried executable). */
+  mode?: number;
 }
 
 /** An entry with its place in the archive. */
@@ -164,7 +166,7 @@ export function planLayout(items: LayoutItem[], options: PlanOptions): BundlePla
   const drafts: Draft[] = [];
   let cur = newDraft();
   const prepared: (Item | typeof END)[] = items.map((it) => {
-    const header = encodeHeader({ path: it.path, size: it.size, mtime: options.mtime });
+    const header = encodeHeader({ path: it.path, size: it.size, mtime: options.mtime, ...(it.mode !== undefined ? { mode: it.mode } : {}) });
     return { ...it, header, span: header.length + paddedSize(it.size), jsonLength: JSON.stringify(entryJson(it)).length };
   });
   prepared.push(END);

@@ -12,7 +12,7 @@ import { type Digest, Digester, type DigestAlgorithm, isDigest } from "../digest
 import { type Descriptor, Manifest, REF_NAME_ANNOTATION } from "../manifest.js";
 import { isManifestMediaType } from "../mediatype.js";
 import type { BundleListener } from "./events.js";
-import { BUNDLE_METADATA_PATH, type BundleMetadata, blobPath, digestFromBlobPath, INDEX_PATH, OCI_LAYOUT_PATH } from "./format.js";
+import { BUNDLE_METADATA_PATH, type BundleMetadata, type BundleTool, blobPath, digestFromBlobPath, INDEX_PATH, OCI_LAYOUT_PATH } from "./format.js";
 import { type BundleProblem, BundleReader, type ReaderVolume, type Segment, type TarEntry } from "./reader.js";
 
 /** Options of {@link verifyBundle}. */
@@ -61,8 +61,16 @@ export interface VerifyReport {
   /** Everything wrong, errors and warnings, in the order found. */
   /** A delta bundle: the base it relies on (its blobs are absent by design and not reported). */
   base?: { source: string; count: number; digest: Digest };
+  /** The executables the bundle carries (`export --include-tool`), each checked against bundle.json. */
+  tools?: VerifiedTool[];
   problems: BundleProblem[];
   durationMs: number;
+}
+
+/** A carried executable as {@link verifyBundle} found it. */
+export interface VerifiedTool extends BundleTool {
+  /** Present, with the size and sha256 that bundle.json records. */
+  ok: boolean;
 }
 
 const READ_CHUNK_SIZE = 1024 * 1024;
@@ -175,6 +183,7 @@ export async function verifyBundle(pathOrVolumes: string | string[], options: Ve
 
     // Entry digests.
     const computed = new Map<string, Digest>();
+    const tools: VerifiedTool[] = [];
     const bad = new Set<string>();
     let blobs = 0;
     for (const c of checks) {
@@ -335,6 +344,18 @@ export async function verifyBundle(pathOrVolumes: string | string[], options: Ve
           problem({ kind: "metadata-mismatch", path: sig.path, volume: e.volume, message: `signature ${sig.path} in ${volName(e.volume)} is ${e.size} bytes${got ? ` with digest ${got}` : ""}, ${BUNDLE_METADATA_PATH} says ${sig.size} bytes with digest ${sig.digest}; the bundle was altered` });
         }
       }
+      // Executables carried beside the layout: each entry present, with the sha256 bundle.json records.
+      for (const tool of metadata.tools ?? []) {
+        const e = reader.entry(tool.path);
+        const got = computed.get(tool.path);
+        const ok = e !== undefined && e.size === tool.size && got === tool.digest;
+        tools.push({ ...tool, ok });
+        if (!e) {
+          if (reader.missingVolumes().length === 0) problem({ kind: "entry-missing", path: tool.path, message: `the tool ${tool.path} (${tool.platform}), listed by ${BUNDLE_METADATA_PATH}, is not in the bundle` });
+        } else if (!ok) {
+          problem({ kind: "metadata-mismatch", path: tool.path, volume: e.volume, message: `the tool ${tool.path} in ${volName(e.volume)} is ${e.size} bytes${got ? ` with digest ${got}` : ""}, ${BUNDLE_METADATA_PATH} says ${tool.size} bytes with digest ${tool.digest}; the bundle was altered: do not run it` });
+        }
+      }
       if (!reader.concatenated && metadata.volumes.length !== reader.volumes.length) {
         problem({ kind: "metadata-mismatch", message: `${BUNDLE_METADATA_PATH} lists ${metadata.volumes.length} volumes, ${reader.volumes.length} were found` });
       }
@@ -360,6 +381,7 @@ export async function verifyBundle(pathOrVolumes: string | string[], options: Ve
     };
     if (reader.bundleId) report.bundle = reader.bundleId;
     if (metadata?.base) report.base = { source: metadata.base.source, count: metadata.base.count, digest: metadata.base.digest };
+    if (tools.length > 0) report.tools = tools;
     return report;
   } finally {
     await reader.close();
