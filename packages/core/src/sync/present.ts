@@ -18,16 +18,21 @@ import type { Descriptor, Manifest } from "../manifest.js";
 import { MAX_MANIFEST_SIZE } from "../manifest.js";
 import { isIndex, isManifestMediaType } from "../mediatype.js";
 import { hostPlatform, type Platform, platformMatches } from "../platform.js";
-import { RegistryClient } from "../registry/client.js";
+import type { RegistryClient } from "../registry/client.js";
+import { acquireRegistryClient, type SharedRegistryClient } from "../registry/shared.js";
 import { DirReference } from "../transports/dir/reference.js";
 import { DIR_MANIFEST_FILE } from "../transports/dir/format.js";
 import { DockerImageReference } from "../transports/docker/reference.js";
 import { OciReference } from "../transports/oci/reference.js";
 import type { ImageReference, SystemContext } from "../transports/types.js";
 
-/** One registry client per registry and settings, shared by every check of a sync; {@link close} at the end. */
+/**
+ * The registry clients of a sync: one per registry and settings, shared (registry/shared.ts) with
+ * the copies the sync runs while the pool holds them, so a whole sync pings and authenticates once
+ * per registry. {@link close} at the end.
+ */
 export class RegistryClientPool {
-  private readonly byContext = new Map<SystemContext | undefined, Map<string, RegistryClient>>();
+  private readonly byContext = new Map<SystemContext | undefined, Map<string, SharedRegistryClient>>();
 
   /** The client for `domain` with the registry settings of `ctx`. */
   get(domain: string, ctx: SystemContext | undefined): RegistryClient {
@@ -38,17 +43,17 @@ export class RegistryClientPool {
     }
     let c = m.get(domain);
     if (!c) {
-      c = new RegistryClient(domain, ctx?.docker ?? {});
+      c = acquireRegistryClient(domain, ctx?.docker ?? {});
       m.set(domain, c);
     }
-    return c;
+    return c.client;
   }
 
-  /** Closes every client. */
+  /** Releases every client. */
   async close(): Promise<void> {
     const all = [...this.byContext.values()].flatMap((m) => [...m.values()]);
     this.byContext.clear();
-    await Promise.all(all.map((c) => c.close().catch(() => {})));
+    await Promise.all(all.map((c) => c.release().catch(() => {})));
   }
 }
 

@@ -21,8 +21,9 @@ import { DockerImageReference } from "./reference.js";
 export class DockerImageDestination implements ImageDestination, BlobMountTarget, SignatureDestination {
   readonly reference: DockerImageReference;
   readonly capabilities: DestinationCapabilities;
-  /** The registry client (closed by {@link close}). */
+  /** The registry client, shared with other images of the same registry and settings (released by {@link close}). */
   readonly client: RegistryClient;
+  private readonly lease: SharedRegistryClient;
   /** The repository written to. */
   readonly repository: Repository;
   private mountFrom: string | undefined;
@@ -34,7 +35,8 @@ export class DockerImageDestination implements ImageDestination, BlobMountTarget
     this.reference = reference;
     this.lookasideStaging = ctx.docker?.lookasideStaging;
     this.capabilities = { manifestMediaTypes: MANIFEST_MEDIA_TYPES, concurrentWrites: true, indexes: true, signatures: isWritableLookaside(this.lookasideStaging) };
-    this.client = new RegistryClient(reference.ref.domain, ctx.docker ?? {}, options);
+    this.lease = acquireRegistryClient(reference.ref.domain, ctx.docker ?? {}, options);
+    this.client = this.lease.client;
     this.repository = this.client.repository(reference.ref.path, "push");
   }
 
@@ -121,8 +123,8 @@ export class DockerImageDestination implements ImageDestination, BlobMountTarget
     return this.committed;
   }
 
-  /** Closes the registry connections. */
+  /** Releases the registry client (its connections close when no other image holds it). */
   async close(): Promise<void> {
-    await this.client.close();
+    await this.lease.release();
   }
 }

@@ -4,7 +4,8 @@
  */
 import type { Digest } from "../../digest.js";
 import type { Descriptor, Manifest } from "../../manifest.js";
-import { RegistryClient, type RegistryClientOptions, type Repository } from "../../registry/client.js";
+import type { RegistryClient, RegistryClientOptions, Repository } from "../../registry/client.js";
+import { acquireRegistryClient, type SharedRegistryClient } from "../../registry/shared.js";
 import { RegistryError } from "../../registry/errors.js";
 import type { BlobReader, GetBlobOptions, ImageSource, SignatureOptions, SignatureSource, SystemContext } from "../types.js";
 import { readLookasideSignatures } from "./lookaside.js";
@@ -16,8 +17,9 @@ import type { DockerImageReference } from "./reference.js";
  */
 export class DockerImageSource implements ImageSource, SignatureSource {
   readonly reference: DockerImageReference;
-  /** The registry client (closed by {@link close}). */
+  /** The registry client, shared with other images of the same registry and settings (released by {@link close}). */
   readonly client: RegistryClient;
+  private readonly lease: SharedRegistryClient;
   /** The repository the image is in. */
   readonly repository: Repository;
   private topLevel: Promise<Manifest> | undefined;
@@ -26,7 +28,8 @@ export class DockerImageSource implements ImageSource, SignatureSource {
   constructor(reference: DockerImageReference, ctx: SystemContext = {}, options: RegistryClientOptions = {}) {
     this.reference = reference;
     this.lookaside = ctx.docker?.lookaside;
-    this.client = new RegistryClient(reference.ref.domain, ctx.docker ?? {}, options);
+    this.lease = acquireRegistryClient(reference.ref.domain, ctx.docker ?? {}, options);
+    this.client = this.lease.client;
     this.repository = this.client.repository(reference.ref.path, "pull");
   }
 
@@ -79,8 +82,8 @@ export class DockerImageSource implements ImageSource, SignatureSource {
     return readLookasideSignatures(this.lookaside, this.reference.ref.path, digest, `${digest} of ${this.reference}`, options.signal);
   }
 
-  /** Closes the registry connections. */
+  /** Releases the registry client (its connections close when no other image holds it). */
   async close(): Promise<void> {
-    await this.client.close();
+    await this.lease.release();
   }
 }
