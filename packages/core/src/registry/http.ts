@@ -261,7 +261,11 @@ export class RegistryConnection {
 
   private async rawRequest(agent: Agent, method: HttpMethod, url: URL, headers: Record<string, string>, body: Uint8Array | Readable | undefined, signal: AbortSignal | undefined): Promise<Dispatcher.ResponseData> {
     const h: Record<string, string> = { "user-agent": this.ctx.userAgent ?? DEFAULT_USER_AGENT, "docker-distribution-api-version": "registry/2.0", ...headers };
-    return undici().request(agent, url, { method, headers: h, body: body ?? null, signal: signal ?? null });
+    // undici closes the connection after every HEAD unless told otherwise (undici#258: servers
+    // that send a body anyway); registries answer HEADs properly, and a sync or import that checks
+    // one manifest per image would otherwise open one connection per check.
+    const reset = method === "HEAD" ? { reset: false } : {};
+    return undici().request(agent, url, { method, headers: h, body: body ?? null, signal: signal ?? null, ...reset });
   }
 
   private log(method: string, url: URL, status: number | string): void {
