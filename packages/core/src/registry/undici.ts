@@ -28,6 +28,7 @@ export function undici(): UndiciParts {
   // names (never what a createRequire function loads); Node's and Deno's ES modules have none.
   const bun = typeof require === "function";
   const nodeRequire = bun ? require : createRequire(import.meta.url);
+  if (!bun) baselineWasmOnly(nodeRequire);
   try {
     const AgentClass = (bun ? require("undici/lib/dispatcher/agent.js") : nodeRequire("undici/lib/dispatcher/agent.js")) as typeof Agent;
     const apiRequest = (bun ? require("undici/lib/api/api-request.js") : nodeRequire("undici/lib/api/api-request.js")) as RequestFn;
@@ -41,4 +42,21 @@ export function undici(): UndiciParts {
     parts = { Agent: full.Agent, request: (dispatcher, url, options) => full.request(url, { ...options, dispatcher }) };
   }
   return parts;
+}
+
+/**
+ * Has V8 compile WebAssembly — undici's HTTP parser, llhttp — with its baseline compiler only. By
+ * default V8 recompiles hot wasm functions with TurboFan on a background thread, and Node waits
+ * for those compilations before it exits: after a run of many small requests (a no-op sync or
+ * import) that held the exit 0.2–1 s on a loaded 2-core machine, for a parser that is not the
+ * bottleneck (a body of known length passes through it in one step). Node only: on Deno the flag
+ * is not V8's to set at run time, and Bun does not run V8.
+ */
+function baselineWasmOnly(nodeRequire: NodeJS.Require): void {
+  if (typeof process === "undefined" || process.versions?.deno !== undefined) return;
+  try {
+    (nodeRequire("node:v8") as typeof import("node:v8")).setFlagsFromString("--liftoff-only");
+  } catch {
+    // Not settable here: the default tiering is only slower to exit.
+  }
 }
