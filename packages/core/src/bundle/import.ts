@@ -13,10 +13,11 @@
  *      commit (the tag).
  */
 import type { Digest } from "../digest.js";
-import { AirlockError } from "../errors.js";
+import { AirlockError, isAirlockError } from "../errors.js";
 import type { Descriptor, Manifest } from "../manifest.js";
 import { putVerifiedBlob } from "../copy/blob.js";
 import { limiter } from "../progress.js";
+import { destinationDigest, RegistryClientPool } from "../sync/present.js";
 import type { Throttle } from "../throttle.js";
 import type { PolicyCheck } from "../copy/copy.js";
 import { canStoreSignatures, type ImageDestination, type ImageReference, type SystemContext } from "../transports/types.js";
@@ -123,6 +124,8 @@ export async function importBundle(path: string | string[], options: ImportOptio
   const { signal, onProgress } = options;
   const reader = await BundleReader.open(path, { signal });
   const work: ImageWork[] = [];
+  // Registry clients shared by the presence checks and every destination of the same registry.
+  const pool = new RegistryClientPool();
   try {
     // 1. Check everything that can be checked without pushing.
     const images = await selectImages(reader, options.images);
@@ -188,12 +191,20 @@ export async function importBundle(path: string | string[], options: ImportOptio
     const journal = options.journal === false ? undefined : ImportJournal.open(options.journal ?? importJournalPath(reader.path), reader.path);
 
     // 2. Destinations and what they already hold (all images at once: these are small requests), then every blob.
+    // An image whose top-level manifest is already under its destination name is complete there
+    // (destinations store a manifest after its blobs and children): one HEAD, nothing opened.
     const open = limiter(16);
     await settleAll(
       work.map((w) =>
         open(async () => {
           signal?.throwIfAborted();
-          const dest = await w.ref.newDestination(options.ctxFor?.(w.name) ?? options.ctx);
+          const ctx = options.ctxFor?.(w.name) ?? options.ctx;
+          if (w.signatures.size === 0 && (await alreadyThere(w, ctx, pool, signal))) {
+            w.present = true;
+            onProgress?.({ type: "image-start", image: w.name, digest: w.top.digest, blobs: w.blobs.length, bytes: sum(w.blobs) });
+            return;
+          }
+          const dest = await w.ref.newDestination(ctx);
           w.dest = dest;
           for (const m of w.manifests) {
             if (!dest.capabilities.manifestMediaTypes.includes(m.mediaType)) {
@@ -216,6 +227,11 @@ export async function importBundle(path: string | string[], options: ImportOptio
     );
     await checkBase(work, reader, metadata, open, signal);
     for (const w of work) {
+      if (!w.dest) {
+        result.blobsSkipped += w.base.length + w.blobs.length;
+        for (const b of [...w.base, ...w.blobs]) onProgress?.({ type: "blob-skipped", image: w.name, digest: b.digest, size: b.size, reason: "image already present" });
+        continue;
+      }
       result.blobsSkipped += w.base.length;
       for (const b of w.base) onProgress?.({ type: "blob-skipped", image: w.name, digest: b.digest, size: b.size, reason: "in the delta's base" });
     }
@@ -227,7 +243,8 @@ export async function importBundle(path: string | string[], options: ImportOptio
     try {
       const tasks: Promise<void>[] = [];
       for (const w of work) {
-        const dest = w.dest as ImageDestination;
+        const dest = w.dest;
+        if (!dest) continue; // already present under its name
         if (!dest.capabilities.concurrentWrites) serial.set(dest, limiter(1));
         for (const b of w.blobs) {
           if (w.present) {
@@ -259,7 +276,11 @@ export async function importBundle(path: string | string[], options: ImportOptio
     const done = await settleAll(
       work.map((w) =>
         open(async (): Promise<ImportedImage> => {
-          const dest = w.dest as ImageDestination;
+          const dest = w.dest;
+          if (!dest) {
+            onProgress?.({ type: "image-done", image: w.name, digest: w.top.digest });
+            return { name: w.name, destination: w.ref.toString(), digest: w.top.digest, mediaType: w.top.mediaType, status: "present", blobs: w.blobs.length, bytes: sum(w.blobs), signatures: 0 };
+          }
           for (const m of w.manifests) {
             const topLevel = m === w.top;
             if (!topLevel && (w.present || (await dest.hasManifest(m.digest, signal)))) continue;
@@ -283,6 +304,7 @@ export async function importBundle(path: string | string[], options: ImportOptio
     return result;
   } finally {
     await Promise.all(work.map((w) => w.dest?.close().catch(() => {})));
+    await pool.close();
     await reader.close();
   }
 }
@@ -290,6 +312,20 @@ export async function importBundle(path: string | string[], options: ImportOptio
 /** Runs one push within the run's per-registry cap, when there is one. */
 function throttled<T>(throttle: Throttle | undefined, dest: ImageDestination, fn: () => Promise<T>): Promise<T> {
   return throttle ? throttle.transfer([dest.reference], fn) : fn();
+}
+
+/**
+ * Whether the destination already holds the image's top-level manifest under the image's name (a
+ * HEAD by tag for a registry, index.json for a layout). A destination that will not say (no pull
+ * access to a repository that does not exist yet) is taken as not holding it.
+ */
+async function alreadyThere(w: ImageWork, ctx: SystemContext | undefined, pool: RegistryClientPool, signal: AbortSignal | undefined): Promise<boolean> {
+  try {
+    return (await destinationDigest(w.ref, ctx, pool, signal)) === w.top.digest;
+  } catch (err) {
+    if (isAirlockError(err, "ERR_DENIED") || isAirlockError(err, "ERR_UNAUTHORIZED")) return false;
+    throw err;
+  }
 }
 
 async function pushBlob(reader: BundleReader, w: ImageWork, dest: ImageDestination, b: Descriptor, signal: AbortSignal, options: ImportOptions, result: ImportResult, journal: ImportJournal | undefined): Promise<void> {
@@ -320,7 +356,8 @@ async function checkBase(work: ImageWork[], reader: BundleReader, metadata: Bund
   await settleAll(
     work.map((w) =>
       open(async () => {
-        const dest = w.dest as ImageDestination;
+        const dest = w.dest;
+        if (!dest) return; // already present under its name
         for (const b of w.base) {
           if (await dest.tryReuseBlob(b, signal)) continue;
           if (!(await mountFromAnother(work, w, b, signal))) missing.push(`${b.digest} (${w.name} → ${w.ref})`);
