@@ -39,6 +39,7 @@ import type { CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
 import { addDockerFlags, addRetryFlags, parseCount, systemContextFrom } from "../flags.js";
 import { addThrottleFlags, withThrottle } from "../throttle-flags.js";
+import { parseToolPlatform, toolsFor } from "../include-tool.js";
 import { formatBytes } from "../progress.js";
 import {
   configuredLookasideStaging,
@@ -194,7 +195,9 @@ export function registerBundle(program: Command, cli: CliContext): void {
       .option("--no-resume", "start over instead of resuming an interrupted export of the same bundle")
       .option("--since <receipt|lock|bundle>", "a delta: leave out what the other side has (a receipt from airlock inventory, an old images.lock.yaml, or an old bundle)")
       .option("--sign-key <file>", "sign the bundle's metadata (which commits to every digest) with this OpenPGP secret key; writes BUNDLE.sig")
-      .option("--sign-passphrase-file <file>", "the passphrase of --sign-key, on the first line of this file"),
+      .option("--sign-passphrase-file <file>", "the passphrase of --sign-key, on the first line of this file")
+      .option("--include-tool [path]", "carry airlock's single-file executable as airlock/tool/airlock-linux-<arch> for the air-gapped side: this executable if airlock runs as one, else dist/ from `npm run compile`, or PATH")
+      .option("--tool-platform <platform>", "with --include-tool: the platform to carry it for, linux/amd64 or linux/arm64 (repeatable; default: this machine's architecture)", (v: string, prev: string[] = []) => [...prev, parseToolPlatform(v)]),
   );
   addThrottleFlags(exportCmd);
   exportCmd.addHelpText(
@@ -206,11 +209,15 @@ Until the export finishes the output is BUNDLE.partial; rerunning the same comma
 
 Examples:
   airlock export -f images.yaml -o bundle.tar
-  airlock lock -f images.yaml && airlock export -f images.yaml --locked -o bundle.tar --split-size fat32`,
+  airlock lock -f images.yaml && airlock export -f images.yaml --locked -o bundle.tar --split-size fat32
+  airlock export -f images.yaml -o bundle.tar --include-tool      (then, offline:
+      tar -xf bundle.tar airlock/tool/airlock-linux-x64 && ./airlock/tool/airlock-linux-x64 verify bundle.tar)`,
   );
   exportCmd.action(async (opts: Record<string, unknown>) => {
     const file = opts.file as string;
     const out = opts.output as string;
+    if (opts.toolPlatform && !opts.includeTool) throw new UsageError("--tool-platform needs --include-tool");
+    const tools = opts.includeTool ? toolsFor(opts.includeTool as true | string, opts.toolPlatform as string[] | undefined) : [];
     const progress = cli.progress({ json: opts.json as boolean, quiet: opts.quiet as boolean });
     try {
       const resolved = await resolveAndLock(file, { keepGoing: opts.keepGoing === true, signal: cli.signal });
@@ -225,6 +232,7 @@ Examples:
         lock,
         toolVersion: VERSION,
         ...(opts.since ? { since: await deltaBaseFrom(opts.since as string, cli.signal) } : {}),
+        ...(tools.length > 0 ? { tools } : {}),
         signal: cli.signal,
         onProgress: listener(progress.listener),
       });
@@ -281,6 +289,7 @@ Examples:
           cli.stdout.write(`volume ${v.volume} ${v.path}: ${!v.present ? "MISSING" : v.ok ? "ok" : "DAMAGED"}${v.sha256 ? ` sha256:${v.sha256}` : ""}\n`);
         }
         for (const i of report.images) cli.stdout.write(`${i.ok ? "ok     " : "BROKEN "} ${i.name} ${i.digest}\n`);
+        for (const t of report.tools ?? []) cli.stdout.write(`${t.ok ? "ok     " : "BROKEN "} tool ${t.path} (${t.platform}, ${formatBytes(t.size)}) ${t.digest}\n`);
         for (const p of report.problems) cli.stdout.write(`${p.severity === "error" ? "error" : "warning"}: ${p.message}\n`);
         if (report.base) cli.stdout.write(`delta: ${report.base.count} blob(s) of its base (${report.base.source}; ${report.base.digest}) are not in the bundle by design; import checks the destination has them\n`);
         cli.stdout.write(`${report.ok ? "bundle OK" : "bundle DAMAGED"}: ${report.images.length} image(s), ${report.manifests} manifest(s), ${report.blobs} blob(s), ${formatBytes(report.bytes)} checked in ${seconds(report.durationMs)}\n`);
@@ -481,6 +490,7 @@ function listener(l: (e: never) => void): (e: BundleEvent) => void {
 function printExport(cli: CliContext, r: ExportResult, failures: ImageFailure[]): void {
   for (const i of r.images) cli.stdout.write(`${i.name} ${i.digest}${i.sourceDigest ? ` (index rewritten for the platforms asked; source ${i.sourceDigest})` : ""}\n`);
   for (const v of r.volumes) cli.stdout.write(`${v.path} ${formatBytes(v.size)} sha256:${v.sha256}\n`);
+  for (const t of r.tools ?? []) cli.stdout.write(`tool ${t.path} (${t.platform}) ${formatBytes(t.size)} ${t.digest}\n`);
   for (const f of failures) cli.stdout.write(`FAILED ${f.image}: ${f.error}\n`);
   cli.stdout.write(
     `Exported ${r.images.length} image(s), ${r.blobs} blob(s), ${formatBytes(r.blobBytes)}` +
