@@ -35,8 +35,7 @@ export interface InspectOutput {
   Variant?: string;
   Os: string;
   Layers: Digest[];
-  /** Absent for a Docker schema 1 image (its manifest gives no media types or sizes), as in skopeo. */
-  LayersData?: InspectLayer[];
+  LayersData: InspectLayer[];
   Env: string[] | null;
 }
 
@@ -142,6 +141,8 @@ async function inspectSchema1Image(ref: ImageReference, src: ImageSource, manife
   if (s1.variant) output.Variant = s1.variant;
   output.Os = s1.os;
   output.Layers = s1.layers;
+  // A schema 1 manifest gives no media types or sizes (containers/image: "" and -1).
+  output.LayersData = s1.layers.map((d) => ({ MIMEType: "", Digest: d, Size: -1, Annotations: null }));
   output.Env = s1.env;
   return { manifest, image: manifest, configBytes: new Uint8Array(0), ociConfig: schema1OCIConfig(manifest.schema1, what), output };
 }

@@ -91,7 +91,13 @@ describe("schema 1: reading", () => {
     for (const flags of [[], ["--config"]]) {
       const mine = await runCli(["inspect", ...flags, ref]);
       expect(mine.stderr).toBe("");
-      expect(JSON.parse(mine.stdout)).toEqual(JSON.parse(await skopeo("inspect", ...flags, ref)));
+      const out = JSON.parse(mine.stdout) as Record<string, unknown>;
+      if (flags.length === 0) {
+        // LayersData is newer than skopeo 1.9 (containers/image gives schema 1 layers no media type or size).
+        expect(out.LayersData).toEqual((name === "signed" ? signed : unsigned).blobs.map((b) => ({ MIMEType: "", Digest: b.digest, Size: -1, Annotations: null })));
+        delete out.LayersData;
+      }
+      expect(out).toEqual(JSON.parse(await skopeo("inspect", ...flags, ref)));
     }
     expect((await runCli(["inspect", "--raw", ref])).stdout).toBe((name === "signed" ? signed : unsigned).manifest.toString());
   });
@@ -176,8 +182,9 @@ describe("schema 1: a registry", () => {
     const raw = Buffer.from(await skopeo("inspect", "--raw", "--tls-verify=false", ref));
     expect(Manifest.parse(raw).digest).toBe(signed.digest);
     expect(raw.subarray(0, 200)).toEqual(signed.manifest.subarray(0, 200));
-    const mine = await runCli(["inspect", "--tls-verify=false", ref]);
-    expect(JSON.parse(mine.stdout)).toEqual(JSON.parse(await skopeo("inspect", "--tls-verify=false", ref)));
+    const mine = JSON.parse((await runCli(["inspect", "--tls-verify=false", ref])).stdout) as Record<string, unknown>;
+    delete mine.LayersData;
+    expect(mine).toEqual(JSON.parse(await skopeo("inspect", "--tls-verify=false", ref)));
     // Out of the registry into an OCI layout: every layer streamed, decompressed for its diffID.
     const out = await copy(ref, `oci:${join(dir, "layout")}:x`);
     await skopeo("copy", "--src-tls-verify=false", ref, `oci:${join(dir, "theirs")}:x`);
