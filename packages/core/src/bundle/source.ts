@@ -10,7 +10,7 @@ import { DockerReference } from "../reference/docker.js";
 import type { BlobReader, GetBlobOptions, ImageDestination, ImageReference, ImageSource, SignatureOptions, SignatureSource, SystemContext, Transport } from "../transports/types.js";
 import { BundleReader } from "./reader.js";
 
-/** The `bundle:` transport: `bundle:PATH:NAME` names image NAME of the bundle at PATH (read only). */
+/** The `bundle:` transport: `bundle:PATH:NAME` names image NAME of the bundle at PATH, `bundle:PATH` its only image (read only). */
 export const bundleTransport: Transport = {
   name: "bundle",
   parseReference(spec: string): ImageReference {
@@ -18,12 +18,12 @@ export const bundleTransport: Transport = {
   },
 };
 
-/** A reference to one image of a bundle: `bundle:PATH:NAME`. */
+/** A reference to one image of a bundle: `bundle:PATH:NAME`, or `bundle:PATH` for a bundle of one image. */
 export class BundleReference implements ImageReference {
   readonly transport = bundleTransport;
   /** The bundle's path (a file, or the base name of its volumes). */
   readonly path: string;
-  /** The image's name in the bundle. */
+  /** The image's name in the bundle; "" for the bundle's only image. */
   readonly name: string;
 
   constructor(path: string, name: string) {
@@ -31,9 +31,10 @@ export class BundleReference implements ImageReference {
     this.name = name;
   }
 
-  /** Parses `PATH:NAME` (the name is everything after the first colon). */
+  /** Parses `PATH:NAME` (the name is everything after the first colon) or `PATH`. */
   static parse(spec: string): BundleReference {
     const i = spec.indexOf(":");
+    if (i < 0 && spec !== "") return new BundleReference(spec, "");
     if (i <= 0 || i === spec.length - 1) {
       throw new AirlockError("ERR_INVALID_REFERENCE", `invalid bundle reference ${JSON.stringify(spec)}: expected bundle:PATH:NAME, e.g. bundle:/media/usb/bundle.tar:docker.io/library/busybox:1.36`);
     }
@@ -41,10 +42,11 @@ export class BundleReference implements ImageReference {
   }
 
   toString(): string {
-    return `bundle:${this.path}:${this.name}`;
+    return this.name === "" ? `bundle:${this.path}` : `bundle:${this.path}:${this.name}`;
   }
 
   dockerReference(): string | undefined {
+    if (this.name === "") return undefined;
     try {
       return DockerReference.parse(this.name).toString();
     } catch {
@@ -55,7 +57,15 @@ export class BundleReference implements ImageReference {
   async newSource(_ctx?: SystemContext): Promise<ImageSource> {
     const reader = await BundleReader.open(this.path);
     try {
-      return await bundleImageSource(reader, this.name, { reference: this, closeReader: true });
+      let name = this.name;
+      if (name === "") {
+        const names = (await reader.images()).map((i) => i.name);
+        if (names.length !== 1 || names[0] === undefined) {
+          throw new AirlockError("ERR_AMBIGUOUS_IMAGE", `bundle ${this.path} holds ${names.length} images (${names.filter(Boolean).join(", ") || "none named"}): name one, as bundle:${this.path}:NAME`);
+        }
+        name = names[0];
+      }
+      return await bundleImageSource(reader, name, { reference: this, closeReader: true });
     } catch (err) {
       await reader.close();
       throw err;

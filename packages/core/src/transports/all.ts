@@ -2,6 +2,7 @@
  * Registers every built-in transport. Import this module once (the CLI and tests do) before
  * calling `parseImageName`.
  */
+import { bundleTransport } from "../bundle/source.js";
 import { containersStorageTransport } from "./containers-storage/transport.js";
 import { dirTransport } from "./dir/transport.js";
 import { dockerArchiveTransport } from "./docker-archive/transport.js";
@@ -12,6 +13,6 @@ import { ociTransport } from "./oci/transport.js";
 import { ociArchiveTransport } from "./oci-archive/transport.js";
 
 // Each transport folder exports its Transport object from transport.ts; register it here.
-const builtins: Parameters<typeof registerTransport>[0][] = [ociTransport, dirTransport, dockerTransport, ociArchiveTransport, dockerArchiveTransport, dockerDaemonTransport, containersStorageTransport];
+const builtins: Parameters<typeof registerTransport>[0][] = [ociTransport, dirTransport, dockerTransport, ociArchiveTransport, dockerArchiveTransport, dockerDaemonTransport, containersStorageTransport, bundleTransport];
 
 for (const t of builtins) registerTransport(t);
