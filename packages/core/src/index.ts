@@ -48,6 +48,7 @@ export * from "./transports/docker-archive/reference.js";
 export * from "./transports/docker-archive/reader.js";
 export * from "./transports/docker-archive/source.js";
 export * from "./transports/docker-archive/destination.js";
+export * from "./transports/docker-archive/tags.js";
 export * from "./transports/docker-daemon/transport.js";
 export * from "./transports/docker-daemon/reference.js";
 export * from "./transports/oci-archive/transport.js";

@@ -1,7 +1,8 @@
 /**
- * `airlock list-tags docker://REPOSITORY`: every tag of a repository, as `skopeo list-tags` prints.
+ * `airlock list-tags docker://REPOSITORY`: every tag of a repository, as `skopeo list-tags` prints;
+ * `airlock list-tags docker-archive:PATH`: the RepoTags of every image of a `docker save` archive.
  */
-import { listTags, parseDockerRepository } from "@airlock/core";
+import { AirlockError, DockerArchiveReference, getTransport, listDockerArchiveTags, listTags, parseDockerRepository } from "@airlock/core";
 import type { Command } from "commander";
 import type { CliContext } from "../context.js";
 import { addDockerFlags, addRetryFlags, systemContextFrom } from "../flags.js";
@@ -10,15 +11,26 @@ import { addDockerFlags, addRetryFlags, systemContextFrom } from "../flags.js";
 export function registerListTags(program: Command, cli: CliContext): void {
   const cmd = program
     .command("list-tags")
-    .description("List the tags of a repository in a registry (skopeo list-tags' JSON)")
-    .argument("<repository>", "docker://HOST[:PORT]/REPOSITORY, without a tag or digest")
+    .description("List the tags of a repository in a registry, or of the images in a docker save archive (skopeo list-tags' JSON)")
+    .argument("<repository>", "docker://HOST[:PORT]/REPOSITORY, without a tag or digest; or docker-archive:PATH")
     .option("--authfile <path>", "auth file (default: $REGISTRY_AUTH_FILE, then containers' and Docker's auth files)");
   addDockerFlags(cmd, "");
   addRetryFlags(cmd);
   cmd.addHelpText("after", "\nExample:\n  airlock list-tags docker://quay.io/prometheus/node-exporter | jq -r '.Tags[]'");
   cmd.action(async (name: string, opts: Record<string, unknown>) => {
+    const ctx = systemContextFrom(opts, "", cli.globals() as Record<string, unknown>);
+    if (name.startsWith("docker-archive:")) {
+      // As skopeo: no Repository, and a reference after the path is ignored.
+      const tags = await listDockerArchiveTags(DockerArchiveReference.parse(name.slice("docker-archive:".length)), ctx);
+      cli.stdout.write(`${JSON.stringify({ Tags: tags }, null, 4)}\n`);
+      return;
+    }
+    const colon = name.indexOf(":");
+    if (!name.startsWith("docker://") && colon > 0 && getTransport(name.slice(0, colon)) !== undefined) {
+      throw new AirlockError("ERR_UNSUPPORTED", `Unsupported transport '${name.slice(0, colon)}' for tag listing. Only supported: docker, docker-archive`);
+    }
     const ref = parseDockerRepository(name);
-    const tags = await listTags(ref, systemContextFrom(opts, "", cli.globals() as Record<string, unknown>), { signal: cli.signal });
+    const tags = await listTags(ref, ctx, { signal: cli.signal });
     cli.stdout.write(`${JSON.stringify({ Repository: ref.name, Tags: tags }, null, 4)}\n`);
   });
 }
