@@ -3,7 +3,8 @@
  * root, exec root, pid file and socket in a temporary directory, so it meets no other daemon):
  * airlock loads images that `docker image inspect` and `docker save` then describe with the same
  * diff IDs and config digest (= image ID); airlock reads images `docker load` put there, and
- * skopeo reads the same image with the same digests; a load abandoned before commit leaves no
+ * skopeo reads the same image with the same digests; the daemon's TLS port (--tlsverify) works with
+ * the cert dir skopeo reads; a load abandoned before commit or refused by the daemon leaves no
  * image; a missing image exits 2; a daemon that is not there is one clear error line.
  *
  * Skipped, saying why, when `dockerd` is not installed or the tests do not run as root (dockerd
@@ -12,7 +13,8 @@
 import { execFile, type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
-import { request } from "node:http";
+import { createServer, request } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -45,7 +47,39 @@ const skipReason = !hasDockerd ? " (skipped: dockerd is not installed; apt-get i
 let dir: string;
 let sock: string;
 let host: string;
+/** The same daemon over TCP with TLS that wants a client certificate (dockerd --tlsverify). */
+let tlsHost: string;
+/** A cert dir as skopeo and airlock read it for a daemon: ca.pem, cert.pem, key.pem. */
+let certDir: string;
 let daemon: ChildProcess | undefined;
+
+/** A port nothing listens on now. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** A CA, a server certificate for 127.0.0.1 and a client certificate, as dockerd --tlsverify needs them. */
+async function makeCerts(d: string): Promise<void> {
+  const ssl = (...args: string[]) => run("openssl", args);
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  await ssl("req", "-x509", ...ec, "-days", "2", "-subj", "/CN=airlock-test-ca", "-keyout", join(d, "ca-key.pem"), "-out", join(d, "ca.pem"));
+  for (const [name, cn, ext] of [
+    ["server", "127.0.0.1", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"],
+    ["client", "client", "extendedKeyUsage=clientAuth\n"],
+  ] as const) {
+    await ssl("req", ...ec, "-subj", `/CN=${cn}`, "-keyout", join(d, `${name}-key.pem`), "-out", join(d, `${name}.csr`));
+    await fs.writeFile(join(d, `${name}.ext`), ext);
+    await ssl("x509", "-req", "-in", join(d, `${name}.csr`), "-CA", join(d, "ca.pem"), "-CAkey", join(d, "ca-key.pem"), "-CAcreateserial", "-days", "2", "-extfile", join(d, `${name}.ext`), "-out", join(d, `${name}-cert.pem`));
+  }
+  await fs.mkdir(join(d, "client"));
+  await fs.copyFile(join(d, "ca.pem"), join(d, "client", "ca.pem"));
+  await fs.copyFile(join(d, "client-cert.pem"), join(d, "client", "cert.pem"));
+  await fs.copyFile(join(d, "client-key.pem"), join(d, "client", "key.pem"));
+}
 
 /** GET /_ping on the socket: true when the daemon answers OK. */
 function ping(socketPath: string): Promise<boolean> {
@@ -72,11 +106,15 @@ beforeAll(async () => {
   dir = await fs.mkdtemp(join(tmpdir(), "airlock-dockerd-"));
   sock = join(dir, "docker.sock");
   host = `unix://${sock}`;
+  await makeCerts(dir);
+  certDir = join(dir, "client");
+  tlsHost = `tcp://127.0.0.1:${await freePort()}`;
   const log = await fs.open(join(dir, "dockerd.log"), "w");
   daemon = spawn(
     "dockerd",
     [
       ...["--data-root", join(dir, "root"), "--exec-root", join(dir, "exec"), "--pidfile", join(dir, "pid"), "-H", host],
+      ...["-H", tlsHost, "--tlsverify", "--tlscacert", join(dir, "ca.pem"), "--tlscert", join(dir, "server-cert.pem"), "--tlskey", join(dir, "server-key.pem")],
       ...["--storage-driver", "vfs", "--iptables=false", "--ip6tables=false", "--bridge=none"],
     ],
     { stdio: ["ignore", log.fd, log.fd] },
@@ -238,6 +276,24 @@ describe.skipIf(skipReason !== "")(`docker-daemon: against a real dockerd${skipR
     const blobs = async (d: string) => (await fs.readdir(d)).filter((f) => /^[0-9a-f]{64}$/.test(f)).sort();
     expect(await blobs(a)).toEqual(await blobs(s));
     expect(await blobs(a)).toEqual([info.Id.slice(7), ...info.RootFS.Layers.map((l) => l.slice(7))].sort());
+  });
+
+  it("over tcp:// with TLS and a client certificate (--dest-cert-dir / --cert-dir with ca.pem, cert.pem, key.pem), as skopeo; without one, a TLS error that says what is missing", async () => {
+    const w = await runCli(["copy", "-q", "--dest-daemon-host", tlsHost, "--dest-cert-dir", certDir, `oci:${FIX}/oci:base-a`, "docker-daemon:airlock/tls:1"]);
+    expect(w.code, w.stderr).toBe(0);
+    const ours = await runCli(["inspect", "--raw", "--daemon-host", tlsHost, "--cert-dir", certDir, "docker-daemon:airlock/tls:1"]);
+    expect(ours.code, ours.stderr).toBe(0);
+    const theirs = (await skopeo("inspect", "--raw", "--daemon-host", tlsHost, "--cert-dir", certDir, "docker-daemon:airlock/tls:1")).stdout;
+    const configOf = (raw: string) => (JSON.parse(raw) as { config: { digest: string } }).config.digest;
+    expect(configOf(ours.stdout)).toBe(configOf(theirs));
+    expect(configOf(ours.stdout)).toBe((await dockerInspect("airlock/tls:1")).Id);
+
+    const noCA = await runCli(["inspect", "--daemon-host", tlsHost, "docker-daemon:airlock/tls:1"]);
+    expect(noCA.code).toBe(1);
+    expect(noCA.stderr).toMatch(/certificate airlock cannot verify.*ca\.pem in --cert-dir/);
+    const noClient = await runCli(["inspect", "--daemon-host", tlsHost, "--tls-verify=false", "docker-daemon:airlock/tls:1"]);
+    expect(noClient.code).toBe(1);
+    expect(noClient.stderr).toMatch(/wants a client certificate: cert\.pem and key\.pem/);
   });
 
   it("a load closed before commit, or refused by the daemon, leaves no image; a missing image exits 2", async () => {

@@ -6,8 +6,9 @@
  * Where the daemon is, first match wins:
  *  - `SystemContext.dockerDaemonHost` (skopeo's `--daemon-host` / `--src-daemon-host` /
  *    `--dest-daemon-host`), with skopeo's meaning: `unix:///PATH`; `tcp://HOST:PORT` and
- *    `https://…` use TLS (`--cert-dir` with `*.crt` CAs and a `*.cert`/`*.key` client pair,
- *    `--tls-verify=false` to skip verification); `http://HOST:PORT` is plain HTTP;
+ *    `https://…` use TLS (`--cert-dir` with docker's `ca.pem`, `cert.pem`, `key.pem`, as
+ *    containers/image reads it for the daemon; `--tls-verify=false` skips verification);
+ *    `http://HOST:PORT` is plain HTTP;
  *  - `DOCKER_HOST`, with the docker CLI's meaning: `unix:///PATH`; `tcp://HOST:PORT` is plain HTTP
  *    unless DOCKER_TLS_VERIFY is set (then TLS with `ca.pem`, `cert.pem`, `key.pem` of
  *    DOCKER_CERT_PATH, default ~/.docker);
@@ -20,7 +21,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import type { Agent, Dispatcher } from "undici";
 import { AirlockError, type ErrorCode } from "../../errors.js";
-import { loadTlsSettings } from "../../registry/tls.js";
+import { isCertificateError, isPlainHttpResponse } from "../../registry/tls.js";
 import { undici } from "../../registry/undici.js";
 import type { SystemContext } from "../types.js";
 
@@ -101,11 +102,14 @@ export class DaemonClient {
   /** Names the image being worked on in errors, e.g. `docker-daemon:busybox:latest`. */
   readonly what: string;
   private readonly agent: Agent;
+  /** Whether a TLS client certificate is presented. */
+  private readonly clientCertificate: boolean;
 
-  private constructor(endpoint: DaemonEndpoint, agent: Agent, what: string) {
+  private constructor(endpoint: DaemonEndpoint, agent: Agent, what: string, clientCertificate: boolean) {
     this.endpoint = endpoint;
     this.agent = agent;
     this.what = what;
+    this.clientCertificate = clientCertificate;
   }
 
   /** A client for the daemon `ctx` means; loads TLS files when the connection uses TLS. */
@@ -116,7 +120,7 @@ export class DaemonClient {
     if (endpoint.tls) Object.assign(connect, await tlsOptions(endpoint, ctx, env));
     // A load or a save may be silent for minutes (the daemon unpacks or exports layers): no timeouts; callers abort.
     const agent = new (undici().Agent)({ connect, headersTimeout: 0, bodyTimeout: 0 });
-    return new DaemonClient(endpoint, agent, what);
+    return new DaemonClient(endpoint, agent, what, connect.cert !== undefined);
   }
 
   /** Sends a request; a daemon that cannot be reached is one ERR_NETWORK naming it and how to choose another. */
@@ -142,7 +146,18 @@ export class DaemonClient {
     const where = this.endpoint.socketPath ? `the socket ${this.endpoint.socketPath}` : this.endpoint.origin;
     const known = e?.code ? CONNECT_ERRORS[e.code] : undefined;
     const why = known ? known(where) : `${where}: ${e?.message || String(err)}`;
+    if (this.endpoint.tls && isPlainHttpResponse(err)) {
+      const plain = new URL(this.endpoint.origin);
+      return new AirlockError("ERR_TLS", `${this.what}: the Docker daemon at ${this.endpoint.host} speaks plain HTTP, not TLS; use --daemon-host http://${plain.host}`, { cause: err });
+    }
+    if (isCertificateError(err)) {
+      return new AirlockError("ERR_TLS", `${this.what}: the Docker daemon at ${this.endpoint.host} has a certificate airlock cannot verify (${e?.message ?? e?.code}); give its CA as ca.pem in --cert-dir DIR (with cert.pem and key.pem for a client certificate), or skip verification with --tls-verify=false`, { cause: err });
+    }
     const chosen = this.endpoint.chosenBy === "default" ? "" : ` (from ${this.endpoint.chosenBy})`;
+    if (this.endpoint.tls && !this.clientCertificate && !known) {
+      // A daemon started with --tlsverify drops a TLS client that has no certificate.
+      return new AirlockError("ERR_TLS", `${this.what}: the Docker daemon at ${this.endpoint.host}${chosen} closed the connection: ${why}; if it was started with --tlsverify it wants a client certificate: cert.pem and key.pem (and its CA, ca.pem) in --cert-dir DIR`, { cause: err });
+    }
     return new AirlockError("ERR_NETWORK", `${this.what}: cannot reach the Docker daemon at ${this.endpoint.host}${chosen}: ${why}; is dockerd running? ${DAEMON_HOST_HINT}`, { cause: err });
   }
 
@@ -183,24 +198,32 @@ export async function readText(body: Readable, max: number): Promise<string> {
   return Buffer.concat(chunks).toString("utf8");
 }
 
-/** undici `connect` options for a TLS daemon (see the module comment for where the files come from). */
+/**
+ * undici `connect` options for a TLS daemon: `ca.pem`, `cert.pem` and `key.pem` of the cert dir
+ * (docker's names, which containers/image also uses for the daemon): `--cert-dir`, or
+ * DOCKER_CERT_PATH (default ~/.docker) for a DOCKER_HOST; a file that is missing is not used, but
+ * a `--cert-dir` with none of them, or a certificate without its key, is an error.
+ */
 async function tlsOptions(endpoint: DaemonEndpoint, ctx: SystemContext, env: Env): Promise<Record<string, unknown>> {
-  if (endpoint.chosenBy === "DOCKER_HOST") {
-    const dir = env.DOCKER_CERT_PATH || join(homedir(), ".docker");
-    const read = async (name: string) => {
-      try {
-        return await fs.readFile(join(dir, name), "utf8");
-      } catch (cause) {
-        if ((cause as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-        throw new AirlockError("ERR_INVALID_ARGUMENT", `cannot read ${join(dir, name)} for the Docker daemon at ${endpoint.host}: ${(cause as Error).message}`, { cause });
-      }
-    };
-    const [ca, cert, key] = await Promise.all([read("ca.pem"), read("cert.pem"), read("key.pem")]);
-    return { ...(ca ? { ca } : {}), ...(cert && key ? { cert, key } : {}), rejectUnauthorized: true };
+  const fromEnv = endpoint.chosenBy === "DOCKER_HOST";
+  const dir = fromEnv ? env.DOCKER_CERT_PATH || join(homedir(), ".docker") : ctx.docker?.certDir;
+  const verify = fromEnv || ctx.docker?.tlsVerify !== false;
+  if (dir === undefined) return { rejectUnauthorized: verify };
+  const read = async (name: string) => {
+    try {
+      return await fs.readFile(join(dir, name), "utf8");
+    } catch (cause) {
+      if ((cause as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw new AirlockError("ERR_INVALID_ARGUMENT", `cannot read ${join(dir, name)} for the Docker daemon at ${endpoint.host}: ${(cause as Error).message}`, { cause });
+    }
+  };
+  const [ca, cert, key] = await Promise.all([read("ca.pem"), read("cert.pem"), read("key.pem")]);
+  const flag = fromEnv ? "DOCKER_CERT_PATH" : "--cert-dir";
+  if (!fromEnv && !ca && !cert && !key) {
+    throw new AirlockError("ERR_INVALID_ARGUMENT", `${flag} ${dir} holds none of ca.pem, cert.pem, key.pem, which a Docker daemon's TLS needs (the CA, and the client certificate and key)`);
   }
-  const certDir = ctx.docker?.certDir;
-  const tlsVerify = ctx.docker?.tlsVerify;
-  if (certDir === undefined) return { rejectUnauthorized: tlsVerify !== false };
-  const s = await loadTlsSettings(new URL(endpoint.origin).host, { certDir, tlsVerify });
-  return { rejectUnauthorized: s.verify, ...(s.ca ? { ca: s.ca } : {}), ...(s.cert ? { cert: s.cert } : {}), ...(s.key ? { key: s.key } : {}) };
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new AirlockError("ERR_INVALID_ARGUMENT", `${flag} ${dir} has ${cert ? "cert.pem without key.pem" : "key.pem without cert.pem"}; the client certificate needs both`);
+  }
+  return { rejectUnauthorized: verify, ...(ca ? { ca } : {}), ...(cert && key ? { cert, key } : {}) };
 }
