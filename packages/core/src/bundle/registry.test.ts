@@ -14,6 +14,7 @@ import { type RunningRegistry, startRegistry } from "../../../../test/harness/re
 import { makeImage, makeIndex, MemoryStore } from "../../../../test/support/memory-transport.js";
 import { copyImage } from "../copy/copy.js";
 import { digestOf } from "../digest.js";
+import { setRegistryDebugLogger } from "../registry/http.js";
 import { parseImageName } from "../transports/index.js";
 import "../transports/all.js";
 import { exportBundle } from "./export.js";
@@ -75,8 +76,27 @@ describe("export from one registry, import into another", () => {
     // skopeo can pull a platform image's layers from the target: the content is all there.
     execFileSync("skopeo", ["copy", "-q", "--src-tls-verify=false", "--override-arch", "arm64", `docker://${target.host}/mirror/generated/app:2`, `oci:${join(tmp, "pulled")}:x`]);
 
-    const again = await importBundle(out, { destinationFor });
+    // With everything present: one ping, then one manifest HEAD (by tag) per image, and nothing else.
+    const requests: string[] = [];
+    setRegistryDebugLogger((line) => requests.push(line));
+    let again: Awaited<ReturnType<typeof importBundle>>;
+    try {
+      again = await importBundle(out, { destinationFor });
+    } finally {
+      setRegistryDebugLogger(undefined);
+    }
     expect(again.blobsPushed).toBe(0);
+    expect(again.manifestsPushed).toBe(0);
     expect(again.images.every((i) => i.status === "present")).toBe(true);
+    expect(requests.filter((r) => r.startsWith(`GET http://${target.host}/v2/ `))).toHaveLength(1);
+    const checks = requests.filter((r) => !r.startsWith(`GET http://${target.host}/v2/ `));
+    expect(checks.sort()).toEqual(images.map((i) => `HEAD http://${target.host}/v2/mirror/${i.repo.replace(":", "/manifests/")} → 200`).sort());
+
+    // A tag moved to another image is not "present": the import points it back.
+    const moved = images[0] as { repo: string; digest: string };
+    execFileSync("skopeo", ["copy", "-q", "--all", "--preserve-digests", "--src-tls-verify=false", "--dest-tls-verify=false", `docker://${source.host}/${images[1]?.repo}`, `docker://${target.host}/mirror/${moved.repo}`]);
+    const third = await importBundle(out, { destinationFor });
+    expect(third.blobsPushed).toBe(0);
+    expect(digestOf(execFileSync("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${target.host}/mirror/${moved.repo}`]))).toBe(moved.digest);
   });
 });
