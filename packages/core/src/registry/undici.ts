@@ -25,10 +25,11 @@ let parts: UndiciParts | undefined;
 export function undici(): UndiciParts {
   if (parts) return parts;
   // Bun has a global require, and `bun build --compile` bundles only what a literal require()
-  // names (never what a createRequire function loads); Node's and Deno's ES modules have none.
+  // names (never what a createRequire function loads); Node's and Deno's ES modules have none —
+  // except in the CLI's bundle (scripts/build-cli.mjs), which defines one and maps these paths.
   const bun = typeof require === "function";
   const nodeRequire = bun ? require : createRequire(import.meta.url);
-  if (!bun) baselineWasmOnly(nodeRequire);
+  if (process.versions?.bun === undefined) baselineWasmOnly(nodeRequire);
   try {
     const AgentClass = (bun ? require("undici/lib/dispatcher/agent.js") : nodeRequire("undici/lib/dispatcher/agent.js")) as typeof Agent;
     const apiRequest = (bun ? require("undici/lib/api/api-request.js") : nodeRequire("undici/lib/api/api-request.js")) as RequestFn;
