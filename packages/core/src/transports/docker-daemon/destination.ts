@@ -96,7 +96,10 @@ export class DockerDaemonImageDestination implements ImageDestination {
       (a) => {
         if (!this.bodyEnded) this.tar.abort(loadError(this.reference, this.client, a) ?? new AirlockError("ERR_DESTINATION", `${this.reference}: the Docker daemon at ${this.client.endpoint.host} ended the load before the image was sent`));
       },
-      (err: unknown) => this.tar.abort(err instanceof Error ? err : new Error(String(err))),
+      (err: unknown) => {
+        const e = this.client.connectionError(err);
+        this.tar.abort(e instanceof Error ? e : new Error(String(e)));
+      },
     );
   }
 
@@ -263,9 +266,10 @@ export class DockerDaemonImageDestination implements ImageDestination {
     if (this.closed) return;
     this.closed = true;
     if (!this.committed) {
+      // Break the body off first: an append waiting for the daemon to drain the body fails at once.
+      this.tar.abort(new AirlockError("ERR_ABORTED", `${this.reference}: the load was abandoned before commit`));
       await this.inflight.abortAll();
       await this.appends.settled();
-      this.tar.abort(new AirlockError("ERR_ABORTED", `${this.reference}: the load was abandoned before commit`));
     }
     await this.client.close();
     await this.answer.catch(() => {});
