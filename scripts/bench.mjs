@@ -14,6 +14,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { writeChangedImages } from "./bench-delta.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const airlockBin = join(root, "apps/airlock/bin/airlock.js");
@@ -297,6 +298,42 @@ async function main() {
       });
     }
 
+    // A delta: two images change (one more 1 MiB layer each); the export of the new state with
+    // --since the receipt of an import of the old one, against a full export of the new state.
+    // Resume: an export SIGKILLed at 50 % of its bytes and rerun, against one left alone.
+    const wants = (job) => !ONLY.length || ONLY.includes(job);
+    if (hasExport && airlockHas("import") && wants("delta")) {
+      const changedNames = ["app0", "app1"].filter((n) => images.includes(n));
+      const changed = join(work, "changed");
+      writeChangedImages(corpusDir, changed, changedNames, (seed) => tarLayer(seed, MiB));
+      for (const i of changedNames) execFileSync("skopeo", ["copy", "-q", "--preserve-digests", `oci:${changed}:${i}`, `docker://${src.host}/bench/${i}:2`, "--dest-tls-verify=false"], { stdio: "inherit" });
+      const changedYaml = join(work, "images-changed.yaml");
+      writeFileSync(changedYaml, `version: 1\nregistries:\n  "${src.host}": {tlsVerify: false}\nimages:\n${images.map((i) => `  - name: ${src.host}/bench/${i}\n    tags: ["${changedNames.includes(i) ? 2 : 1}"]\n`).join("")}`);
+      const other = await startRegistry();
+      regs.push(other);
+      const receipt = join(work, "receipt.json");
+      const oldBundle = join(work, "old.tar");
+      execFileSync("bash", ["-c", `${airlock} export -q -f ${imagesYaml} -o ${oldBundle} && ${airlock} import -q ${oldBundle} --to ${other.host} --receipt ${receipt} >/dev/null`], { stdio: "inherit" });
+      const size = (kind) => join(work, `delta-size-${kind}`);
+      await bench("delta", {
+        full: { prepare: freshLayout, cmd: ({ dir }) => `${airlock} export -q -f ${changedYaml} -o ${dir}/bundle.tar && stat -c %s ${dir}/bundle.tar > ${size("full")}` },
+        delta: { prepare: freshLayout, cmd: ({ dir }) => `${airlock} export -q -f ${changedYaml} --since ${receipt} -o ${dir}/bundle.tar && stat -c %s ${dir}/bundle.tar > ${size("delta")}` },
+      });
+      const [full, delta] = ["full", "delta"].map((k) => Number(readFileSync(size(k), "utf8")));
+      const row = results.find((r) => r.job === "delta");
+      if (row) row.notes = `${changedNames.length} images changed: delta ${(delta / MiB).toFixed(1)} MiB vs full ${(full / MiB).toFixed(1)} MiB (${((100 * delta) / full).toFixed(1)} %)`;
+    }
+    if (hasExport && wants("resume")) {
+      const killAt = join(root, "scripts/bench-kill-at.mjs");
+      const exportTo = (dir) => `${airlock} export -q -f ${imagesYaml} -o ${dir}/bundle.tar`;
+      await bench("resume", {
+        uninterrupted: { prepare: freshLayout, cmd: ({ dir }) => exportTo(dir) },
+        "killed-at-50%+rerun": { prepare: freshLayout, cmd: ({ dir }) => `"${process.execPath}" ${killAt} 0.5 "${process.execPath}" "${airlockBin}" export --json -f ${imagesYaml} -o ${dir}/bundle.tar && ${exportTo(dir)}` },
+      });
+      const row = results.find((r) => r.job === "resume");
+      if (row?.uninterrupted?.median && row["killed-at-50%+rerun"]?.median) row.notes = `resume overhead: ${(row["killed-at-50%+rerun"].median - row.uninterrupted.median).toFixed(2)} s over an uninterrupted export (the killed half included)`;
+    }
+
     // airlock serve against docker-registry: the same client (skopeo) pulls the corpus from each,
     // and pushes it into each; then a bundle served as it is against the extracted store.
     const served = await startServe(["--root", corpusDir, "--read-only"]);
@@ -334,12 +371,13 @@ async function main() {
   console.log("| job | A | A median (s) | B | B median (s) | A/B time ratio (>1: B faster) | peak RSS A / B (MiB) |");
   console.log("|---|---|---|---|---|---|---|");
   for (const r of results) {
-    const [a, b] = Object.keys(r).filter((k) => k !== "job" && k !== "speedup");
+    const [a, b] = Object.keys(r).filter((k) => k !== "job" && k !== "speedup" && k !== "notes");
     const f = (t) => (r[t]?.median !== undefined ? r[t].median.toFixed(2) : r[t]?.skipped ? "n/a" : "");
     const m = (t) => (r[t]?.peakRssMiB !== undefined ? r[t].peakRssMiB.toFixed(0) : "");
     const ratio = r[a]?.median && r[b]?.median ? (r[a].median / r[b].median).toFixed(2) : "";
     console.log(`| ${r.job} | ${a} | ${f(a)} | ${b} | ${f(b)} | ${ratio} | ${m(a)} / ${m(b)} |`);
   }
+  for (const r of results) if (r.notes) console.log(`\n${r.job}: ${r.notes}`);
   console.error(`bench: results in ${out}`);
 }
 
