@@ -157,8 +157,23 @@ describe("schema 1: copying", () => {
     await expect(fs.access(join(dir, "layout", "index.json"))).rejects.toThrow();
   });
 
-  it("layer recompression of a schema 1 image is refused with a way round", async () => {
-    await expect(copy(`dir:${join(dir, "signed")}`, `docker-archive:${join(dir, "a.tar")}:s1:latest`)).rejects.toThrow(/schema 1.*--format v2s2/);
+  it("into a docker-archive it is converted with uncompressed layers, the config the one skopeo builds", async () => {
+    const mine = `docker-archive:${join(dir, "mine.tar")}:s1:latest`;
+    const theirs = `docker-archive:${join(dir, "theirs.tar")}:s1:latest`;
+    const r = await copy(`dir:${join(dir, "signed")}`, mine);
+    await skopeo("copy", `dir:${join(dir, "signed")}`, theirs);
+    expect(r.warnings[0]).toContain(`from ${signed.digest} to ${r.digest}`);
+    expect(await skopeo("inspect", "--config", "--raw", mine)).toBe(await skopeo("inspect", "--config", "--raw", theirs));
+    const inspected = JSON.parse(await skopeo("inspect", mine)) as { Layers: string[] };
+    expect(inspected.Layers).toEqual(signed.layers.map((l) => l.diffID));
+    // skopeo labels the uncompressed layers it reads from an archive …tar.gzip (containers/image#1270).
+    const raw = await skopeo("inspect", "--raw", mine);
+    expect(digestOf(raw.replaceAll("rootfs.diff.tar.gzip", "rootfs.diff.tar"))).toBe(r.digest);
+  });
+
+  it("recompressing a schema 1 image's layers is refused with a way round", async () => {
+    await expect(copy(`dir:${join(dir, "signed")}`, `oci:${join(dir, "layout")}:x`, { compressFormat: "zstd" })).rejects.toThrow(/schema 1.*--format v2s2/);
+    await expect(copy(`dir:${join(dir, "signed")}`, `dir:${join(dir, "out")}`, { decompress: true })).rejects.toThrow(/--dest-decompress.*--format v2s2/);
   });
 });
 

@@ -8,14 +8,19 @@
  *   (`--format oci`, or an OCI layout): the config is built from the `v1Compatibility` history
  *   (ToSchema2Config), throwaway (empty) layers are dropped, the layers are put base first, and
  *   each layer's diffID is computed by decompressing it while it streams to the destination (so
- *   every layer is read, even one the destination already has). The digest changes, which the
- *   copy reports.
+ *   every layer is read, even one the destination already has). A destination that keeps layers
+ *   uncompressed (docker-archive, `--dest-decompress`) gets each layer decompressed through a
+ *   temporary file, stored under its diffID. The digest changes, which the copy reports.
+ *   Recompression (`--dest-compress*`) of a schema 1 image is refused: convert it first.
  *
  * JSON is written as Go's encoding/json writes it (sorted map keys, `<>&` escaped, RFC 3339 times
  * without trailing zeros), so a conversion airlock makes has the digest skopeo's has.
  * @see https://github.com/containers/image/blob/main/internal/image/docker_schema1.go
  */
-import { Readable, Transform, type TransformCallback, Writable } from "node:stream";
+import { createReadStream, createWriteStream, promises as fs } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pipeline, Readable, Transform, type TransformCallback, Writable } from "node:stream";
 import { pipeline as pipelineAsync } from "node:stream/promises";
 import { putVerifiedBlob } from "../copy/blob.js";
 import { type Digest, Digester, digestOf, VerifyingStream } from "../digest.js";
@@ -24,7 +29,7 @@ import type { Descriptor, Manifest } from "../manifest.js";
 import type { Schema1Manifest } from "../manifest-schema1.js";
 import { isSchema1, MediaType } from "../mediatype.js";
 import { RegistryError } from "../registry/errors.js";
-import { COMPRESSION_MAGIC_SIZE, type DetectedCompression, decompressor, detectCompression } from "./compression.js";
+import { COMPRESSION_MAGIC_SIZE, type DetectedCompression, decompressor, detectCompression, peek } from "./compression.js";
 import type { ConverterContext } from "./convert.js";
 import { desiredLayerCompression } from "./convert.js";
 import { buildImageManifest } from "./manifest.js";
@@ -453,12 +458,14 @@ export class Schema1Converter {
     } else {
       throw new AirlockError("ERR_UNSUPPORTED", `${dst.reference} accepts neither ${m.mediaType} manifests nor any format airlock can convert ${image} to`);
     }
-    const recompress = options.compressFormat !== undefined || options.compress === true || options.decompress === true || desiredLayerCompression(dst) !== "preserve";
-    if (recompress) {
+    if (options.compressFormat !== undefined || options.compress === true) {
       throw new AirlockError(
         "ERR_UNSUPPORTED",
-        `${image} has a Docker schema 1 manifest, whose layers airlock does not recompress or decompress while copying${desiredLayerCompression(dst) !== "preserve" ? ` (${dst.reference.transport.name}: stores uncompressed layers)` : ""}; copy it to an oci: or dir: image with --format v2s2 (or oci) first, then copy that`,
+        `${image} has a Docker schema 1 manifest, whose layers airlock does not recompress while copying; copy it to an oci: or dir: image with --format v2s2 (or oci) first, then copy that with --dest-compress-format / --dest-compress`,
       );
+    }
+    if (this.decompress && format === undefined) {
+      throw new AirlockError("ERR_UNSUPPORTED", `--dest-decompress: ${image} has a Docker schema 1 manifest, whose layers airlock decompresses only while converting it; add --format v2s2 or --format oci`);
     }
     if (format !== undefined && keepDigests) {
       throw new AirlockError("ERR_UNSUPPORTED", `copying ${image} to ${dst.reference} would convert its Docker schema 1 manifest to ${imageManifestMediaType(format)} and so change its digest, which cannot be done: ${keepDigests}`);
@@ -514,10 +521,63 @@ export class Schema1Converter {
   private layer(digest: Digest): Promise<ConvertedLayer> {
     let p = this.layers.get(digest);
     if (!p) {
-      p = this.ctx.schedule(() => this.copyLayer(digest));
+      p = this.ctx.schedule(() => (this.decompress ? this.decompressLayer(digest) : this.copyLayer(digest)));
       this.layers.set(digest, p);
     }
     return p;
+  }
+
+  /** Whether layers are stored uncompressed (`--dest-decompress`, or a destination such as docker-archive). */
+  private get decompress(): boolean {
+    return this.ctx.options.decompress === true || desiredLayerCompression(this.ctx.dst) === "decompress";
+  }
+
+  /**
+   * Reads one layer, verifies it, decompresses it into a temporary file while hashing it (its
+   * diffID, which is then its digest), and stores that file — for destinations that keep layers
+   * uncompressed; the destination contract needs the digest before the bytes.
+   */
+  private async decompressLayer(digest: Digest): Promise<ConvertedLayer> {
+    const { src, dst, image, signal, onProgress } = this.ctx;
+    signal?.throwIfAborted();
+    const what = `layer ${digest} of ${image}`;
+    const { stream, size } = await src.getBlob({ mediaType: MediaType.DockerLayerGzip, digest, size: -1 }, { signal });
+    onProgress?.({ type: "blob-start", image, digest, size: size ?? -1, mediaType: MediaType.DockerLayerGzip });
+    const dir = await fs.mkdtemp(join(this.ctx.tmpDir ?? tmpdir(), "airlock-schema1-"));
+    try {
+      const file = join(dir, "layer");
+      const verified = pipeline(stream, new VerifyingStream({ digest, size: size ?? -1 }, what), () => {});
+      const { head, stream: input } = await peek(verified);
+      const compression = detectCompression(head);
+      if (compression === "bzip2" || compression === "xz") {
+        input.destroy();
+        throw new AirlockError("ERR_UNSUPPORTED", `${what} is ${compression}-compressed, which airlock cannot decompress`);
+      }
+      const d = new Digester();
+      const hashing = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          d.update(chunk);
+          cb(null, chunk);
+        },
+      });
+      try {
+        await pipelineAsync([input, ...(compression === "none" ? [] : [decompressor(compression)]), hashing, createWriteStream(file, { flags: "wx" })], signal ? { signal } : {});
+      } catch (err) {
+        if (err instanceof AirlockError) throw err;
+        throw new AirlockError("ERR_IO", `decompressing ${what} failed: ${(err as Error).message}`, { cause: err });
+      }
+      const desc: Descriptor = { mediaType: MediaType.DockerLayerGzip, digest: d.digest(), size: d.size };
+      if (await dst.tryReuseBlob(desc, signal)) {
+        this.ctx.skipped(desc, "already exists");
+      } else {
+        await dst.putBlob(desc, createReadStream(file), signal);
+        this.ctx.copied(desc.size);
+      }
+      onProgress?.({ type: "blob-done", image, digest, size: size ?? -1 });
+      return { desc, diffID: desc.digest, compression: "none" };
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true }).catch(() => {});
+    }
   }
 
   private async copyLayer(digest: Digest): Promise<ConvertedLayer> {
