@@ -10,7 +10,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { createHash, randomBytes } from "node:crypto";
+import { buffer } from "node:stream/consumers";
 import { copyImage, parseImageName } from "@airlock/core";
+import { pack } from "tar-stream";
 import "../../packages/core/src/transports/all.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.js";
@@ -44,7 +47,9 @@ async function dirFiles(path: string): Promise<Map<string, Buffer>> {
 
 beforeAll(async () => {
   if (!hasPodman) return;
-  dir = await fs.mkdtemp(join(tmpdir(), "airlock-cs-"));
+  // Lowercase: podman names an image pulled from oci:PATH after PATH.
+  dir = join(tmpdir(), `airlock-cs-${randomBytes(6).toString("hex")}`);
+  await fs.mkdir(dir);
   root = join(dir, "root");
   runroot = join(dir, "run");
   const single = (await podman("pull", "-q", `oci:${fixtures}oci:single`)).stdout.trim();
@@ -55,6 +60,8 @@ beforeAll(async () => {
 afterAll(async () => {
   if (!dir) return;
   await podman("system", "reset", "--force").catch(() => {});
+  // podman keeps an overlay store's directory mounted on itself.
+  for (const s of ["podman-overlay", "airlock-overlay"]) await run("umount", [join(dir, s, "root", "overlay")]).catch(() => {});
   await fs.rm(dir, { recursive: true, force: true });
 });
 
@@ -123,4 +130,107 @@ describe.skipIf(!hasPodman)("containers-storage: podman uses what airlock wrote"
     expect(JSON.parse((await skopeo("inspect", `containers-storage:${store()}localhost/base:a`)).stdout).Digest).toBe((await want.getManifest()).digest);
     await want.close();
   });
+});
+
+/** A tar of `entries` (name, options, content), uncompressed, made by tar-stream. */
+async function tarOf(entries: [Record<string, unknown> & { name: string }, string?][]): Promise<Buffer> {
+  const p = pack();
+  const done = buffer(p);
+  for (const [header, content] of entries) {
+    await new Promise<void>((resolve, reject) => p.entry({ mtime: new Date(1_700_000_000_000), uid: 0, gid: 0, ...header }, content ?? "", (err) => (err ? reject(err) : resolve())));
+  }
+  p.finalize();
+  return done;
+}
+
+/** Writes an OCI layout holding one image with `layers` (uncompressed tars), named `name`. */
+async function layoutWith(path: string, name: string, layers: Buffer[]): Promise<void> {
+  const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+  await fs.mkdir(join(path, "blobs", "sha256"), { recursive: true });
+  const put = async (b: Buffer) => {
+    await fs.writeFile(join(path, "blobs", "sha256", sha(b)), b);
+    return `sha256:${sha(b)}`;
+  };
+  const config = Buffer.from(JSON.stringify({ architecture: "amd64", os: "linux", config: {}, rootfs: { type: "layers", diff_ids: layers.map((l) => `sha256:${sha(l)}`) } }));
+  const layerDescs = [];
+  for (const l of layers) layerDescs.push({ mediaType: "application/vnd.oci.image.layer.v1.tar", digest: await put(l), size: l.length });
+  const manifest = Buffer.from(
+    JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: await put(config), size: config.length }, layers: layerDescs }),
+  );
+  const index = { schemaVersion: 2, manifests: [{ mediaType: "application/vnd.oci.image.manifest.v1+json", digest: await put(manifest), size: manifest.length, annotations: { "org.opencontainers.image.ref.name": name } }] };
+  await fs.writeFile(join(path, "index.json"), JSON.stringify(index));
+  await fs.writeFile(join(path, "oci-layout"), '{"imageLayoutVersion":"1.0.0"}');
+}
+
+/** Every entry under `path`: type, mode, owner, size, content digest, link target, device, overlay opaque mark (mtime of non-directories). */
+async function tree(path: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (rel: string) => {
+    for (const name of (await fs.readdir(join(path, rel))).sort()) {
+      const r = rel === "" ? name : `${rel}/${name}`;
+      const p = join(path, r);
+      const st = await fs.lstat(p);
+      let extra = "";
+      if (st.isFile()) extra = `${st.size} ${createHash("sha256").update(await fs.readFile(p)).digest("hex").slice(0, 12)} nlink=${st.nlink} mtime=${st.mtimeMs}`;
+      else if (st.isSymbolicLink()) extra = `-> ${await fs.readlink(p)} mtime=${st.mtimeMs}`;
+      else if (st.isCharacterDevice() || st.isFIFO()) extra = `rdev=${st.rdev}`;
+      else if (st.isDirectory()) extra = `opaque=${(await run("/usr/bin/python3", ["-c", "import os,sys\ntry: print(os.getxattr(sys.argv[1], 'trusted.overlay.opaque'))\nexcept OSError: print('-')", p])).stdout.trim()}`;
+      out.push(`${r} ${(st.mode & 0o170000).toString(8)} ${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid} ${extra}`);
+      if (st.isDirectory()) await walk(r);
+    }
+  };
+  await walk("");
+  return out;
+}
+
+describe.skipIf(!hasPodman)("containers-storage: layers applied as podman applies them", () => {
+  for (const driver of ["vfs", "overlay"]) {
+    it(`${driver}: whiteouts, an opaque directory, owners, modes, links and a fifo give podman's files and podman's diff IDs`, async () => {
+      const layout = join(dir, `wh-${driver}`);
+      const l1 = await tarOf([
+        [{ name: "a", type: "directory", mode: 0o755 }],
+        [{ name: "a/x" }, "x"],
+        [{ name: "a/y" }, "y"],
+        [{ name: "keep", uid: 1000, gid: 1001, mode: 0o640 }, "keep"],
+        [{ name: "gone" }, "gone"],
+        [{ name: "sub", type: "directory", mode: 0o750 }],
+        [{ name: "sub/deep" }, "deep"],
+        [{ name: "bin", type: "directory", mode: 0o755 }],
+        [{ name: "bin/tool", mode: 0o4755 }, "#!/bin/sh\n"],
+        [{ name: "link", type: "symlink", linkname: "keep" }],
+        [{ name: "hard", type: "link", linkname: "keep" }],
+      ]);
+      const l2 = await tarOf([
+        [{ name: "a", type: "directory", mode: 0o700 }],
+        [{ name: "a/.wh..wh..opq" }],
+        [{ name: "a/z" }, "z"],
+        [{ name: ".wh.gone" }],
+        [{ name: "sub/.wh.deep" }],
+        [{ name: "keep", uid: 1000, gid: 1001, mode: 0o600 }, "kept again"],
+        [{ name: "fifo", type: "fifo", mode: 0o644 }],
+      ]);
+      await layoutWith(layout, "wh", [l1, l2]);
+      const theirs = join(dir, `podman-${driver}`);
+      const ours = join(dir, `airlock-${driver}`);
+      const p = (r: string, ...args: string[]) => run("podman", ["--storage-driver", driver, "--root", join(r, "root"), "--runroot", join(r, "run"), "--events-backend", "file", ...args]);
+      try {
+        await p(theirs, "pull", "-q", `oci:${layout}:wh`);
+      } finally {
+        // podman's store is read below from disk; its mount is not needed.
+        if (driver === "overlay") await run("umount", [join(theirs, "root", "overlay")]).catch(() => {});
+      }
+      await copyImage(parseImageName(`oci:${layout}:wh`), parseImageName(`containers-storage:[${driver}@${join(ours, "root")}+${join(ours, "run")}]localhost/wh:1`));
+      const layers = JSON.parse(await fs.readFile(join(ours, "root", `${driver}-layers`, "layers.json"), "utf8")) as { id: string; parent?: string; "diff-digest": string; uidset: number[] }[];
+      const top = layers.find((l) => l.parent !== undefined);
+      expect(top?.["diff-digest"]).toBe(`sha256:${createHash("sha256").update(l2).digest("hex")}`);
+      const theirLayers = JSON.parse(await fs.readFile(join(theirs, "root", `${driver}-layers`, "layers.json"), "utf8")) as typeof layers;
+      expect(layers.map((l) => [l.id, l.parent, l["diff-digest"], l.uidset])).toEqual(theirLayers.map((l) => [l.id, l.parent, l["diff-digest"], l.uidset]));
+      const diff = (r: string, id: string) => (driver === "vfs" ? join(r, "root", "vfs", "dir", id) : join(r, "root", "overlay", id, "diff"));
+      for (const l of layers) expect(await tree(diff(ours, l.id)), l.id).toEqual(await tree(diff(theirs, l.id)));
+      // podman regenerates both layers from airlock's tar-split records with their diff IDs.
+      const saved = join(dir, `saved-${driver}`);
+      await run("skopeo", ["copy", `containers-storage:[${driver}@${join(ours, "root")}+${join(ours, "run")}]localhost/wh:1`, `dir:${saved}`]);
+      for (const l of [l1, l2]) expect(await fs.readFile(join(saved, createHash("sha256").update(l).digest("hex")))).toEqual(l);
+    });
+  }
 });

@@ -262,13 +262,18 @@ export class StorageImageDestination implements ImageDestination {
       }
       return dir;
     }
-    await fs.mkdir(join(this.store.options.graphRoot, "overlay", "l"), { recursive: true, mode: 0o700 });
+    await fs.mkdir(join(this.store.options.graphRoot, "overlay"), { recursive: true, mode: 0o700 });
+    await fs.mkdir(join(this.store.options.graphRoot, "overlay", "l"), { recursive: true, mode: 0o755 });
     await fs.mkdir(dir, { mode: 0o700 });
-    await fs.mkdir(join(dir, "diff"), { mode: 0o755 });
+    // As the overlay driver: diff has the parent's diff's mode (0555 for a base layer, which also gets an "empty" lower).
+    const parentDir = parent === undefined ? undefined : join(this.store.options.graphRoot, "overlay", parent);
+    const diffMode = parentDir === undefined ? 0o555 : (await fs.stat(join(parentDir, "diff"))).mode & 0o7777;
+    await fs.mkdir(join(dir, "diff"));
+    await fs.chmod(join(dir, "diff"), diffMode);
     await fs.mkdir(join(dir, "work"), { mode: 0o700 });
     await fs.mkdir(join(dir, "merged"), { mode: 0o700 });
-    if (parent !== undefined) {
-      const parentDir = join(this.store.options.graphRoot, "overlay", parent);
+    if (parentDir === undefined) await fs.mkdir(join(dir, "empty"), { mode: 0o700 });
+    else {
       const parentLink = (await fs.readFile(join(parentDir, "link"), "utf8")).trim();
       let lower = `l/${parentLink}`;
       try {

@@ -99,7 +99,7 @@ export async function applyLayer(input: Readable, root: string, format: Whiteout
       const victim = join(dir, base.slice(WHITEOUT_PREFIX.length));
       if (format === "overlay") {
         await fs.rm(victim, { recursive: true, force: true });
-        await mknod(victim, "c", 0, 0, what);
+        await mknod(victim, "c", 0, 0, what, "0");
         await fs.lchown(victim, h.uid ?? 0, h.gid ?? 0);
       } else {
         await fs.rm(victim, { recursive: true, force: true });
@@ -141,14 +141,14 @@ export async function applyLayer(input: Readable, root: string, format: Whiteout
         return;
     }
     unpacked.add(rel);
-    if (type === "link") return; // a hard link shares its target's owner, mode and times
     const uid = h.uid ?? 0;
     const gid = h.gid ?? 0;
     uids.add(uid);
     gids.add(gid);
+    // A hard link's header applies to the inode it shares (as containers/storage does), unless that is a symbolic link.
     await fs.lchown(path, uid, gid);
     const mtime = h.mtime ?? new Date(0);
-    if (type === "symlink") {
+    if (type === "symlink" || (type === "link" && (await fs.lstat(path)).isSymbolicLink())) {
       await fs.lutimes(path, mtime, mtime);
       return;
     }
@@ -182,21 +182,28 @@ export async function applyLayer(input: Readable, root: string, format: Whiteout
   return { uids: [...uids].sort((a, b) => a - b), gids: [...gids].sort((a, b) => a - b) };
 }
 
-async function mknod(path: string, kind: "c" | "b" | "p", major: number, minor: number, what: string): Promise<void> {
+async function mknod(path: string, kind: "c" | "b" | "p", major: number, minor: number, what: string, mode?: string): Promise<void> {
   try {
-    await run("mknod", kind === "p" ? [path, "p"] : [path, kind, String(major), String(minor)]);
+    await run("mknod", [...(mode === undefined ? [] : ["-m", mode]), path, kind, ...(kind === "p" ? [] : [String(major), String(minor)])]);
   } catch (cause) {
     throw new AirlockError("ERR_UNSUPPORTED", `${what}: cannot create the device or fifo ${path} (mknod): ${(cause as Error).message.trim()}; this needs root and the mknod tool`, { cause });
   }
 }
 
+/** Sets an extended attribute with setfattr(1), else with the system's python3 (os.setxattr). */
 async function setXattr(path: string, name: string, value: string, what: string): Promise<void> {
   try {
     await run("setfattr", ["-n", name, "-v", value, path]);
+    return;
+  } catch {
+    // no setfattr: try python3
+  }
+  try {
+    await run(process.env.AIRLOCK_STORAGE_LOCK_PYTHON || "/usr/bin/python3", ["-I", "-S", "-c", "import os, sys; os.setxattr(sys.argv[1], sys.argv[2], sys.argv[3].encode())", path, name, value]);
   } catch (cause) {
     throw new AirlockError(
       "ERR_UNSUPPORTED",
-      `${what}: cannot mark ${path} opaque for overlay (setfattr -n ${name}): ${(cause as Error).message.trim()}; this needs root and the setfattr tool (package attr), or write to a vfs store`,
+      `${what}: cannot mark ${path} opaque for overlay (setfattr -n ${name}): ${(cause as Error).message.trim()}; this needs root and setfattr (package attr) or python3, or write to a vfs store`,
       { cause },
     );
   }
