@@ -76,6 +76,13 @@ function bundleContent(reader: BundleReader): LayoutContent {
       const length = range ? range.end - range.start + 1 : e.size;
       return streamSegments(clip(reader.locateBlob({ digest, size: e.size }, start), length));
     },
+    async blobFiles(digest: Digest, range?: ByteRange) {
+      const e = entryOf(digest);
+      if (!e) throw new AirlockError("ERR_BLOB_NOT_FOUND", `blob ${digest} is not in bundle ${reader.path}, or lies in a missing or truncated volume`);
+      const start = range?.start ?? 0;
+      const length = range ? range.end - range.start + 1 : e.size;
+      return clip(reader.locateBlob({ digest, size: e.size }, start), length).map(({ path, start, length }) => ({ path, start, length }));
+    },
   };
 }
 

@@ -22,6 +22,30 @@ export interface ByteRange {
   end: number;
 }
 
+/** `length` bytes of the file `path` from offset `start`: where (part of) a blob's bytes lie. */
+export interface FileSpan {
+  path: string;
+  start: number;
+  length: number;
+}
+
+/**
+ * An optional feature of a store whose blobs lie in files: where a blob's bytes are, so the
+ * server reads and sends them itself (with reused buffers) instead of consuming a stream.
+ */
+export interface BlobFiles {
+  /**
+   * The file spans holding blob `digest` (held by some repository), whole or `range` of it, in
+   * order; their lengths add up to the bytes asked for.
+   */
+  blobFiles(digest: Digest, range?: ByteRange): Promise<FileSpan[]>;
+}
+
+/** Reports whether `store` can say where its blobs lie ({@link BlobFiles}). */
+export function hasBlobFiles<T extends object>(store: T): store is T & BlobFiles {
+  return typeof (store as Partial<BlobFiles>).blobFiles === "function";
+}
+
 /** Reads repositories, tags, manifests and blobs. */
 export interface RegistryStore {
   /** Names of every repository, sorted. */
