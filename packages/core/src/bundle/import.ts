@@ -12,6 +12,7 @@
  *   3. only when every blob arrived: per image, child manifests, then the top-level one, then
  *      commit (the tag).
  */
+import type { Readable } from "node:stream";
 import type { Digest } from "../digest.js";
 import { AirlockError, isAirlockError } from "../errors.js";
 import type { Descriptor, Manifest } from "../manifest.js";
@@ -309,6 +310,11 @@ export async function importBundle(path: string | string[], options: ImportOptio
   }
 }
 
+/** `stream` under the run's rate limit, when there is one (re-read bytes of a retried chunk count too: they are sent again). */
+function throttledStream(throttle: Throttle | undefined, stream: Readable, signal: AbortSignal): Readable {
+  return throttle ? throttle.stream(stream, signal) : stream;
+}
+
 /** Runs one push within the run's per-registry cap, when there is one. */
 function throttled<T>(throttle: Throttle | undefined, dest: ImageDestination, fn: () => Promise<T>): Promise<T> {
   return throttle ? throttle.transfer([dest.reference], fn) : fn();
@@ -336,15 +342,14 @@ async function pushBlob(reader: BundleReader, w: ImageWork, dest: ImageDestinati
     onProgress?.({ type: "blob-skipped", image: w.name, digest: b.digest, size: b.size, reason: "already exists" });
     return;
   }
-  const blob = reader.openBlob(b);
-  await putVerifiedBlob(dest, b, options.throttle?.stream(blob, signal) ?? blob, {
+  await putVerifiedBlob(dest, b, throttledStream(options.throttle, reader.openBlob(b), signal), {
     what: `blob ${b.digest} of ${w.name} in bundle ${reader.path}`,
     image: w.name,
     signal,
     onProgress,
     progressIntervalMs: options.progressIntervalMs,
     // The archive can be read again at any offset: a retried chunk is re-read, not kept in memory.
-    put: { reopen: (offset) => reader.openBlob(b, { offset }), ...(journal ? { session: journal.store(dest.reference.toString(), b.digest) } : {}) },
+    put: { reopen: (offset) => throttledStream(options.throttle, reader.openBlob(b, { offset }), signal), ...(journal ? { session: journal.store(dest.reference.toString(), b.digest) } : {}) },
   });
   result.blobsPushed++;
   result.bytesPushed += b.size;
