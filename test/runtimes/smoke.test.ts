@@ -7,9 +7,12 @@
  * same names with the same digests.
  *
  * Bun and Deno come from the npm dev dependencies (node_modules/.bin); a runtime whose binary is
- * absent is skipped, and the test name says so. The executable runs with a PATH that has no node.
+ * absent is skipped, and the test name says so. The executable runs with a PATH that has no node;
+ * it exports with --include-tool (itself), and the copy of it taken out of the bundle with tar
+ * verifies the bundle and imports it.
  */
 import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync, promises as fs, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -87,20 +90,37 @@ async function registryDigest(repo: string, tag: string): Promise<string | null>
   return res.statusCode === 200 && typeof digest === "string" ? digest : null;
 }
 
-/** Runs the round trip with `airlock` = `command prefix…`; returns NAME → digest as pushed. */
-async function roundTrip(label: string, command: string, prefix: string[], env?: NodeJS.ProcessEnv): Promise<Map<string, string>> {
+/**
+ * Runs the round trip with `airlock` = `command prefix…`; returns NAME → digest as pushed. With
+ * `includeTool` (the single-file executable), the bundle carries the executable and the copy
+ * that `tar` takes out of it runs verify and import.
+ */
+async function roundTrip(label: string, command: string, prefix: string[], env?: NodeJS.ProcessEnv, includeTool = false): Promise<Map<string, string>> {
   const dir = join(work, label);
   await fs.mkdir(dir);
   await fs.cp(join(root, "manifests"), join(dir, "manifests"), { recursive: true });
   await fs.cp(join(root, "fixtures"), join(dir, "fixtures"), { recursive: true });
+  let airlockCommand = command;
   const airlock = async (...args: string[]) => {
-    const r = await run(command, [...prefix, ...args], dir, env);
+    const r = await run(airlockCommand, [...prefix, ...args], dir, env);
     expect(r.code, `${label}: airlock ${args.join(" ")}\n${r.stderr}`).toBe(0);
     return r;
   };
 
-  await airlock("export", "-f", "manifests/examples/fixtures.yaml", "-o", "bundle.tar", "-q");
+  await airlock("export", "-f", "manifests/examples/fixtures.yaml", "-o", "bundle.tar", "-q", ...(includeTool ? ["--include-tool"] : []));
+  if (includeTool) {
+    // The air-gapped side has only the bundle: it takes the executable out with tar and uses it.
+    const name = `airlock-${HOST_PLATFORM}`;
+    const untar = await run("tar", ["-xf", "bundle.tar", "--strip-components=2", `airlock/tool/${name}`], dir);
+    expect(untar.code, untar.stderr).toBe(0);
+    const carried = join(dir, name);
+    expect(((await fs.stat(carried)).mode & 0o777).toString(8)).toBe("755");
+    const sha256 = async (f: string) => createHash("sha256").update(await fs.readFile(f)).digest("hex");
+    expect(await sha256(carried)).toBe(await sha256(command));
+    airlockCommand = carried;
+  }
   const verified = await airlock("verify", "bundle.tar");
+  if (includeTool) expect(verified.stdout).toMatch(new RegExp(`^ok +tool airlock/tool/airlock-${HOST_PLATFORM} \\(linux/(amd64|arm64), [^)]+\\) sha256:[0-9a-f]{64}$`, "m"));
   // verify prints "ok  NAME DIGEST" for every image it checked.
   const inBundle = new Map([...verified.stdout.matchAll(/^ok\s+(\S+)\s+(sha256:[0-9a-f]{64})$/gm)].map((m) => [m[1], m[2]]));
   expect(inBundle.size, `${label}: verify output\n${verified.stdout}`).toBe(7);
@@ -156,7 +176,7 @@ describe.concurrent("the round trip on every runtime", () => {
     expect(built.stdout).toContain(`(${size} bytes)`);
     const env = { PATH: noNodeDir, HOME: work, TMPDIR: tmpdir() };
     expect(spawnSync("/bin/sh", ["-c", "command -v node"], { env }).status, "node must not be on the PATH").not.toBe(0);
-    results.set("compiled", await roundTrip("compiled", compiled, [], env));
+    results.set("compiled", await roundTrip("compiled", compiled, [], env, true));
   }, TIMEOUT);
 });
 
