@@ -1,5 +1,5 @@
 /**
- * Resume inside a blob. The real `airlock` binary is SIGKILLed in the middle of a 64 MiB layer —
+ * Resume inside a blob. The real `airlock` binary is SIGKILLed in the middle of a 32 MiB layer —
  * an export while the layer downloads, an import while it is pushed in chunks — and the same
  * command runs again (in this process). Counting proxies in front of docker-registry show that
  * the second run moves less than the layer's size, and the results equal an uninterrupted run.
@@ -7,22 +7,22 @@
  * mid-PATCH is re-sent from the archive (distribution drops such a session: a new one starts).
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createHash, randomUUID } from "node:crypto";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { copyImage, type Digest, exportBundle, importBundle, importJournalPath, parseImageName, RegistryClient, UPLOAD_CHUNK_SIZE_ENV } from "@airlock/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FaultProxy, type ProxiedRequest, startFaultProxy } from "../harness/proxy.js";
 import { type RunningRegistry, startRegistry } from "../harness/registry.js";
 import { AIRLOCK_BIN, runCli } from "../support/cli.js";
-import { generatedImage } from "../support/generated-image.js";
+import { generatedImage, randomStream } from "../support/generated-image.js";
 import { describeBundle } from "./bundle-compare.js";
 import { type CountedRequest, type CountingProxy, startCountingProxy } from "./counting-proxy.js";
 
 const MiB = 1024 * 1024;
-const SIZE = 64 * MiB;
-const CHUNK = 4 * MiB;
+const SIZE = 32 * MiB;
+const CHUNK = 2 * MiB;
 const tmp = mkdtempSync(join(tmpdir(), "airlock-byte-resume-"));
 const state = join(tmp, "state");
 let src: RunningRegistry;
@@ -34,6 +34,7 @@ let yaml: string;
 let ref: string;
 /** What the proxies do to the layer while a test wants it: pace its download, or act on a complete PATCH. */
 let paceLayer = false;
+let ignoreRange = false;
 let onLayerBytes: ((r: CountedRequest) => void) | undefined;
 let onPatch: ((r: CountedRequest) => "drop" | undefined) | undefined;
 
@@ -46,7 +47,8 @@ beforeAll(async () => {
   expect(img.manifest.image.layers[0]?.size).toBe(SIZE);
   await copyImage(img, parseImageName(`docker://${src.host}/up/big:1`), {});
   up = await startCountingProxy(src.url, () => 0, {
-    paceBytesPerSecond: (m, url) => (paceLayer && isLayerGet(m, url) ? 48 * MiB : undefined),
+    paceBytesPerSecond: (m, url) => (paceLayer && isLayerGet(m, url) ? 24 * MiB : undefined),
+    stripRange: () => ignoreRange,
     onResponseBytes: (r) => (isLayerGet(r.method, r.url) ? onLayerBytes?.(r) : undefined),
   });
   down = await startCountingProxy(dst.url, () => 0, {
@@ -111,7 +113,7 @@ describe("resume inside a blob", () => {
     paceLayer = true;
     const first = await runKilled(["export", "-f", yaml, "-o", out, "-q"], (child) => {
       onLayerBytes = (r) => {
-        if (r.received >= 24 * MiB) child.kill("SIGKILL");
+        if (r.received >= 12 * MiB) child.kill("SIGKILL");
       };
     });
     paceLayer = false;
@@ -171,6 +173,97 @@ describe("resume inside a blob", () => {
       expect(await sha256Of(d, repo, layer)).toBe(layer);
     } finally {
       await c.close();
+      await d.close();
+    }
+  });
+});
+
+describe("resume inside a blob: what a registry may not allow", () => {
+  const images = () => [{ source: parseImageName(`docker://${up.host}/up/big:1`), name: `${up.host}/up/big:1` }];
+  const ctx = { docker: { tlsVerify: false } };
+
+  /** Exports into `out` and aborts it 12 MiB into the layer; returns the bytes the journal kept, after spoiling the first 4 KiB of them on disk. */
+  async function abortMidLayerAndSpoil(out: string): Promise<number> {
+    const stop = new AbortController();
+    paceLayer = true;
+    onLayerBytes = (r) => {
+      if (r.received >= 12 * MiB) stop.abort();
+    };
+    const err = await exportBundle(images(), out, { ctx, signal: stop.signal }).catch((e: unknown) => e);
+    paceLayer = false;
+    onLayerBytes = undefined;
+    expect(err).toBeInstanceOf(Error);
+    const kept = (JSON.parse(readFileSync(`${out}.journal.json`, "utf8")) as { partial?: Record<string, number> }).partial?.[layer] ?? 0;
+    expect(kept).toBeGreaterThan(4096);
+    // The layer's first bytes, found in the partial archive and overwritten.
+    const head = (await randomStream("byte-resume", 4096).toArray())[0] as Buffer;
+    const partial = readFileSync(`${out}.partial`);
+    const at = partial.indexOf(head);
+    expect(at).toBeGreaterThan(0);
+    const fd = openSync(`${out}.partial`, "r+");
+    try {
+      writeSync(fd, Buffer.alloc(4096), 0, 4096, at);
+    } finally {
+      closeSync(fd);
+    }
+    return kept;
+  }
+
+  const sameBlobs = async (a: string, b: string) => {
+    const blobs = (lines: string[]) => lines.filter((l) => l.startsWith("blobs/"));
+    expect(blobs(await describeBundle(a))).toEqual(blobs(await describeBundle(b)));
+  };
+
+  it("export: a source that ignores Range sends the whole layer, written from its start (the kept bytes are not used)", async () => {
+    const out = join(tmp, "norange", "bundle.tar");
+    const kept = await abortMidLayerAndSpoil(out);
+    ignoreRange = true;
+    const before = up.log.length;
+    try {
+      const res = await exportBundle(images(), out, { ctx });
+      expect(res.bytesWritten).toBe(SIZE); // the layer whole (the config was finished by the first run)
+    } finally {
+      ignoreRange = false;
+    }
+    // One request for the rest, answered with the whole layer: the spoiled bytes were overwritten, no retry needed.
+    const gets = layerGets(up.log.slice(before));
+    expect(gets.map((g) => g.headers.range)).toEqual([`bytes=${kept}-`]);
+    expect(sum(gets, "received")).toBe(SIZE);
+    expect((await runCli(["verify", out])).code).toBe(0);
+    await sameBlobs(out, ref);
+  });
+
+  it("export: kept bytes are hashed again from disk; spoiled ones fail the digest and the layer is fetched again from its start", async () => {
+    const out = join(tmp, "spoiled", "bundle.tar");
+    const kept = await abortMidLayerAndSpoil(out);
+    const before = up.log.length;
+    const res = await exportBundle(images(), out, { ctx });
+    expect(res.bytesWritten).toBe(SIZE);
+    const gets = layerGets(up.log.slice(before));
+    expect(gets.map((g) => g.headers.range)).toEqual([`bytes=${kept}-`, undefined]);
+    expect(sum(gets, "received")).toBe(SIZE - kept + SIZE);
+    expect((await runCli(["verify", out])).code).toBe(0);
+    await sameBlobs(out, ref);
+  });
+
+  it("import: a recorded session the registry no longer has is left for a new upload", async () => {
+    const dest = parseImageName(`docker://${down.host}/gone/big:1`);
+    const journalFile = join(tmp, "gone-journal.json");
+    const stale = { location: `http://${down.host}/v2/gone/big/blobs/uploads/${randomUUID()}?_state=stale`, offset: 4 * CHUNK };
+    writeFileSync(journalFile, JSON.stringify({ version: 1, bundle: resolve(ref), uploads: { [`${dest}@${layer}`]: stale } }));
+    const before = down.log.length;
+    const res = await withEnv({ [UPLOAD_CHUNK_SIZE_ENV]: String(CHUNK) }, () => importBundle(ref, { destinationFor: () => dest, ctx: { docker: { tlsVerify: false } }, journal: journalFile }));
+    expect(res.blobsPushed).toBe(2);
+    const log = down.log.slice(before);
+    expect(log.some((r) => r.method === "GET" && r.url.includes("_state=stale"))).toBe(true);
+    const patches = log.filter((r) => r.method === "PATCH");
+    expect(patches[0]?.headers["content-range"]).toBe(`0-${CHUNK - 1}`);
+    expect(sum(patches, "sent")).toBe(SIZE);
+    expect(existsSync(journalFile)).toBe(false);
+    const d = new RegistryClient(dst.host, { tlsVerify: false });
+    try {
+      expect(await sha256Of(d, "gone/big", layer)).toBe(layer);
+    } finally {
       await d.close();
     }
   });

@@ -32,6 +32,8 @@ export interface CountingProxyOptions {
   bufferRequest?: (method: string, url: string) => boolean;
   /** Called after each piece of a response body was forwarded. */
   onResponseBytes?: (req: CountedRequest) => void;
+  /** Requests forwarded without their Range header (a server that ignores Range answers 200). */
+  stripRange?: (method: string, url: string) => boolean;
 }
 
 /** A running counting proxy. */
@@ -58,7 +60,9 @@ export async function startCountingProxy(target: string, delayMs: (method: strin
     log.push(entry);
     const pace = options.paceBytesPerSecond?.(method, url);
     const forward = (body?: Buffer) => {
-      const up = httpRequest({ host: t.hostname, port: t.port, method, path: url, headers: req.headers }, (r) => {
+      const headers = { ...req.headers };
+      if (options.stripRange?.(method, url)) delete headers.range;
+      const up = httpRequest({ host: t.hostname, port: t.port, method, path: url, headers }, (r) => {
         res.writeHead(r.statusCode ?? 502, r.headers);
         if (!pace) {
           r.on("data", (c: Buffer) => {

@@ -432,6 +432,7 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
     } catch (err) {
       await background.idle();
       await files.close();
+      journal.save(); // the latest download progress, which saves at most every 250 ms
       await journal.flush();
       throw explainFailure(err, out, partials, journalPath);
     }
