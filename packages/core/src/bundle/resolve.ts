@@ -62,6 +62,11 @@ export async function resolveImage(src: ImageSource, name: string, platforms: Pl
         seen.add(d.digest);
         await visit(await childManifest(src, d, what, signal));
       }
+    } else if (m.isSchema1) {
+      throw new AirlockError(
+        "ERR_UNSUPPORTED_MEDIA_TYPE",
+        `${what} has a Docker schema 1 manifest, which a bundle (an OCI image layout) cannot hold; convert it first, e.g. airlock copy --format oci ${what} oci:DIR:NAME, and export it from there`,
+      );
     } else {
       blobs.push(...m.blobs());
     }

@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { type RunningRegistry, startRegistry } from "../../../../test/harness/registry.js";
 import { runCli } from "../../../../test/support/cli.js";
 import { makeSchema1Image, type Schema1Image, writeSchema1Dir } from "../../../../test/support/schema1-image.js";
+import { exportBundle } from "../bundle/export.js";
 import { copyImage } from "../copy/copy.js";
 import { digestOf } from "../digest.js";
 import { Manifest } from "../manifest.js";
@@ -169,6 +170,12 @@ describe("schema 1: copying", () => {
     // skopeo labels the uncompressed layers it reads from an archive …tar.gzip (containers/image#1270).
     const raw = await skopeo("inspect", "--raw", mine);
     expect(digestOf(raw.replaceAll("rootfs.diff.tar.gzip", "rootfs.diff.tar"))).toBe(r.digest);
+  });
+
+  it("a bundle export refuses it before writing anything, saying how to convert it", async () => {
+    const out = join(dir, "bundle.tar");
+    await expect(exportBundle([{ source: parseImageName(`dir:${join(dir, "signed")}`), name: "example.com/s1:latest" }], out)).rejects.toThrow(/schema 1 manifest, which a bundle .* cannot hold.*--format oci/);
+    await expect(fs.access(out)).rejects.toThrow();
   });
 
   it("recompressing a schema 1 image's layers is refused with a way round", async () => {
