@@ -12,6 +12,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { copyImage, type Digest, exportBundle, importBundle, importJournalPath, parseImageName, RegistryClient, UPLOAD_CHUNK_SIZE_ENV } from "@airlock/core";
+import { serve } from "@airlock/registry";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FaultProxy, type ProxiedRequest, startFaultProxy } from "../harness/proxy.js";
 import { type RunningRegistry, startRegistry } from "../harness/registry.js";
@@ -309,6 +310,31 @@ describe("resume inside a blob, within one process", () => {
       expect(await sha256Of(d, "cut/big", layer)).toBe(layer);
     } finally {
       await d.close();
+    }
+  });
+
+  it("import: against a registry that keeps a cut upload's good chunks (airlock serve), the chunk goes on from the offset it reports, on the same session", async () => {
+    const served = await serve({ root: join(tmp, "served"), listen: "127.0.0.1:0" });
+    const isPatch = (r: ProxiedRequest) => r.method === "PATCH";
+    const p = await startFaultProxy(served.url, (r, all) => (isPatch(r) && all.filter(isPatch).length === 3 ? { cutRequestAfter: 1 * MiB } : undefined));
+    try {
+      const res = await withEnv({ [UPLOAD_CHUNK_SIZE_ENV]: String(CHUNK) }, () =>
+        importBundle(ref, { destinationFor: () => parseImageName(`docker://${p.host}/kept/big:1`), ctx: { docker: { tlsVerify: false, retryDelayMs: 300 } }, journal: false }),
+      );
+      expect(res.blobsPushed).toBe(2);
+      const uploads = p.requests.filter((r) => r.url.includes("/blobs/uploads/"));
+      expect(uploads.filter((r) => r.method === "POST").length).toBe(2); // config and layer: no second session
+      const ranges = uploads.filter(isPatch).map((r) => r.headers["content-range"]);
+      expect(ranges.slice(0, 4)).toEqual([`0-${CHUNK - 1}`, `${CHUNK}-${2 * CHUNK - 1}`, `${2 * CHUNK}-${3 * CHUNK - 1}`, `${2 * CHUNK}-${3 * CHUNK - 1}`]);
+      const c = new RegistryClient(served.host, { tlsVerify: false });
+      try {
+        expect(await sha256Of(c, "kept/big", layer)).toBe(layer);
+      } finally {
+        await c.close();
+      }
+    } finally {
+      await p.stop();
+      await served.close();
     }
   });
 });
