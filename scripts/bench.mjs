@@ -355,11 +355,12 @@ async function main() {
       if (!existsSync(bundleFile)) execFileSync("bash", ["-c", `${airlock} export -q -f ${imagesYaml} -o ${bundleFile}`], { stdio: "inherit" });
       const fromBundle = await startServe([bundleFile]);
       regs.push(fromBundle);
+      // The bundle names images by the source registry (127.0.0.1:PORT/bench/app0:1); serve maps
+      // them as import's keep-path does: 127.0.0.1_PORT/bench/app0:1.
+      const bundleRepo = (i) => `${src.host.replace(":", "_")}/bench/${i}:1`;
       await bench("serve-bundle-pull", {
         "extracted-store": pullFrom(served.host, (i) => `${i}:latest`),
-        // Bundle names here carry the source registry's host:port, which airlock serve cannot map
-        // to a repository yet; the step runs once the corpus is exported under plain names.
-        bundle: { skip: "bundle names with a registry port are not served yet" },
+        bundle: pullFrom(fromBundle.host, bundleRepo),
       });
     }
   } finally {
