@@ -5,11 +5,27 @@
 export { Htpasswd, parseBasicAuth } from "./auth.js";
 export { RegistryError, type RegistryErrorCode, toRegistryError } from "./errors.js";
 export { clfDate, type ListenAddress, parseContentRange, parseListenAddress, parseRange } from "./http.js";
-export { DEFAULT_TAG, isRepositoryName, isTag, parseRefName, REPOSITORY_NAME_RE, type RepositoryTag, refNameOf, TAG_RE } from "./names.js";
+export {
+  BUNDLE_NAMINGS,
+  type BundleNaming,
+  bundleRefNameParser,
+  DEFAULT_TAG,
+  isRepositoryName,
+  isTag,
+  parseRefName,
+  REPOSITORY_NAME_RE,
+  type RefNameParser,
+  type RepositoryTag,
+  refNameOf,
+  type ServedName,
+  servedBundleName,
+  splitRegistry,
+  TAG_RE,
+} from "./names.js";
 export { BufferPool, SEND_CHUNK, sendSpans } from "./send.js";
 export { type RunningServer, type ServeOptions, serve } from "./serve.js";
 export { createRegistryServer, type ListeningAddress, type RegistryServer, type RegistryServerOptions } from "./server.js";
-export { BundleRegistryStore, type OpenBundleStoreOptions, openBundleStore } from "./store/bundle.js";
+export { BundleRegistryStore, type OpenBundleStoreOptions, openBundleStore, type ServedImage } from "./store/bundle.js";
 export { type LayoutContent, layoutContent } from "./store/content.js";
 export { LayoutRegistryStore, type OpenLayoutStoreOptions, UPLOADS_DIR } from "./store/layout.js";
 export { LayoutContentStore } from "./store/read.js";

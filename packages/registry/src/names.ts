@@ -3,6 +3,11 @@
  * layout's `org.opencontainers.image.ref.name`: an image `REPOSITORY:TAG` is the index.json entry
  * named `REPOSITORY:TAG` (what `airlock copy … oci:STORE:REPOSITORY:TAG` writes). An entry named by
  * a bare repository name (`oci:STORE:NAME`, as skopeo writes) is served as `NAME:latest`.
+ *
+ * A bundle's images are named by their source (`127.0.0.1:5000/team/app:1`), and a `:PORT` cannot
+ * appear in a repository name: {@link bundleRefNameParser} maps them as `airlock import --to HOST`
+ * would name them in a registry (keep-path: `127.0.0.1_5000/team/app:1`; strip-registry:
+ * `team/app:1`).
  * @see https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests
  */
 
@@ -48,6 +53,79 @@ export function parseRefName(name: string): RepositoryTag | undefined {
   const tag = name.slice(colon + 1);
   if (!isRepositoryName(repository) || !isTag(tag)) return undefined;
   return { repository, tag, implicit: false };
+}
+
+/**
+ * Where an index.json entry is served: a repository, and the tag that names it there — or no tag,
+ * for an entry named by digest only (`REPOSITORY@DIGEST`), which is pulled by its digest.
+ */
+export interface ServedName {
+  repository: string;
+  tag: string | undefined;
+  /** True when the entry was named by the repository alone (served as `latest`). */
+  implicit: boolean;
+}
+
+/** Reads an index.json entry's name as where it is served; undefined for an entry not served. */
+export type RefNameParser = (name: string) => ServedName | undefined;
+
+/**
+ * How a bundle's image names become repository names, as `airlock import --to HOST` names them:
+ * `keep-path` keeps the source registry as the first path component (`:` before a port as `_`),
+ * `strip-registry` drops it.
+ */
+export type BundleNaming = "keep-path" | "strip-registry";
+
+/** The bundle naming modes. */
+export const BUNDLE_NAMINGS: readonly BundleNaming[] = ["keep-path", "strip-registry"];
+
+/**
+ * Splits an image name at its registry host, if it starts with one. Docker's rule, as import
+ * applies it: the first `/`-separated component is a host when it contains `.` or `:` or is
+ * `localhost`.
+ */
+export function splitRegistry(name: string): { registry: string | undefined; path: string } {
+  const slash = name.indexOf("/");
+  const first = slash < 0 ? "" : name.slice(0, slash);
+  const isHost = slash > 0 && (/[.:]/.test(first) || first === "localhost");
+  return isHost ? { registry: first, path: name.slice(slash + 1) } : { registry: undefined, path: name };
+}
+
+/**
+ * The repository name a bundle image name (`HOST[:PORT]/PATH[:TAG][@DIGEST]`, or an `as:` name
+ * without a host) is served under, with its tag and digest: with `keep-path`,
+ * `127.0.0.1:5000/team/app:1` → `127.0.0.1_5000/team/app:1` (the host lowercased, `:` as `_`, as
+ * import's keep-path names it); with `strip-registry`, → `team/app:1`. Names without a host are
+ * kept. Undefined when the result is not a valid repository and tag.
+ */
+export function servedBundleName(name: string, naming: BundleNaming): { repository: string; tag: string | undefined; digest: string | undefined } | undefined {
+  const at = name.indexOf("@");
+  const digest = at < 0 ? undefined : name.slice(at + 1);
+  const ref = at < 0 ? name : name.slice(0, at);
+  const { registry, path } = splitRegistry(ref);
+  const mapped = registry === undefined || naming === "strip-registry" ? path : `${registry.toLowerCase().replace(/:/g, "_")}/${path}`;
+  const slash = mapped.lastIndexOf("/");
+  const colon = mapped.lastIndexOf(":");
+  const repository = colon > slash ? mapped.slice(0, colon) : mapped;
+  const tag = colon > slash ? mapped.slice(colon + 1) : undefined;
+  if (!isRepositoryName(repository) || (tag !== undefined && !isTag(tag))) return undefined;
+  if (digest !== undefined && !/^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.test(digest)) return undefined;
+  return { repository, tag, digest };
+}
+
+/**
+ * The parser of a bundle's index.json names under `naming` (see {@link servedBundleName}): a name
+ * with a tag is served by that tag, a name pinned by digest only (`REPOSITORY@DIGEST`) by its
+ * digest, a bare repository name as `latest`.
+ */
+export function bundleRefNameParser(naming: BundleNaming): RefNameParser {
+  return (name) => {
+    const served = servedBundleName(name, naming);
+    if (!served) return undefined;
+    if (served.tag !== undefined) return { repository: served.repository, tag: served.tag, implicit: false };
+    if (served.digest !== undefined) return { repository: served.repository, tag: undefined, implicit: false };
+    return { repository: served.repository, tag: DEFAULT_TAG, implicit: true };
+  };
 }
 
 /** The index.json entry name of `repository:tag`. */

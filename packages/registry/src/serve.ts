@@ -5,7 +5,8 @@
  */
 import { AirlockError } from "@airlock/core";
 import { createRegistryServer, type ListeningAddress } from "./server.js";
-import { openBundleStore } from "./store/bundle.js";
+import type { BundleNaming } from "./names.js";
+import { openBundleStore, type ServedImage } from "./store/bundle.js";
 import { LayoutRegistryStore } from "./store/layout.js";
 import type { RegistryStore } from "./store/types.js";
 
@@ -17,6 +18,11 @@ export interface ServeOptions {
   bundle?: string[];
   /** Where to listen: `HOST:PORT`, `:PORT` or `PORT`. */
   listen: string;
+  /**
+   * How a bundle's image names become repository names (default: as the bundle's lock records,
+   * else keep-path): as `airlock import --to HOST` would name them.
+   */
+  naming?: BundleNaming;
   /** Refuse pushes and deletes (always so for a bundle). */
   readOnly?: boolean;
   /** Allow DELETE of manifests and tags. */
@@ -37,6 +43,8 @@ export interface ServeOptions {
 export interface RunningServer extends ListeningAddress {
   /** Whether the server refuses writes. */
   readOnly: boolean;
+  /** When serving a bundle: its images and the names they are served under, and the naming used. */
+  bundle?: { images: readonly ServedImage[]; naming: BundleNaming };
   /** Shuts down: stops accepting, lets requests in flight finish, removes upload files, closes the store. */
   close(): Promise<void>;
   /** Settles when the server has shut down (by `close()` or the signal). */
@@ -56,12 +64,21 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     throw new AirlockError("ERR_INVALID_ARGUMENT", "TLS needs both a certificate and its key (--tls-cert and --tls-key)");
   }
   options.signal?.throwIfAborted();
+  if (options.naming !== undefined && options.root !== undefined) {
+    throw new AirlockError("ERR_INVALID_ARGUMENT", "a naming mode applies to a bundle's image names, not to a store directory: drop it, or serve a bundle");
+  }
   let store: RegistryStore;
   let readOnly = options.readOnly ?? false;
+  let bundle: RunningServer["bundle"];
   if (options.root !== undefined) {
     store = await LayoutRegistryStore.open(options.root, { create: !readOnly });
   } else {
-    store = await openBundleStore(options.bundle ?? [], options.log ? { warn: (m) => options.log?.(`warning: ${m}`) } : {});
+    const b = await openBundleStore(options.bundle ?? [], {
+      ...(options.log ? { warn: (m: string) => options.log?.(`warning: ${m}`) } : {}),
+      ...(options.naming !== undefined ? { naming: options.naming } : {}),
+    });
+    bundle = { images: b.images, naming: b.naming };
+    store = b;
     readOnly = true;
   }
   const server = createRegistryServer({
@@ -97,5 +114,5 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     return closing;
   };
   options.signal?.addEventListener("abort", close, { once: true });
-  return { ...address, readOnly, close, closed };
+  return { ...address, readOnly, ...(bundle ? { bundle } : {}), close, closed };
 }

@@ -6,6 +6,7 @@
 import type { Readable } from "node:stream";
 import { type Descriptor, type Digest, isDigest, MAX_MANIFEST_SIZE } from "@airlock/core";
 import type { LayoutContent } from "./content.js";
+import type { RefNameParser } from "../names.js";
 import { type RepositoryRecords, RepositoryIndex } from "./repositories.js";
 import type { BlobFiles, ByteRange, FileSpan, RegistryStore, StoredManifest } from "./types.js";
 
@@ -23,9 +24,10 @@ export class LayoutContentStore implements RegistryStore, BlobFiles {
   private readonly manifestBytes = new Map<string, Buffer>();
   private manifestCacheSize = 0;
 
-  constructor(content: LayoutContent, records?: RepositoryRecords) {
+  /** `parseName` reads index.json entry names (default: `REPOSITORY:TAG`, see names.ts). */
+  constructor(content: LayoutContent, records?: RepositoryRecords, parseName?: RefNameParser) {
     this.content = content;
-    this.index = new RepositoryIndex(content, records);
+    this.index = new RepositoryIndex(content, records, parseName);
   }
 
   repositories(): Promise<string[]> {

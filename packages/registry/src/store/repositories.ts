@@ -10,7 +10,7 @@
  * content cannot change).
  */
 import { type Descriptor, type Digest, type IndexJSON, isDigest, MAX_MANIFEST_SIZE, MediaType, refName } from "@airlock/core";
-import { parseRefName } from "../names.js";
+import { parseRefName, type RefNameParser } from "../names.js";
 import type { LayoutContent } from "./content.js";
 
 /** What airlock records for one repository beyond its tags: manifests (digest → media type) and blobs. */
@@ -51,6 +51,8 @@ interface Snapshot {
   version: string;
   /** repository → tag → descriptor of the tagged manifest. */
   tags: Map<string, Map<string, Descriptor>>;
+  /** repository → manifests named by digest only (held, but under no tag). */
+  untagged: Map<string, Descriptor[]>;
   closures: Map<string, Promise<Closure>>;
 }
 
@@ -65,10 +67,13 @@ export class RepositoryIndex {
   private readonly records: RepositoryRecords | undefined;
   private snapshot: Promise<Snapshot> | undefined;
   private readonly manifests = new Map<string, Promise<ManifestInfo | undefined>>();
+  private readonly parseName: RefNameParser;
 
-  constructor(content: LayoutContent, records?: RepositoryRecords) {
+  /** `parseName` reads index.json entry names (default {@link parseRefName}: `REPOSITORY:TAG`). */
+  constructor(content: LayoutContent, records?: RepositoryRecords, parseName: RefNameParser = parseRefName) {
     this.content = content;
     this.records = records;
+    this.parseName = parseName;
   }
 
   /** Forgets the cached view of index.json (call after changing it). */
@@ -86,7 +91,7 @@ export class RepositoryIndex {
     }
     const next = (async (): Promise<Snapshot> => {
       const index: IndexJSON = version === "none" ? { schemaVersion: 2, manifests: [] } : await this.content.readIndex();
-      return { version, tags: tagsOf(index), closures: new Map() };
+      return { version, ...tagsOf(index, this.parseName), closures: new Map() };
     })();
     this.snapshot = next;
     next.catch(() => {
@@ -98,7 +103,7 @@ export class RepositoryIndex {
   /** Names of every repository (tagged or recorded), sorted. */
   async repositories(): Promise<string[]> {
     const snap = await this.current();
-    const names = new Set(snap.tags.keys());
+    const names = new Set([...snap.tags.keys(), ...snap.untagged.keys()]);
     for (const n of (await this.records?.list()) ?? []) names.add(n);
     return [...names].sort();
   }
@@ -106,7 +111,7 @@ export class RepositoryIndex {
   /** Reports whether the repository has a tag or a record. */
   async hasRepository(repository: string): Promise<boolean> {
     const snap = await this.current();
-    if (snap.tags.has(repository)) return true;
+    if (snap.tags.has(repository) || snap.untagged.has(repository)) return true;
     return (await this.records?.get(repository)) !== undefined;
   }
 
@@ -115,7 +120,7 @@ export class RepositoryIndex {
     const snap = await this.current();
     const tags = snap.tags.get(repository);
     if (tags) return [...tags.keys()].sort();
-    return (await this.records?.get(repository)) === undefined ? undefined : [];
+    return snap.untagged.has(repository) || (await this.records?.get(repository)) !== undefined ? [] : undefined;
   }
 
   /** The descriptor of the manifest `repository:tag` points to. */
@@ -161,13 +166,13 @@ export class RepositoryIndex {
     const snap = await this.current();
     let c = snap.closures.get(repository);
     if (!c) {
-      c = this.walk(snap.tags.get(repository));
+      c = this.walk([...(snap.tags.get(repository)?.values() ?? []), ...(snap.untagged.get(repository) ?? [])]);
       snap.closures.set(repository, c);
     }
     return c;
   }
 
-  private async walk(tags: Map<string, Descriptor> | undefined): Promise<Closure> {
+  private async walk(roots: Descriptor[]): Promise<Closure> {
     const closure: Closure = { manifests: new Map(), blobs: new Set() };
     const visit = async (desc: Descriptor, depth: number): Promise<void> => {
       if (closure.manifests.has(desc.digest) || depth > MAX_DEPTH) return;
@@ -177,7 +182,7 @@ export class RepositoryIndex {
       for (const b of info.blobs) closure.blobs.add(b);
       for (const child of info.children) await visit(child, depth + 1);
     };
-    for (const desc of tags?.values() ?? []) await visit(desc, 0);
+    for (const desc of roots) await visit(desc, 0);
     return closure;
   }
 
@@ -208,14 +213,22 @@ export class RepositoryIndex {
   }
 }
 
-/** The tags of every repository in `index`: explicit `REPOSITORY:TAG` names win over bare names. */
-function tagsOf(index: IndexJSON): Map<string, Map<string, Descriptor>> {
+/**
+ * The tags of every repository in `index`, and the manifests named by digest only: explicit
+ * `REPOSITORY:TAG` names win over bare names, and the first of two entries with one name wins.
+ */
+function tagsOf(index: IndexJSON, parseName: RefNameParser): Pick<Snapshot, "tags" | "untagged"> {
   const repos = new Map<string, Map<string, Descriptor>>();
+  const untagged = new Map<string, Descriptor[]>();
   const explicit = new Set<string>();
   for (const desc of index.manifests) {
     const name = refName(desc);
-    const rt = name === undefined ? undefined : parseRefName(name);
+    const rt = name === undefined ? undefined : parseName(name);
     if (!rt) continue;
+    if (rt.tag === undefined) {
+      untagged.set(rt.repository, [...(untagged.get(rt.repository) ?? []), desc]);
+      continue;
+    }
     let tags = repos.get(rt.repository);
     if (!tags) {
       tags = new Map();
@@ -227,7 +240,7 @@ function tagsOf(index: IndexJSON): Map<string, Map<string, Descriptor>> {
     tags.set(rt.tag, desc);
     if (!rt.implicit) explicit.add(key);
   }
-  return repos;
+  return { tags: repos, untagged };
 }
 
 function stringRecord(v: unknown): Record<string, string> | undefined {
