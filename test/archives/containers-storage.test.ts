@@ -4,12 +4,13 @@
  * and podman sees, inspects and saves images airlock wrote, with the same diff IDs. podman runs
  * rootful with a private store in a temporary directory. Skipped when podman is not installed.
  */
-import { execFile, execFileSync } from "node:child_process";
+import { execFile, execFileSync, spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { setTimeout as sleep } from "node:timers/promises";
 import { createHash, randomBytes } from "node:crypto";
 import { buffer } from "node:stream/consumers";
 import { copyImage, parseImageName } from "@airlock/core";
@@ -182,6 +183,32 @@ async function tree(path: string): Promise<string[]> {
   await walk("");
   return out;
 }
+
+describe.skipIf(!hasPodman)("containers-storage: containers/storage's locks", () => {
+  it("a write waits while another process holds layers.lock (fcntl), and records its write in the lock file", async () => {
+    const lockFile = join(root, "vfs-layers", "layers.lock");
+    const before = await fs.readFile(lockFile);
+    // Another process takes the lock as podman does: fcntl F_SETLKW, F_WRLCK.
+    const holder = spawn("/usr/bin/python3", ["-c", "import fcntl, os, sys\nfd = os.open(sys.argv[1], os.O_RDWR)\nfcntl.lockf(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\nsys.stdin.read()", lockFile]);
+    await new Promise((resolve) => holder.stdout.once("data", resolve));
+    let released = false;
+    const copied = copyImage(parseImageName(`dir:${fixtures}dir/docker`), parseImageName(`containers-storage:${store()}localhost/locked:1`)).then(() => released);
+    // Wait until airlock's request is queued behind the lock in the kernel (/proc/locks shows it blocked).
+    const ino = (await fs.stat(lockFile)).ino;
+    for (;;) {
+      const locks = await fs.readFile("/proc/locks", "utf8");
+      if (locks.split("\n").some((l) => l.includes("->") && l.includes(`:${ino} `))) break;
+      await sleep(20);
+    }
+    const images = JSON.parse(await fs.readFile(join(root, "vfs-images", "images.json"), "utf8")) as { names?: string[] }[];
+    expect(images.some((i) => i.names?.includes("localhost/locked:1"))).toBe(false);
+    released = true;
+    holder.stdin.end();
+    expect(await copied).toBe(true);
+    expect((await podman("image", "exists", "localhost/locked:1")).stdout).toBe("");
+    expect((await fs.readFile(lockFile)).equals(before)).toBe(false);
+  });
+});
 
 describe.skipIf(!hasPodman)("containers-storage: layers applied as podman applies them", () => {
   for (const driver of ["vfs", "overlay"]) {
