@@ -191,6 +191,20 @@ async function tarLayerImage(seed: string, size: number, options: { claimedDiffI
   return ref;
 }
 
+/** Runs `fn` with environment variables set (airlock runs in this process), restoring them after. */
+async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
 interface DockerInspect {
   Id: string;
   RepoTags: string[];
@@ -244,15 +258,7 @@ describe.skipIf(skipReason !== "")(`docker-daemon: against a real dockerd${skipR
     await docker("load", "-i", tar);
     const info = await dockerInspect("loaded/app:2");
 
-    const saved = process.env.DOCKER_HOST;
-    process.env.DOCKER_HOST = host;
-    let byName: Awaited<ReturnType<typeof runCli>>;
-    try {
-      byName = await runCli(["inspect", "--raw", "docker-daemon:loaded/app:2"]);
-    } finally {
-      if (saved === undefined) delete process.env.DOCKER_HOST;
-      else process.env.DOCKER_HOST = saved;
-    }
+    const byName = await withEnv({ DOCKER_HOST: host }, () => runCli(["inspect", "--raw", "docker-daemon:loaded/app:2"]));
     expect(byName.code, byName.stderr).toBe(0);
     const ours = JSON.parse(byName.stdout) as { config: { digest: string }; layers: { digest: string }[] };
     expect(ours.config.digest).toBe(info.Id);
@@ -287,6 +293,11 @@ describe.skipIf(skipReason !== "")(`docker-daemon: against a real dockerd${skipR
     const configOf = (raw: string) => (JSON.parse(raw) as { config: { digest: string } }).config.digest;
     expect(configOf(ours.stdout)).toBe(configOf(theirs));
     expect(configOf(ours.stdout)).toBe((await dockerInspect("airlock/tls:1")).Id);
+
+    // The docker CLI's environment: tcp:// is TLS with DOCKER_TLS_VERIFY, certificates from DOCKER_CERT_PATH.
+    const env = await withEnv({ DOCKER_HOST: tlsHost, DOCKER_TLS_VERIFY: "1", DOCKER_CERT_PATH: certDir }, () => runCli(["inspect", "--raw", "docker-daemon:airlock/tls:1"]));
+    expect(env.code, env.stderr).toBe(0);
+    expect(env.stdout).toBe(ours.stdout);
 
     const noCA = await runCli(["inspect", "--daemon-host", tlsHost, "docker-daemon:airlock/tls:1"]);
     expect(noCA.code).toBe(1);
