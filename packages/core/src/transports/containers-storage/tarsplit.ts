@@ -136,6 +136,13 @@ export function assembleLayer(tarSplitPath: string, root: string, what: string):
           yield b;
         }
       } catch (cause) {
+        if ((cause as NodeJS.ErrnoException).code === "EACCES") {
+          throw new AirlockError(
+            "ERR_UNSUPPORTED",
+            `${what}: cannot read ${path}: permission denied; the files of a rootless store belong to its user namespace: run airlock inside podman unshare (a rootful store needs root)`,
+            { cause },
+          );
+        }
         throw new AirlockError("ERR_BLOB_NOT_FOUND", `${what}: cannot read ${JSON.stringify(name)} from the layer's files (${path}): ${(cause as Error).message}; the store is damaged or the layer is being removed`, { cause });
       }
       if (got !== size) throw new AirlockError("ERR_SIZE_MISMATCH", `${what}: ${JSON.stringify(name)} has ${got} bytes on disk, the layer's tar-split says ${size}; the layer's files were changed`);
