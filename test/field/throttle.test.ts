@@ -164,6 +164,14 @@ describe("--rate-limit", () => {
     expect(performance.now() - started).toBeGreaterThanOrEqual(1500);
   });
 
+  it("copy that converts layers (--dest-compress) reads them under the limit too", async () => {
+    const started = performance.now();
+    const r = await runCli(["copy", "--src-tls-verify=false", "--dest-compress", "--rate-limit", "1M", "-q", `docker://${src.host}/up/app:2`, `oci:${join(tmp, "compressed")}:app`]);
+    expect(r.code, r.stderr).toBe(0);
+    // 1 MiB at 1 MiB/s, less a 0.1 MiB burst: ~0.9 s.
+    expect(performance.now() - started).toBeGreaterThanOrEqual(700);
+  });
+
   it("refuses a rate it cannot read", async () => {
     const r = await runCli(["export", "-f", yaml, "-o", join(tmp, "x.tar"), "--rate-limit", "fast"]);
     expect(r.code).not.toBe(0);

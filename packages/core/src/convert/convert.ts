@@ -24,6 +24,7 @@ import type { ImageDestination, ImageSource } from "../transports/types.js";
 import { type CompressionAlgorithm, type Compression, compressor, decompressor, detectCompression, peek, zstdSupport } from "./compression.js";
 import { buildImageManifest, buildIndex } from "./manifest.js";
 import { configMediaType, formatOf, imageManifestMediaType, indexMediaType, isImageConfig, layerKind, layerMediaType, type ManifestFormat } from "./mediatypes.js";
+import type { Throttle } from "../throttle.js";
 
 /** What the user asked to change, as skopeo copy's flags. */
 export interface ConversionOptions {
@@ -107,8 +108,10 @@ export interface ConverterContext {
   onProgress?: ProgressListener | undefined;
   /** The pipeline's copy of an unchanged blob (verified, scheduled, deduplicated). */
   copyBlob(desc: Descriptor): Promise<void>;
-  /** The pipeline's concurrency limit. */
+  /** The pipeline's concurrency limit (and the run's per-registry cap, for a layer read from a registry). */
   schedule<T>(fn: () => Promise<T>): Promise<T>;
+  /** The run's limits (`--rate-limit` applies to the layers read here). */
+  throttle?: Throttle | undefined;
   /** Records a blob written (for the copy's result). */
   copied(size: number): void;
   /** Records a blob the destination already had. */
@@ -323,7 +326,7 @@ export class ImageConverter {
     const counter = new Digester();
     let ended = false;
     const { stream } = await src.getBlob(desc, { signal });
-    const { input, decompress } = await this.sniffed(stream, desc);
+    const { input, decompress } = await this.sniffed(this.ctx.throttle?.stream(stream, signal) ?? stream, desc);
     const out = pipeline([input, ...decompress, counting(counter, () => (ended = true))], () => {}) as unknown as Readable;
     const inconsistent = (actual: string) =>
       new AirlockError("ERR_DIGEST_MISMATCH", `layer ${index} (${desc.digest}) of ${image} decompresses to ${actual}, but the config's rootfs.diff_ids[${index}] is ${diffID}; the image is inconsistent`);
@@ -370,7 +373,7 @@ export class ImageConverter {
       const file = join(dir, "layer");
       const d = new Digester();
       const { stream } = await src.getBlob(desc, { signal });
-      const { input: verified, decompress } = await this.sniffed(stream, desc);
+      const { input: verified, decompress } = await this.sniffed(this.ctx.throttle?.stream(stream, signal) ?? stream, desc);
       const stages: Transform[] = [...decompress, ...(compress ? [compress] : [])];
       const out = await fs.open(file, "wx");
       try {

@@ -263,7 +263,8 @@ class Copier {
       signal,
       onProgress,
       copyBlob: (d) => this.copyBlob(d),
-      schedule: this.schedule,
+      schedule: this.options.throttle ? (fn) => this.schedule(() => (this.options.throttle as Throttle).transfer([this.src.reference, this.dst.reference], fn)) : this.schedule,
+      throttle: this.options.throttle,
       copied: (size) => {
         this.result.blobsCopied++;
         this.result.bytesCopied += size;
