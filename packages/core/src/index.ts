@@ -56,3 +56,6 @@ export * from "./transports/oci-archive/reference.js";
 export * from "./transports/oci-archive/archive.js";
 export * from "./transports/oci-archive/source.js";
 export * from "./transports/oci-archive/destination.js";
+// containers-storage: the reference and transport only; its source and destination load when a store is opened.
+export * from "./transports/containers-storage/transport.js";
+export * from "./transports/containers-storage/reference.js";
