@@ -14,6 +14,9 @@ import type { BlobReader, GetBlobOptions } from "../transports/types.js";
 /** Bytes gathered before one write(2): large writes are what makes the file-write path fast. */
 const WRITE_BATCH = 1 << 20;
 
+/** Most chunks in one writev(2) (IOV_MAX is 1024 on Linux). */
+const MAX_IOVECS = 1024;
+
 /** Options of {@link writeVerifiedFile}. */
 export interface WriteVerifiedOptions {
   signal?: AbortSignal | undefined;
@@ -46,18 +49,19 @@ export async function writeVerifiedFile(path: string, expected: Expected, stream
       stream,
       verifier,
       async (source: AsyncIterable<Buffer>) => {
+        // Chunks are gathered and written with one writev(2): large writes without copying them.
         let batch: Buffer[] = [];
         let n = 0;
         for await (const chunk of source) {
           batch.push(chunk);
           n += chunk.length;
-          if (n >= WRITE_BATCH) {
-            await writeAll(fh, batch.length === 1 ? batch[0]! : Buffer.concat(batch, n));
+          if (n >= WRITE_BATCH || batch.length >= MAX_IOVECS) {
+            await writeAll(fh, batch, n);
             batch = [];
             n = 0;
           }
         }
-        if (n > 0) await writeAll(fh, batch.length === 1 ? batch[0]! : Buffer.concat(batch, n));
+        if (n > 0) await writeAll(fh, batch, n);
       },
       options.signal ? { signal: options.signal } : {},
     );
@@ -76,11 +80,18 @@ export async function writeVerifiedFile(path: string, expected: Expected, stream
   }
 }
 
-async function writeAll(fh: fs.FileHandle, buf: Buffer): Promise<void> {
-  let off = 0;
-  while (off < buf.length) {
-    const { bytesWritten } = await fh.write(buf, off, buf.length - off);
-    off += bytesWritten;
+/** Writes `bufs` (`total` bytes) at the file's position, going on after a short write. */
+async function writeAll(fh: fs.FileHandle, bufs: Buffer[], total: number): Promise<void> {
+  let { bytesWritten } = bufs.length === 1 ? await fh.write(bufs[0] as Buffer) : await fh.writev(bufs);
+  if (bytesWritten === total) return;
+  for (const buf of bufs) {
+    if (bytesWritten >= buf.length) {
+      bytesWritten -= buf.length;
+      continue;
+    }
+    let off = bytesWritten;
+    bytesWritten = 0;
+    while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
   }
 }
 
