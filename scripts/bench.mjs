@@ -8,7 +8,7 @@
 // small layers. Pushes it to a local docker-registry, then times each job for airlock and for
 // skopeo, reporting medians, ratios and peak RSS (GNU time). Not a test: it asserts nothing.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -271,6 +271,14 @@ async function main() {
     };
     const syncedFull = await full();
     await bench("sync-again", { skopeo: { cmd: syncCmd.skopeo(syncedFull) }, airlock: { cmd: syncCmd.airlock(syncedFull) } });
+
+    // Every image in one process onto local disk, the way an airlock user would move them all:
+    // airlock sync into one OCI layout; skopeo's nearest (its sync has no oci destination) is a
+    // dir: image per tag.
+    await bench("sync-to-layout", {
+      skopeo: { prepare: freshLayout, cmd: ({ dir }) => `skopeo sync --all --preserve-digests --src yaml --dest dir ${syncYaml} ${dir}` },
+      airlock: { prepare: freshLayout, cmd: ({ dir }) => `${airlock} sync -q --all --src yaml --dest oci ${syncYaml} ${dir}/layout` },
+    });
 
     const imagesYaml = join(work, "images.yaml");
     writeFileSync(imagesYaml, `version: 1\nregistries:\n  "${src.host}": {tlsVerify: false}\nimages:\n${images.map((i) => `  - name: ${src.host}/bench/${i}\n    tags: ["1"]\n`).join("")}`);
