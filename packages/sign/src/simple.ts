@@ -12,7 +12,7 @@
  * @see https://github.com/containers/image/blob/main/docs/containers-signature.5.md
  * @see https://github.com/containers/image/blob/main/signature/simple.go
  */
-import { AirlockError, type Digest, type DigestAlgorithm, DockerReference, digestAlgorithm, digestOf, parseDigest } from "@airlock/core";
+import { AirlockError, type Digest, type DigestAlgorithm, DockerReference, digestAlgorithm, manifestDigest as coreManifestDigest, parseDigest } from "@airlock/core";
 import type { PublicKey } from "openpgp";
 import { goJSONMarshal, isJSONObject, type JSONObject, type JSONValue, jsonTypeOf, parseStrictJSON } from "./json.js";
 import { type KeyInput, readPrivateKey, readPublicKeys } from "./keys.js";
@@ -139,9 +139,9 @@ export function parseUntrustedPayload(bytes: Uint8Array): SignaturePayload {
   return untrusted as SignaturePayload;
 }
 
-/** Computes the digest of `manifest` with `algorithm`, as containers/image's `manifest.MatchesDigest` does for non-schema1 manifests. */
+/** Computes the digest of `manifest` with `algorithm`, as containers/image's `manifest.Digest` does (of a signed schema 1 manifest: of its JWS payload). */
 function manifestDigest(manifest: Uint8Array, algorithm: DigestAlgorithm): Digest {
-  return digestOf(manifest, algorithm);
+  return coreManifestDigest(manifest, algorithm);
 }
 
 /**
