@@ -472,8 +472,9 @@ export class Repository {
       await dumpBody(res.body);
       await store?.clear();
     } catch (err) {
-      // A session that a rerun can continue is kept (its end is recorded); otherwise it is cancelled.
-      if (!store || signal?.aborted || !isRetryableNetworkError(err)) {
+      // With a store, a session that a rerun can continue (stopped, or failed in a way a retry may
+      // fix) is kept, its offset recorded; otherwise (e.g. the stream failed verification) it is cancelled.
+      if (!store || (!signal?.aborted && !isRetryableNetworkError(err))) {
         await this.cancelUpload(location);
         await store?.clear();
       }
