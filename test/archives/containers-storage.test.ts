@@ -184,6 +184,26 @@ async function tree(path: string): Promise<string[]> {
   return out;
 }
 
+describe.skipIf(!hasPodman)("containers-storage: signatures", () => {
+  it("signatures copied into the store are the ones skopeo and airlock read back", async () => {
+    const layout = join(dir, "signed-layout");
+    await layoutWith(layout, "s", [await tarOf([[{ name: "signed.txt" }, "signed"]])]);
+    const signed = join(dir, "signed-dir");
+    await copyImage(parseImageName(`oci:${layout}:s`), parseImageName(`dir:${signed}`));
+    // Opaque bytes in the simple-signing blob format (an OpenPGP packet tag first): nothing here verifies them.
+    const sig = Buffer.concat([Buffer.from([0xa3, 0x01]), randomBytes(40)]);
+    await fs.writeFile(join(signed, "signature-1"), sig);
+    const ref = `containers-storage:${store()}localhost/signed:1`;
+    expect((await copyImage(parseImageName(`dir:${signed}`), parseImageName(ref))).signatures).toBe(1);
+    const bySkopeo = join(dir, "signed-by-skopeo");
+    await skopeo("copy", ref, `dir:${bySkopeo}`);
+    expect(await fs.readFile(join(bySkopeo, "signature-1"))).toEqual(sig);
+    const byAirlock = join(dir, "signed-by-airlock");
+    await copyImage(parseImageName(ref), parseImageName(`dir:${byAirlock}`));
+    expect(await fs.readFile(join(byAirlock, "signature-1"))).toEqual(sig);
+  });
+});
+
 describe.skipIf(!hasPodman)("containers-storage: containers/storage's locks", () => {
   it("a write waits while another process holds layers.lock (fcntl), and records its write in the lock file", async () => {
     const lockFile = join(root, "vfs-layers", "layers.lock");

@@ -30,7 +30,7 @@ import { writeFileAtomic } from "../../fsutil.js";
 import { writeVerifiedFile } from "../../layout/files.js";
 import type { Descriptor, Manifest } from "../../manifest.js";
 import { MediaType } from "../../mediatype.js";
-import type { DestinationCapabilities, ImageDestination, PutManifestOptions, SystemContext } from "../types.js";
+import type { DestinationCapabilities, ImageDestination, PutManifestOptions, SignatureDestination, SignatureOptions, SystemContext } from "../types.js";
 import { applyLayer, type WhiteoutFormat } from "./extract.js";
 import type { StorageReference } from "./reference.js";
 import { type ImageRecord, type LayerRecord, manifestKey, Store } from "./store.js";
@@ -38,11 +38,12 @@ import { assembleLayer, TarSplitRecorder } from "./tarsplit.js";
 
 const run = promisify(execFile);
 
-/** What a containers-storage destination stores: OCI and Docker image manifests, one image (no index), blobs written concurrently. */
+/** What a containers-storage destination stores: OCI and Docker image manifests, one image (no index), signatures, blobs written concurrently. */
 export const STORAGE_DESTINATION_CAPABILITIES: DestinationCapabilities = {
   manifestMediaTypes: [MediaType.OCIManifest, MediaType.DockerManifest],
   concurrentWrites: true,
   indexes: false,
+  signatures: true,
 };
 
 /** containers/storage's archive.Compression values, as layers.json records them. */
@@ -65,7 +66,7 @@ function hashing(h: ReturnType<typeof createHash>, count: { n: number }): Transf
 }
 
 /** An {@link ImageDestination} that writes one image into a containers/storage store at commit. */
-export class StorageImageDestination implements ImageDestination {
+export class StorageImageDestination implements ImageDestination, SignatureDestination {
   readonly reference: StorageReference;
   readonly capabilities = STORAGE_DESTINATION_CAPABILITIES;
   private readonly store: Store;
@@ -75,6 +76,8 @@ export class StorageImageDestination implements ImageDestination {
   /** Blobs tryReuseBlob found as layers of the store, by digest. */
   private readonly reused = new Map<string, LayerRecord>();
   private manifest: Manifest | undefined;
+  /** The image's signatures, stored at commit. */
+  private signatures: readonly Uint8Array[] | undefined;
 
   private constructor(reference: StorageReference, store: Store, staging: string) {
     this.reference = reference;
@@ -133,6 +136,13 @@ export class StorageImageDestination implements ImageDestination {
       throw new AirlockError("ERR_UNSUPPORTED", `${this.reference}: airlock writes one image into containers-storage, not an index; copy one platform`);
     }
     this.manifest = manifest;
+  }
+
+  /** Keeps the image's signatures for commit (stored as containers/image does: big data `signatures` and `signature-<hex>`). */
+  async putSignatures(signatures: readonly Uint8Array[], options: SignatureOptions = {}): Promise<void> {
+    options.signal?.throwIfAborted();
+    if (options.instanceDigest !== undefined) throw new AirlockError("ERR_UNSUPPORTED", `${this.reference}: airlock writes one image into containers-storage, not an index's images`);
+    this.signatures = [...signatures];
   }
 
   /** Creates the layers and the image in the store (see the file comment). */
@@ -300,6 +310,7 @@ export class StorageImageDestination implements ImageDestination {
     const images = await this.store.readImages();
     const name = this.reference.named?.toString();
     let image = images.find((i) => i.id === imageID);
+    const previousManifest = image?.digest;
     if (image && (image.layer ?? undefined) !== top) {
       throw new AirlockError("ERR_DESTINATION", `${what}: image ${imageID} already exists in ${this.store} with another top layer (${image.layer ?? "none"}, not ${top ?? "none"})`);
     }
@@ -310,6 +321,12 @@ export class StorageImageDestination implements ImageDestination {
       [manifestKey(manifest.digest), manifest.bytes, manifest.digest],
       ["manifest", manifest.bytes, manifest.digest],
     ];
+    const signatures = this.signatures;
+    if (signatures !== undefined) {
+      const all = Buffer.concat(signatures.map((b) => Buffer.from(b)));
+      const d = `sha256:${createHash("sha256").update(all).digest("hex")}`;
+      items.push(["signatures", all, d], [`signature-${manifest.digest.slice(manifest.digest.indexOf(":") + 1)}`, all, d]);
+    }
     for (const [key, bytes] of items) await writeFileAtomic(this.store.bigDataPath(imageID, key), bytes, 0o600);
     if (!image) {
       image = { id: imageID };
@@ -320,19 +337,29 @@ export class StorageImageDestination implements ImageDestination {
         image["names-history"] = [];
       }
       if (top !== undefined) image.layer = top;
-      image.metadata = JSON.stringify({ "signatures-sizes": { [manifest.digest]: [] } });
     }
+    let metadata: { "signature-sizes"?: number[]; "signatures-sizes"?: Record<string, number[]> } = {};
+    try {
+      metadata = image.metadata ? (JSON.parse(image.metadata) as typeof metadata) : {};
+    } catch {
+      metadata = {};
+    }
+    const sizes = (this.signatures ?? []).map((b) => b.length);
+    if (this.signatures !== undefined) metadata["signature-sizes"] = sizes;
+    else if (previousManifest !== manifest.digest) delete metadata["signature-sizes"]; // they signed the manifest replaced now
+    metadata["signatures-sizes"] = { ...(metadata["signatures-sizes"] ?? {}), [manifest.digest]: sizes };
+    image.metadata = JSON.stringify({ ...(metadata["signature-sizes"]?.length ? { "signature-sizes": metadata["signature-sizes"] } : {}), "signatures-sizes": metadata["signatures-sizes"] });
     image.digest = manifest.digest;
     const names = new Set(image["big-data-names"] ?? []);
-    const sizes = { ...(image["big-data-sizes"] ?? {}) };
+    const dataSizes = { ...(image["big-data-sizes"] ?? {}) };
     const digests = { ...(image["big-data-digests"] ?? {}) };
     for (const [key, bytes, digest] of items) {
       names.add(key);
-      sizes[key] = bytes.length;
+      dataSizes[key] = bytes.length;
       digests[key] = digest;
     }
     image["big-data-names"] = [...names];
-    image["big-data-sizes"] = sizes;
+    image["big-data-sizes"] = dataSizes;
     image["big-data-digests"] = digests;
     image.created ??= created ?? new Date().toISOString();
     if (name) {
