@@ -8,15 +8,19 @@
 // literal paths that core's registry/undici.ts names.
 //
 //   dist/airlock-linux-x64     always (or the host's platform, e.g. dist/airlock-linux-arm64)
-//   dist/airlock-linux-arm64   also, when Bun can fetch its arm64 base binary (it asks the npm
-//                              registry for @oven/bun-linux-aarch64); skipped with a note otherwise
+//   dist/airlock-linux-arm64   also, when the arm64 Bun runtime it is built on can be had: the
+//                              npm package @oven/bun-linux-aarch64 of the same version, fetched
+//                              with `npm pack` (so .npmrc's registry, proxy and auth apply) into
+//                              $XDG_CACHE_HOME/airlock/bun/ (default ~/.cache) once; else Bun's
+//                              own download; skipped with a note when neither works (offline)
 //
 // Options: --target PLATFORM (repeatable; e.g. linux-x64, linux-arm64), --host-only,
 // --out-dir DIR (default dist/), --no-tsc (the CLI's JavaScript is already built).
 // Prints each executable's path, size and sha256.
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, mkdirSync, statSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, rmSync, statSync } from "node:fs";
+import { homedir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -33,6 +37,30 @@ function hostPlatform() {
 function bunTarget(platform) {
   const [os, arch] = platform.split("-");
   return `bun-${os}-${arch === "arm64" ? "aarch64" : arch}`;
+}
+
+/**
+ * The Bun runtime of `platform` (same version as ours) that a cross build is built on, from the
+ * npm package @oven/bun-OS-ARCH, cached; undefined when it cannot be fetched (then Bun tries its
+ * own download).
+ */
+function bunRuntimeFor(platform) {
+  const version = spawnSync(bun, ["--version"], { encoding: "utf8" }).stdout.trim();
+  const pkg = `@oven/${bunTarget(platform)}`;
+  // biome-ignore lint/suspicious/noUndeclaredEnvVars: only where a download is cached, not what is built
+  const dir = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "airlock", "bun", `${bunTarget(platform)}-v${version}`);
+  const exe = join(dir, "package", "bin", "bun");
+  if (existsSync(exe)) return exe;
+  mkdirSync(dir, { recursive: true });
+  const packed = spawnSync("npm", ["pack", `${pkg}@${version}`, "--pack-destination", dir, "--silent"], { encoding: "utf8", cwd: dir });
+  const tgz = packed.status === 0 ? join(dir, packed.stdout.trim().split("\n").pop() ?? "") : "";
+  if (!tgz.endsWith(".tgz") || !existsSync(tgz)) {
+    console.error(`compile: could not fetch ${pkg}@${version} with npm pack (${(packed.stderr || "").trim().split("\n").pop() || `exit ${packed.status}`}); letting Bun download it`);
+    return undefined;
+  }
+  const untar = spawnSync("tar", ["-xzf", tgz, "-C", dir]);
+  rmSync(tgz, { force: true });
+  return untar.status === 0 && existsSync(exe) ? exe : undefined;
 }
 
 async function sha256(path) {
@@ -83,7 +111,8 @@ let failed = 0;
 for (const platform of wanted) {
   const out = join(outDir, `airlock-${platform}`);
   const started = Date.now();
-  const r = spawnSync(bun, ["build", "--compile", "--minify", "--bytecode", `--target=${bunTarget(platform)}`, entry, "--outfile", out], { cwd: root, encoding: "utf8" });
+  const runtime = platform === host ? undefined : bunRuntimeFor(platform);
+  const r = spawnSync(bun, ["build", "--compile", "--minify", "--bytecode", `--target=${bunTarget(platform)}`, ...(runtime ? [`--compile-executable-path=${runtime}`] : []), entry, "--outfile", out], { cwd: root, encoding: "utf8" });
   if (r.status !== 0) {
     const why = (r.stderr || r.stdout || String(r.error ?? "")).trim().split("\n").slice(-3).join(" | ");
     if (required.has(platform)) {
