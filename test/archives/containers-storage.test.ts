@@ -16,7 +16,7 @@ import { buffer } from "node:stream/consumers";
 import { copyImage, parseImageName } from "@airlock/core";
 import { pack } from "tar-stream";
 import "../../packages/core/src/transports/all.js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.js";
 
 const run = promisify(execFile);
@@ -205,14 +205,20 @@ describe.skipIf(!hasPodman)("containers-storage: signatures", () => {
 });
 
 describe.skipIf(!hasPodman)("containers-storage: containers/storage's locks", () => {
-  it("a write waits while another process holds layers.lock (fcntl), and records its write in the lock file", async () => {
+  /** The variable that makes airlock use one lock helper (lock.ts). */
+  const HELPER_ENV = "AIRLOCK_STORAGE_LOCK_HELPER";
+  afterEach(() => {
+    delete process.env[HELPER_ENV];
+  });
+  it.each(["/usr/bin/python3", "perl"])("a write waits while another process holds layers.lock (fcntl), and records its write in the lock file (helper: %s)", async (helper) => {
+    process.env[HELPER_ENV] = helper;
     const lockFile = join(root, "vfs-layers", "layers.lock");
     const before = await fs.readFile(lockFile);
     // Another process takes the lock as podman does: fcntl F_SETLKW, F_WRLCK.
     const holder = spawn("/usr/bin/python3", ["-c", "import fcntl, os, sys\nfd = os.open(sys.argv[1], os.O_RDWR)\nfcntl.lockf(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\nsys.stdin.read()", lockFile]);
     await new Promise((resolve) => holder.stdout.once("data", resolve));
     let released = false;
-    const copied = copyImage(parseImageName(`dir:${fixtures}dir/docker`), parseImageName(`containers-storage:${store()}localhost/locked:1`)).then(() => released);
+    const copied = copyImage(parseImageName(`dir:${fixtures}dir/docker`), parseImageName(`containers-storage:${store()}localhost/locked-${helper.replace(/\W/g, "")}:1`)).then(() => released);
     // Wait until airlock's request is queued behind the lock in the kernel (/proc/locks shows it blocked).
     const ino = (await fs.stat(lockFile)).ino;
     for (;;) {
@@ -221,11 +227,11 @@ describe.skipIf(!hasPodman)("containers-storage: containers/storage's locks", ()
       await sleep(20);
     }
     const images = JSON.parse(await fs.readFile(join(root, "vfs-images", "images.json"), "utf8")) as { names?: string[] }[];
-    expect(images.some((i) => i.names?.includes("localhost/locked:1"))).toBe(false);
+    expect(images.some((i) => i.names?.includes(`localhost/locked-${helper.replace(/\W/g, "")}:1`))).toBe(false);
     released = true;
     holder.stdin.end();
     expect(await copied).toBe(true);
-    expect((await podman("image", "exists", "localhost/locked:1")).stdout).toBe("");
+    expect((await podman("image", "exists", `localhost/locked-${helper.replace(/\W/g, "")}:1`)).stdout).toBe("");
     expect((await fs.readFile(lockFile)).equals(before)).toBe(false);
   });
 });

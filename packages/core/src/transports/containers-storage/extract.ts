@@ -199,7 +199,7 @@ async function setXattr(path: string, name: string, value: string, what: string)
     // no setfattr: try python3
   }
   try {
-    await run(process.env.AIRLOCK_STORAGE_LOCK_PYTHON || "/usr/bin/python3", ["-I", "-S", "-c", "import os, sys; os.setxattr(sys.argv[1], sys.argv[2], sys.argv[3].encode())", path, name, value]);
+    await run("/usr/bin/python3", ["-I", "-S", "-c", "import os, sys; os.setxattr(sys.argv[1], sys.argv[2], sys.argv[3].encode())", path, name, value]);
   } catch (cause) {
     throw new AirlockError(
       "ERR_UNSUPPORTED",

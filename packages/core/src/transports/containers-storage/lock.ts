@@ -6,10 +6,10 @@
  * processes (CRI-O, `podman system service`) notice the change and reload.
  *
  * Node has no fcntl(2) and airlock uses no native addons, so the locks are held by a tiny helper
- * process (`python3`, whose `fcntl.lockf` is exactly this kind of lock) for as long as airlock
- * needs them; the helper exits — and the kernel releases its locks — when airlock closes its stdin
- * or dies. Without python3, reading goes on unlocked (the JSON files are replaced atomically) and
- * writing is refused, saying why.
+ * process (`python3`, whose `fcntl.lockf` is exactly this kind of lock, else `perl`) for as long
+ * as airlock needs them; the helper exits — and the kernel releases its locks — when airlock closes
+ * its stdin or dies. Without either, reading goes on unlocked (the JSON files are replaced
+ * atomically) and writing is refused, saying why.
  * @see https://github.com/containers/storage/blob/main/pkg/lockfile/lockfile_unix.go
  */
 import { spawn } from "node:child_process";
@@ -30,7 +30,7 @@ export interface HeldLocks {
   release(): Promise<void>;
 }
 
-const HELPER = [
+const PYTHON_HELPER = [
   "import fcntl, os, sys",
   "fds = []",
   "for a in sys.argv[1:]:",
@@ -47,16 +47,44 @@ const HELPER = [
   "sys.stdin.read()",
 ].join("\n");
 
-/**
- * The interpreters tried for the helper: AIRLOCK_STORAGE_LOCK_PYTHON, the system's python3 (not a
- * version manager's shim, which may take seconds to start), then python3 on the PATH.
- */
-function pythons(): string[] {
-  const configured = process.env.AIRLOCK_STORAGE_LOCK_PYTHON;
-  return configured ? [configured] : ["/usr/bin/python3", "python3"];
+/** The same in Perl (perl-base is essential on Debian): struct flock packed for 64-bit Linux. */
+const PERL_HELPER = [
+  "use Fcntl qw(O_RDWR O_CREAT O_RDONLY F_SETLKW F_WRLCK F_RDLCK SEEK_SET);",
+  "my @fhs;",
+  "for my $a (@ARGV) {",
+  "  my ($mode, $path) = (substr($a, 0, 1), substr($a, 2));",
+  "  my $fh;",
+  "  unless (sysopen($fh, $path, O_RDWR | O_CREAT, 0644)) { die \"$path: $!\\n\" if $mode eq 'w'; sysopen($fh, $path, O_RDONLY) or die \"$path: $!\\n\"; }",
+  "  my $lk = pack('s s x4 q q l x4', $mode eq 'w' ? F_WRLCK : F_RDLCK, SEEK_SET, 0, 0, 0);",
+  "  fcntl($fh, F_SETLKW, $lk) or die \"lock $path: $!\\n\";",
+  "  push @fhs, $fh;",
+  "}",
+  "$| = 1; print \"locked\\n\";",
+  "while (<STDIN>) {}",
+].join("\n");
+
+/** A way to run the lock helper. */
+interface Helper {
+  cmd: string;
+  args: string[];
 }
 
-let workingPython: string | undefined;
+/**
+ * The helpers tried, in order: the system's python3 (not a version manager's shim, which may take
+ * seconds to start), python3 on the PATH, then perl on 64-bit Linux. AIRLOCK_STORAGE_LOCK_HELPER
+ * names one command to use instead (a python3, or a perl when its name contains "perl").
+ */
+function helpers(): Helper[] {
+  const py = (cmd: string): Helper => ({ cmd, args: ["-I", "-S", "-c", PYTHON_HELPER] });
+  const pl = (cmd: string): Helper => ({ cmd, args: ["-e", PERL_HELPER] });
+  const configured = process.env.AIRLOCK_STORAGE_LOCK_HELPER;
+  if (configured) return [configured.includes("perl") ? pl(configured) : py(configured)];
+  const out = [py("/usr/bin/python3"), py("python3")];
+  if (process.platform === "linux" && (process.arch === "x64" || process.arch === "arm64")) out.push(pl("perl"));
+  return out;
+}
+
+const working = new Map<string, Helper>();
 
 /**
  * Takes the given locks in order (containers/storage's order: storage.lock, then layers, then
@@ -64,27 +92,29 @@ let workingPython: string | undefined;
  * helper can run: shared-only requests resolve unlocked (`held: false`); exclusive ones throw.
  */
 export async function takeLocks(requests: readonly LockRequest[], what: string, signal?: AbortSignal): Promise<HeldLocks> {
-  for (const cmd of workingPython ? [workingPython] : pythons()) {
-    const locks = await takeLocksWith(cmd, requests, what, signal);
+  const key = process.env.AIRLOCK_STORAGE_LOCK_HELPER ?? "";
+  const known = working.get(key);
+  for (const helper of known ? [known] : helpers()) {
+    const locks = await takeLocksWith(helper, requests, what, signal);
     if (locks) {
-      workingPython = cmd;
+      working.set(key, helper);
       return locks;
     }
   }
   if (requests.some((r) => r.exclusive)) {
     throw new AirlockError(
       "ERR_UNSUPPORTED",
-      `cannot write to ${what}: containers/storage's lock files need fcntl(2) locks, which airlock takes through python3, and python3 was not found; install python3 (or set AIRLOCK_STORAGE_LOCK_PYTHON), or write the image with podman load`,
+      `cannot write to ${what}: containers/storage's lock files need fcntl(2) locks, which airlock takes through a python3 or perl helper, and neither was found; install python3 (or name an interpreter in AIRLOCK_STORAGE_LOCK_HELPER), or write the image with podman load`,
     );
   }
   return { held: false, release: async () => {} };
 }
 
 /** Takes the locks with one interpreter; undefined when it does not exist. */
-async function takeLocksWith(cmd: string, requests: readonly LockRequest[], what: string, signal?: AbortSignal): Promise<HeldLocks | undefined> {
+async function takeLocksWith(helper: Helper, requests: readonly LockRequest[], what: string, signal?: AbortSignal): Promise<HeldLocks | undefined> {
   signal?.throwIfAborted();
-  const args = ["-I", "-S", "-c", HELPER, ...requests.map((r) => `${r.exclusive ? "w" : "r"}:${r.path}`)];
-  const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+  const args = [...helper.args, ...requests.map((r) => `${r.exclusive ? "w" : "r"}:${r.path}`)];
+  const child = spawn(helper.cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
   let stderr = "";
   child.stderr.setEncoding("utf8");
   child.stderr.on("data", (s: string) => {
