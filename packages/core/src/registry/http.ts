@@ -6,6 +6,7 @@
  * {@link RegistryError}s.
  * @see https://github.com/opencontainers/distribution-spec/blob/main/spec.md
  */
+import { setMaxListeners } from "node:events";
 import type { Readable } from "node:stream";
 import type { Agent, Dispatcher } from "undici";
 import { AirlockError } from "../errors.js";
@@ -265,6 +266,7 @@ export class RegistryConnection {
     // that send a body anyway); registries answer HEADs properly, and a sync or import that checks
     // one manifest per image would otherwise open one connection per check.
     const reset = method === "HEAD" ? { reset: false } : {};
+    if (signal) unlimitedListeners(signal);
     return undici().request(agent, url, { method, headers: h, body: body ?? null, signal: signal ?? null, ...reset });
   }
 
@@ -463,6 +465,22 @@ export class RegistryConnection {
       }
       throw err;
     }
+  }
+}
+
+const raised = new WeakSet<AbortSignal>();
+
+/**
+ * Lets `signal` take any number of abort listeners: each request in flight adds one, and a sync or
+ * import runs many at once under one signal (Node warns past 10, as if they leaked).
+ */
+function unlimitedListeners(signal: AbortSignal): void {
+  if (raised.has(signal)) return;
+  raised.add(signal);
+  try {
+    setMaxListeners(0, signal);
+  } catch {
+    // Runtimes without per-target listener limits have nothing to raise.
   }
 }
 
