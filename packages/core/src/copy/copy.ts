@@ -174,8 +174,8 @@ class Copier {
     if (top.isIndex && mode === "system") {
       written = await this.childManifest(this.choosePlatform(top));
     } else if (top.isIndex && mode === "all") {
-      for (const d of top.index.manifests) {
-        const child = await this.childManifest(d);
+      // The images an index lists, read at once (small requests), kept in the index's order.
+      for (const child of await Promise.all(top.index.manifests.map((d) => this.childManifest(d)))) {
         this.children.set(child.digest, child);
         instances.push(child);
       }
@@ -364,12 +364,8 @@ class Copier {
       }
     } else {
       // Read every child first (small), so a corrupt or unsupported one fails before any blob moves.
-      const manifests: Manifest[] = [];
-      for (const d of children) {
-        const m = await this.childManifest(d);
-        this.checkMediaType(m);
-        manifests.push(m);
-      }
+      const manifests = await Promise.all(children.map((d) => this.childManifest(d)));
+      for (const m of manifests) this.checkMediaType(m);
       await Promise.all(manifests.map(async (m) => written.set(m.digest, m.isIndex ? await this.copyIndex(m, mode, false) : await this.copyImageManifest(m, false))));
     }
     const out = this.converter.convertIndex(index, written) ?? index;
