@@ -252,6 +252,16 @@ async function attempt(task: SyncTask, options: SyncOptions, pool: RegistryClien
   const { source, sourceContext } = task.image;
   const multiArch = options.multiArch ?? "system";
   const choice = { multiArch, ...(options.platform ? { platform: options.platform } : {}), ...(options.platforms ? { platforms: options.platforms } : {}) };
+  const destinationContext = task.destinationContext ?? options.destinationContext;
+  // Both sides are asked at once (one HEAD each for registries).
+  const holding = destinationDigest(task.destination, destinationContext, pool, signal).catch((err: unknown) => {
+    // Some registries refuse to show a repository that does not exist yet, or give push access
+    // without pull: the check is an optimisation, so the copy goes ahead (and fails on its own
+    // if the destination really is closed).
+    if (isAirlockError(err, "ERR_DENIED") || isAirlockError(err, "ERR_UNAUTHORIZED")) return undefined;
+    throw err;
+  });
+  holding.catch(() => {}); // awaited below, unless the source fails first
   const want = await sourceDigest(source, sourceContext, choice, pool, signal);
   if (want.top?.isIndex && multiArch === "all" && options.platforms?.length) {
     const missing = options.platforms.filter((p) => !want.top?.index.manifests.some((d) => platformMatches(p, d.platform)));
@@ -260,16 +270,7 @@ async function attempt(task: SyncTask, options: SyncOptions, pool: RegistryClien
     }
   }
   if (want.digest !== undefined) result.digest = want.digest;
-  const destinationContext = task.destinationContext ?? options.destinationContext;
-  let have: Digest | undefined;
-  try {
-    have = await destinationDigest(task.destination, destinationContext, pool, signal);
-  } catch (err) {
-    // Some registries refuse to show a repository that does not exist yet, or give push access
-    // without pull: the check is an optimisation, so the copy goes ahead (and fails on its own
-    // if the destination really is closed).
-    if (!isAirlockError(err, "ERR_DENIED") && !isAirlockError(err, "ERR_UNAUTHORIZED")) throw err;
-  }
+  const have: Digest | undefined = await holding;
   if (want.digest !== undefined && have === want.digest) {
     result.status = options.dryRun ? "would-skip" : "skipped";
     return;
