@@ -97,6 +97,13 @@ async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): P
   }
 }
 
+let refDescribed: Promise<string[]> | undefined;
+/** The reference bundle's description (computed once). */
+const refDescription = () => {
+  refDescribed ??= describeBundle(ref);
+  return refDescribed;
+};
+
 const layerGets = (log: CountedRequest[]) => log.filter((r) => isLayerGet(r.method, r.url));
 const sum = (rs: CountedRequest[], k: "sent" | "received") => rs.reduce((n, r) => n + r[k], 0);
 
@@ -135,7 +142,7 @@ describe("resume inside a blob", () => {
     expect(sum(gets, "received")).toBe(SIZE - kept);
     expect(sum(gets, "received")).toBeLessThan(SIZE);
     expect((await runCli(["verify", out])).code).toBe(0);
-    expect(await describeBundle(out)).toEqual(await describeBundle(ref));
+    expect(await describeBundle(out)).toEqual(await refDescription());
   });
 
   it("import: SIGKILL mid-chunked-upload, rerun continues the upload session; less than the layer is sent again and every digest matches", async () => {
@@ -210,9 +217,10 @@ describe("resume inside a blob: what a registry may not allow", () => {
     return kept;
   }
 
-  const sameBlobs = async (a: string, b: string) => {
+  /** The blobs of bundle `out` are those of the reference bundle, in the same places. */
+  const sameBlobs = async (out: string) => {
     const blobs = (lines: string[]) => lines.filter((l) => l.startsWith("blobs/"));
-    expect(blobs(await describeBundle(a))).toEqual(blobs(await describeBundle(b)));
+    expect(blobs(await describeBundle(out))).toEqual(blobs(await refDescription()));
   };
 
   it("export: a source that ignores Range sends the whole layer, written from its start (the kept bytes are not used)", async () => {
@@ -231,7 +239,7 @@ describe("resume inside a blob: what a registry may not allow", () => {
     expect(gets.map((g) => g.headers.range)).toEqual([`bytes=${kept}-`]);
     expect(sum(gets, "received")).toBe(SIZE);
     expect((await runCli(["verify", out])).code).toBe(0);
-    await sameBlobs(out, ref);
+    await sameBlobs(out);
   });
 
   it("export: kept bytes are hashed again from disk; spoiled ones fail the digest and the layer is fetched again from its start", async () => {
@@ -244,7 +252,7 @@ describe("resume inside a blob: what a registry may not allow", () => {
     expect(gets.map((g) => g.headers.range)).toEqual([`bytes=${kept}-`, undefined]);
     expect(sum(gets, "received")).toBe(SIZE - kept + SIZE);
     expect((await runCli(["verify", out])).code).toBe(0);
-    await sameBlobs(out, ref);
+    await sameBlobs(out);
   });
 
   it("import: a recorded session the registry no longer has is left for a new upload", async () => {
