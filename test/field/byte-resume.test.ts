@@ -186,6 +186,43 @@ describe("resume inside a blob", () => {
   });
 });
 
+describe("resume inside a blob: an interrupt", () => {
+  it("import: SIGINT mid-chunk straight to distribution lets the chunk finish, so the rerun continues the session", async () => {
+    let patches = 0;
+    let child: ChildProcess | undefined;
+    const direct = await startCountingProxy(dst.url, () => 0, {
+      onRequest: (r) => {
+        if (r.method === "PATCH" && ++patches === 6) child?.kill("SIGINT");
+      },
+    });
+    try {
+      const to = `${direct.host}/direct`;
+      const env = { XDG_STATE_HOME: join(tmp, "state-int"), [UPLOAD_CHUNK_SIZE_ENV]: String(CHUNK) };
+      const first = await runKilled(["import", ref, "--to", to, "--dest-tls-verify=false", "-q"], (c) => {
+        child = c;
+      }, env);
+      expect(first.signal).toBe(null);
+      expect(first.stderr).toMatch(/^exit 1: .*interrupted/s);
+      const before = direct.log.length;
+      const second = await withEnv(env, () => runCli(["import", ref, "--to", to, "--dest-tls-verify=false", "-q"]));
+      expect(second.code, second.stderr).toBe(0);
+      const log = direct.log.slice(before);
+      const again = log.filter((r) => r.method === "PATCH");
+      expect(again[0]?.headers["content-range"]).toBe(`${6 * CHUNK}-${7 * CHUNK - 1}`);
+      expect(sum(again, "sent")).toBe(SIZE - 6 * CHUNK);
+      expect(log.filter((r) => r.method === "POST").length).toBe(0);
+      const d = new RegistryClient(dst.host, { tlsVerify: false });
+      try {
+        expect(await sha256Of(d, `direct/${up.host.replace(":", "_")}/up/big`, layer)).toBe(layer);
+      } finally {
+        await d.close();
+      }
+    } finally {
+      await direct.stop();
+    }
+  });
+});
+
 describe("resume inside a blob: what a registry may not allow", () => {
   const images = () => [{ source: parseImageName(`docker://${up.host}/up/big:1`), name: `${up.host}/up/big:1` }];
   const ctx = { docker: { tlsVerify: false } };

@@ -32,6 +32,8 @@ export interface CountingProxyOptions {
   bufferRequest?: (method: string, url: string) => boolean;
   /** Called after each piece of a response body was forwarded. */
   onResponseBytes?: (req: CountedRequest) => void;
+  /** Called when a request arrives, before anything is forwarded. */
+  onRequest?: (req: CountedRequest) => void;
   /** Requests forwarded without their Range header (a server that ignores Range answers 200). */
   stripRange?: (method: string, url: string) => boolean;
 }
@@ -58,6 +60,7 @@ export async function startCountingProxy(target: string, delayMs: (method: strin
     requests.push(`${method} ${url}`);
     const entry: CountedRequest = { method, url, headers: req.headers, sent: 0, received: 0 };
     log.push(entry);
+    options.onRequest?.(entry);
     const pace = options.paceBytesPerSecond?.(method, url);
     const forward = (body?: Buffer) => {
       const headers = { ...req.headers };

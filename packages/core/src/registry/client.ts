@@ -29,6 +29,12 @@ export const UPLOAD_CHUNK_SIZE = 16 * 1024 * 1024;
  */
 export const RETAINED_UPLOAD_MAX = 4 * 1024 * 1024;
 
+/**
+ * How long a chunk in flight may go on after the upload was told to stop, when its session is
+ * recorded for a rerun (ms): a second interrupt stops the process at once.
+ */
+export const UPLOAD_STOP_GRACE_MS = 10_000;
+
 /** Environment variable that overrides {@link UPLOAD_CHUNK_SIZE} (bytes; tests make chunks small). */
 export const UPLOAD_CHUNK_SIZE_ENV = "AIRLOCK_UPLOAD_CHUNK_SIZE";
 
@@ -442,6 +448,10 @@ export class Repository {
       for (let attempt = 0; confirmed < desc.size; ) {
         const from = confirmed;
         const to = Math.min(from + chunkSize, desc.size);
+        signal?.throwIfAborted();
+        // With a store, a stop lets the chunk in flight finish for a while: a registry that cannot
+        // resume a cut PATCH (distribution) then keeps a session the rerun continues.
+        const grace = store && signal ? graceSignal(signal, UPLOAD_STOP_GRACE_MS) : undefined;
         try {
           const res = await this.send({
             method: "PATCH",
@@ -451,7 +461,7 @@ export class Repository {
             ok: [202, 204],
             kind: "upload",
             what,
-            signal,
+            signal: grace?.signal ?? signal,
           });
           await dumpBody(res.body);
           const loc = header(res.headers, "location");
@@ -462,10 +472,13 @@ export class Repository {
           // Recorded before the next chunk goes out: a kill during it finds this session and offset.
           await store?.save({ location, offset: confirmed });
         } catch (err) {
+          if (signal?.aborted) throw err;
           if (signal?.aborted || !isRetryableNetworkError(err) || attempt >= this.registry.retries) throw err;
           await this.waitRetry(attempt++, signal);
           ({ location, offset: confirmed } = await this.recoverUpload(location, confirmed, body, err, what, signal));
           body.confirm(confirmed);
+        } finally {
+          grace?.dispose();
         }
       }
       const res = await this.send({ method: "PUT", url: withDigest(location, desc.digest), headers: { "content-length": "0" }, body: new Uint8Array(0), retry: false, ok: [201, 204], kind: "upload", what, signal });
@@ -578,6 +591,27 @@ export class Repository {
       throw err;
     }
   }
+}
+
+/**
+ * A signal that aborts `ms` after `signal` does (a grace period for the request in flight);
+ * `dispose` when the request is over.
+ */
+function graceSignal(signal: AbortSignal, ms: number): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const onAbort = () => {
+    timer = setTimeout(() => controller.abort(signal.reason), ms);
+  };
+  if (signal.aborted) onAbort();
+  else signal.addEventListener("abort", onAbort, { once: true });
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      signal.removeEventListener("abort", onAbort);
+      if (timer) clearTimeout(timer);
+    },
+  };
 }
 
 /** Whether a failed upload request means the registry no longer has the session (404, BLOB_UPLOAD_UNKNOWN / _INVALID, 416). */
