@@ -184,6 +184,34 @@ async function tree(path: string): Promise<string[]> {
   return out;
 }
 
+describe.skipIf(!hasPodman)("containers-storage: a bad image leaves the store as it was", () => {
+  it("a layer that is not what the config's diff_ids say is refused, with no layer, image or temporary directory left", async () => {
+    const layout = join(dir, "bad-layout");
+    await layoutWith(layout, "bad", [await tarOf([[{ name: "one" }, "1"]])]);
+    // Point the config at another diff ID: the layer blob itself is intact (the copy verifies it).
+    const index = JSON.parse(await fs.readFile(join(layout, "index.json"), "utf8")) as { manifests: { digest: string; size: number }[] };
+    const manifestPath = join(layout, "blobs/sha256", index.manifests[0]!.digest.slice(7));
+    const manifest = JSON.parse(await fs.readFile(manifestPath, "utf8")) as { config: { digest: string; size: number } };
+    const config = JSON.parse(await fs.readFile(join(layout, "blobs/sha256", manifest.config.digest.slice(7)), "utf8")) as { rootfs: { diff_ids: string[] } };
+    config.rootfs.diff_ids = [`sha256:${"ab".repeat(32)}`];
+    const configBytes = Buffer.from(JSON.stringify(config));
+    const configHex = createHash("sha256").update(configBytes).digest("hex");
+    await fs.writeFile(join(layout, "blobs/sha256", configHex), configBytes);
+    manifest.config = { ...manifest.config, digest: `sha256:${configHex}`, size: configBytes.length };
+    const manifestBytes = Buffer.from(JSON.stringify(manifest));
+    const manifestHex = createHash("sha256").update(manifestBytes).digest("hex");
+    await fs.writeFile(join(layout, "blobs/sha256", manifestHex), manifestBytes);
+    index.manifests[0] = { ...index.manifests[0]!, digest: `sha256:${manifestHex}`, size: manifestBytes.length };
+    await fs.writeFile(join(layout, "index.json"), JSON.stringify(index));
+    const before = { layers: await fs.readFile(join(root, "vfs-layers", "layers.json"), "utf8"), images: await fs.readFile(join(root, "vfs-images", "images.json"), "utf8"), dirs: await fs.readdir(join(root, "vfs", "dir")) };
+    await expect(copyImage(parseImageName(`oci:${layout}:bad`), parseImageName(`containers-storage:${store()}localhost/bad:1`))).rejects.toMatchObject({ code: "ERR_DIGEST_MISMATCH", message: expect.stringContaining("diff_ids[0]") });
+    expect(await fs.readFile(join(root, "vfs-layers", "layers.json"), "utf8")).toBe(before.layers);
+    expect(await fs.readFile(join(root, "vfs-images", "images.json"), "utf8")).toBe(before.images);
+    expect(await fs.readdir(join(root, "vfs", "dir"))).toEqual(before.dirs);
+    expect((await fs.readdir(join(root, "vfs-layers"))).filter((f) => f.includes(".airlock-"))).toEqual([]);
+  });
+});
+
 describe.skipIf(!hasPodman)("containers-storage: signatures", () => {
   it("signatures copied into the store are the ones skopeo and airlock read back", async () => {
     const layout = join(dir, "signed-layout");

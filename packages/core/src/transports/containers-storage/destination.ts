@@ -21,7 +21,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream, promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Readable, Transform, type TransformCallback } from "node:stream";
+import { pipeline, type Readable, Transform, type TransformCallback } from "node:stream";
 import { promisify } from "node:util";
 import { type Compression, decompressor, detectCompression, peek } from "../../convert/compression.js";
 import { type Digest, parseDigest } from "../../digest.js";
@@ -198,15 +198,13 @@ export class StorageImageDestination implements ImageDestination, SignatureDesti
     const spooled = this.spooled.get(desc.digest);
     let input: Readable;
     let compression: Compression = "none";
-    const compressed = { n: 0 };
-    const compressedHash = createHash("sha256");
     if (spooled) {
+      // The spooled blob was verified against desc (digest and size) as it was written.
       const { head, stream } = await peek(createReadStream(spooled.path, { highWaterMark: 1024 * 1024 }) as Readable);
       const detected = detectCompression(head);
       if (detected === "bzip2" || detected === "xz") throw new AirlockError("ERR_UNSUPPORTED", `${what} is ${detected}-compressed, which airlock cannot apply`);
       compression = detected;
-      const counted = stream.pipe(hashing(compressedHash, compressed));
-      input = detected === "none" ? counted : counted.pipe(decompressor(detected));
+      input = detected === "none" ? stream : pipeline(stream, decompressor(detected), () => {});
     } else {
       // Found in the store under another parent: its tar is produced again from that layer.
       const hint = this.reused.get(desc.digest);
@@ -227,7 +225,19 @@ export class StorageImageDestination implements ImageDestination, SignatureDesti
       const uncompressedHash = createHash("sha256");
       const recorder = new TarSplitRecorder(createWriteStream(tarSplitTmp, { mode: 0o600 }));
       const format: WhiteoutFormat = this.store.driver === "vfs" ? "apply" : "overlay";
-      const owners = await applyLayer(input.pipe(hashing(uncompressedHash, uncompressed)).pipe(recorder), diffRoot, format, what);
+      // pipeline: a failure anywhere (a corrupt gzip stream) ends the extraction with that error.
+      let failure: Error | undefined;
+      const tar = pipeline(input, hashing(uncompressedHash, uncompressed), recorder, (err) => {
+        if (err) failure = err;
+      });
+      let owners: Awaited<ReturnType<typeof applyLayer>>;
+      try {
+        owners = await applyLayer(tar, diffRoot, format, what);
+      } catch (err) {
+        if (failure) throw new AirlockError("ERR_IO", `${what}: cannot read the layer: ${failure.message}`, { cause: failure });
+        throw err;
+      }
+      if (failure) throw new AirlockError("ERR_IO", `${what}: cannot read the layer: ${failure.message}`, { cause: failure });
       await recorder.written();
       const actual = `sha256:${uncompressedHash.digest("hex")}`;
       if (actual !== diffID) throw new AirlockError("ERR_DIGEST_MISMATCH", `${what} decompresses to ${actual}, but the config's rootfs.diff_ids[${index}] is ${diffID}; the image is inconsistent`);
@@ -238,8 +248,8 @@ export class StorageImageDestination implements ImageDestination, SignatureDesti
       if (parent !== undefined) record.parent = parent;
       record.created = new Date().toISOString();
       if (spooled) {
-        record["compressed-diff-digest"] = compression === "none" ? diffID : `sha256:${compressedHash.digest("hex")}`;
-        record["compressed-size"] = compressed.n;
+        record["compressed-diff-digest"] = compression === "none" ? diffID : desc.digest;
+        record["compressed-size"] = spooled.size;
       }
       record["diff-digest"] = diffID;
       record["diff-size"] = uncompressed.n;
