@@ -242,7 +242,7 @@ export async function importBundle(path: string | string[], options: ImportOptio
     const byDigest = new Map<string, Promise<void>>();
     let firstError: unknown;
     try {
-      const tasks: Promise<void>[] = [];
+      const jobs: { w: ImageWork; dest: ImageDestination; b: Descriptor }[] = [];
       for (const w of work) {
         const dest = w.dest;
         if (!dest) continue; // already present under its name
@@ -253,18 +253,25 @@ export async function importBundle(path: string | string[], options: ImportOptio
             onProgress?.({ type: "blob-skipped", image: w.name, digest: b.digest, size: b.size, reason: "image already present" });
             continue;
           }
-          // The same blob for two images waits for the first push, so the second can reuse it.
-          const before = byDigest.get(b.digest) ?? Promise.resolve();
-          const task = before
-            .catch(() => {})
-            .then(() => run(() => (serial.get(dest) ?? ((fn) => fn()))(() => throttled(options.throttle, dest, () => pushBlob(reader, w, dest, b, inner.signal, options, result, journal)))))
-            .catch((err) => {
-              if (firstError === undefined) firstError = err;
-              inner.abort(err);
-            });
-          byDigest.set(b.digest, task);
-          tasks.push(task);
+          jobs.push({ w, dest, b });
         }
+      }
+      // Largest first, across images: the longest pushes start early and the small ones fill in
+      // around them, instead of a large blob of the last image running alone at the end.
+      jobs.sort((x, y) => y.b.size - x.b.size);
+      const tasks: Promise<void>[] = [];
+      for (const { w, dest, b } of jobs) {
+        // The same blob for two images waits for the first push, so the second can reuse it.
+        const before = byDigest.get(b.digest) ?? Promise.resolve();
+        const task = before
+          .catch(() => {})
+          .then(() => run(() => (serial.get(dest) ?? ((fn) => fn()))(() => throttled(options.throttle, dest, () => pushBlob(reader, w, dest, b, inner.signal, options, result, journal)))))
+          .catch((err) => {
+            if (firstError === undefined) firstError = err;
+            inner.abort(err);
+          });
+        byDigest.set(b.digest, task);
+        tasks.push(task);
       }
       await Promise.all(tasks);
     } finally {
