@@ -172,7 +172,10 @@ async function tree(path: string): Promise<string[]> {
       const p = join(path, r);
       const st = await fs.lstat(p);
       let extra = "";
-      if (st.isFile()) extra = `${st.size} ${createHash("sha256").update(await fs.readFile(p)).digest("hex").slice(0, 12)} nlink=${st.nlink} mtime=${st.mtimeMs}`;
+      if (st.isFile()) {
+        const xattrs = (await run("/usr/bin/python3", ["-c", "import os,sys\nprint(sorted((k, os.getxattr(sys.argv[1], k)) for k in os.listxattr(sys.argv[1])))", p])).stdout.trim();
+        extra = `${st.size} ${createHash("sha256").update(await fs.readFile(p)).digest("hex").slice(0, 12)} nlink=${st.nlink} mtime=${st.mtimeMs} xattrs=${xattrs}`;
+      }
       else if (st.isSymbolicLink()) extra = `-> ${await fs.readlink(p)} mtime=${st.mtimeMs}`;
       else if (st.isCharacterDevice() || st.isFIFO()) extra = `rdev=${st.rdev}`;
       else if (st.isDirectory()) extra = `opaque=${(await run("/usr/bin/python3", ["-c", "import os,sys\ntry: print(os.getxattr(sys.argv[1], 'trusted.overlay.opaque'))\nexcept OSError: print('-')", p])).stdout.trim()}`;
@@ -266,7 +269,7 @@ describe.skipIf(!hasPodman)("containers-storage: containers/storage's locks", ()
 
 describe.skipIf(!hasPodman)("containers-storage: layers applied as podman applies them", () => {
   for (const driver of ["vfs", "overlay"]) {
-    it(`${driver}: whiteouts, an opaque directory, owners, modes, links and a fifo give podman's files and podman's diff IDs`, async () => {
+    it(`${driver}: whiteouts, an opaque directory, owners, modes, links, xattrs and a fifo give podman's files and podman's diff IDs`, async () => {
       const layout = join(dir, `wh-${driver}`);
       const l1 = await tarOf([
         [{ name: "a", type: "directory", mode: 0o755 }],
@@ -280,6 +283,7 @@ describe.skipIf(!hasPodman)("containers-storage: layers applied as podman applie
         [{ name: "bin/tool", mode: 0o4755 }, "#!/bin/sh\n"],
         [{ name: "link", type: "symlink", linkname: "keep" }],
         [{ name: "hard", type: "link", linkname: "keep" }],
+        [{ name: "attrs", pax: { "SCHILY.xattr.user.airlock": "hello" } }, "with an extended attribute"],
       ]);
       const l2 = await tarOf([
         [{ name: "a", type: "directory", mode: 0o700 }],
@@ -308,6 +312,8 @@ describe.skipIf(!hasPodman)("containers-storage: layers applied as podman applie
       expect(layers.map((l) => [l.id, l.parent, l["diff-digest"], l.uidset])).toEqual(theirLayers.map((l) => [l.id, l.parent, l["diff-digest"], l.uidset]));
       const diff = (r: string, id: string) => (driver === "vfs" ? join(r, "root", "vfs", "dir", id) : join(r, "root", "overlay", id, "diff"));
       for (const l of layers) expect(await tree(diff(ours, l.id)), l.id).toEqual(await tree(diff(theirs, l.id)));
+      const base = layers.find((l) => l.parent === undefined) as { id: string };
+      expect((await tree(diff(ours, base.id))).find((e) => e.startsWith("attrs "))).toContain("user.airlock");
       // podman regenerates both layers from airlock's tar-split records with their diff IDs.
       const saved = join(dir, `saved-${driver}`);
       await run("skopeo", ["copy", `containers-storage:[${driver}@${join(ours, "root")}+${join(ours, "run")}]localhost/wh:1`, `dir:${saved}`]);

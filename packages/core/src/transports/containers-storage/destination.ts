@@ -232,7 +232,7 @@ export class StorageImageDestination implements ImageDestination, SignatureDesti
       });
       let owners: Awaited<ReturnType<typeof applyLayer>>;
       try {
-        owners = await applyLayer(tar, diffRoot, format, what);
+        owners = await applyLayer(tar, diffRoot, format, what, recorder.xattrs);
       } catch (err) {
         if (failure) throw new AirlockError("ERR_IO", `${what}: cannot read the layer: ${failure.message}`, { cause: failure });
         throw err;

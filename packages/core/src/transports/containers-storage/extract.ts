@@ -55,7 +55,7 @@ async function drain(stream: Readable): Promise<void> {
 /**
  * Extracts the tar `input` into `root` (which exists). `what` names the layer in error messages.
  */
-export async function applyLayer(input: Readable, root: string, format: WhiteoutFormat, what: string): Promise<ApplyResult> {
+export async function applyLayer(input: Readable, root: string, format: WhiteoutFormat, what: string, xattrs?: ReadonlyMap<string, ReadonlyMap<string, Buffer>>): Promise<ApplyResult> {
   const realRoot = await fs.realpath(root);
   const uids = new Set<number>();
   const gids = new Set<number>();
@@ -153,6 +153,9 @@ export async function applyLayer(input: Readable, root: string, format: Whiteout
       return;
     }
     await fs.chmod(path, mode);
+    const attrs = xattrs?.get(h.name);
+    // As containers/storage: a file system without extended attributes (ENOTSUP) is not an error.
+    if (attrs) for (const [name, value] of attrs) await setXattr(path, name, value, what, true);
     if (type === "directory") dirTimes.push({ path, mtime });
     else await fs.utimes(path, mtime, mtime);
   };
@@ -190,20 +193,22 @@ async function mknod(path: string, kind: "c" | "b" | "p", major: number, minor: 
   }
 }
 
-/** Sets an extended attribute with setfattr(1), else with the system's python3 (os.setxattr). */
-async function setXattr(path: string, name: string, value: string, what: string): Promise<void> {
+/** Sets an extended attribute (bytes) with setfattr(1), else with the system's python3 (os.setxattr). */
+async function setXattr(path: string, name: string, value: string | Buffer, what: string, ignoreUnsupported = false): Promise<void> {
+  const hex = `0x${Buffer.from(value).toString("hex")}`;
   try {
-    await run("setfattr", ["-n", name, "-v", value, path]);
+    await run("setfattr", ["-h", "-n", name, "-v", hex, path]);
     return;
   } catch {
     // no setfattr: try python3
   }
   try {
-    await run("/usr/bin/python3", ["-I", "-S", "-c", "import os, sys; os.setxattr(sys.argv[1], sys.argv[2], sys.argv[3].encode())", path, name, value]);
+    await run("/usr/bin/python3", ["-I", "-S", "-c", "import os, sys; os.setxattr(sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3][2:]), follow_symlinks=False)", path, name, hex]);
   } catch (cause) {
+    if (ignoreUnsupported && /Operation not supported|Errno 95/.test(String((cause as { stderr?: string }).stderr ?? (cause as Error).message))) return;
     throw new AirlockError(
       "ERR_UNSUPPORTED",
-      `${what}: cannot mark ${path} opaque for overlay (setfattr -n ${name}): ${(cause as Error).message.trim()}; this needs root and setfattr (package attr) or python3, or write to a vfs store`,
+      `${what}: cannot set the extended attribute ${name} on ${path}: ${(cause as Error).message.trim()}; this needs root and setfattr (package attr) or python3`,
       { cause },
     );
   }

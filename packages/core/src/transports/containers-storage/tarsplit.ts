@@ -208,20 +208,28 @@ function isZeroBlock(b: Buffer): boolean {
   return true;
 }
 
-function paxPath(data: Buffer): string | undefined {
+const XATTR_PREFIX = "SCHILY.xattr.";
+
+/** The `path` and the extended attributes (`SCHILY.xattr.NAME`, values as raw bytes) of a PAX record set. */
+function parsePax(data: Buffer): { path: string | undefined; xattrs: Map<string, Buffer> } {
   let rest = data;
   let path: string | undefined;
+  const xattrs = new Map<string, Buffer>();
   while (rest.length > 0) {
     const sp = rest.indexOf(0x20);
     if (sp < 0) break;
     const len = Number.parseInt(rest.subarray(0, sp).toString("latin1"), 10);
     if (!len || len > rest.length) break;
-    const rec = rest.subarray(sp + 1, len - 1).toString("utf8");
-    const eq = rec.indexOf("=");
-    if (eq > 0 && rec.slice(0, eq) === "path") path = rec.slice(eq + 1);
+    const rec = rest.subarray(sp + 1, len - 1);
+    const eq = rec.indexOf(0x3d);
+    if (eq > 0) {
+      const key = rec.subarray(0, eq).toString("utf8");
+      if (key === "path") path = rec.subarray(eq + 1).toString("utf8");
+      else if (key.startsWith(XATTR_PREFIX)) xattrs.set(key.slice(XATTR_PREFIX.length), Buffer.from(rec.subarray(eq + 1)));
+    }
     rest = rest.subarray(len);
   }
-  return path;
+  return { path, xattrs };
 }
 
 /** What a {@link TarSplitRecorder} learned about the tar it saw. */
@@ -259,6 +267,12 @@ export class TarSplitRecorder extends Transform {
   /** A PAX or GNU long-name record being collected. */
   private meta: { kind: "pax" | "longname" | "other"; chunks: Buffer[] } | undefined;
   private nextName: string | undefined;
+  private nextXattrs: Map<string, Buffer> | undefined;
+  /**
+   * The extended attributes of the entries seen so far, by entry name, read from their PAX
+   * records byte for byte (a consumer downstream sees an entry only after this stream has).
+   */
+  readonly xattrs = new Map<string, Map<string, Buffer>>();
   private ended = false;
   private total = 0;
   private readonly done: Promise<void>;
@@ -362,7 +376,11 @@ export class TarSplitRecorder extends Transform {
       this.inFile = false;
     } else if (this.meta) {
       const data = Buffer.concat(this.meta.chunks);
-      if (this.meta.kind === "pax") this.nextName = paxPath(data) ?? this.nextName;
+      if (this.meta.kind === "pax") {
+        const pax = parsePax(data);
+        this.nextName = pax.path ?? this.nextName;
+        if (pax.xattrs.size > 0) this.nextXattrs = pax.xattrs;
+      }
       else if (this.meta.kind === "longname") this.nextName = cString(data);
       this.meta = undefined;
     }
@@ -390,6 +408,8 @@ export class TarSplitRecorder extends Transform {
     if (magic === "ustar\0" && b[345] !== 0) name = `${cString(b.subarray(345, 500))}/${name}`;
     if (this.nextName !== undefined) name = this.nextName;
     this.nextName = undefined;
+    if (this.nextXattrs !== undefined) this.xattrs.set(name, this.nextXattrs);
+    this.nextXattrs = undefined;
     const regular = type === "0" || type === "\0" || type === "7";
     if (regular && size > 0) {
       // The header (and what came before it) is a segment; the content is a file entry.
