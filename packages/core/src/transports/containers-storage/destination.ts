@@ -177,6 +177,9 @@ export class StorageImageDestination implements ImageDestination, SignatureDesti
         const id = layerID(parent, diffID);
         const existing = layers.find((l) => l.id === id);
         if (existing) {
+          if (existing.flags?.incomplete) {
+            throw new AirlockError("ERR_DESTINATION", `${what}: layer ${id} in ${this.store} is marked incomplete (an interrupted write); let podman clean it up (e.g. podman images) and retry`);
+          }
           if (existing["diff-digest"] !== diffID) throw new AirlockError("ERR_INVALID_LAYOUT", `${what}: layer ${id} in the store has diff ID ${existing["diff-digest"]}, not ${diffID}; the store is inconsistent`);
           parent = id;
           continue;
