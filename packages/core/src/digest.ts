@@ -117,6 +117,17 @@ export class VerifyingStream extends Transform {
     return this.digester.size;
   }
 
+  /**
+   * Whether this stream checks at least what `expected` asks for: the same digest, and the same
+   * size when `expected` names one. A consumer that would verify the same again (a file written
+   * only when the stream ends cleanly) can then leave the hashing to this stream.
+   */
+  verifies(expected: Expected): boolean {
+    if (this.expected.digest !== expected.digest) return false;
+    if (expected.size === undefined || expected.size < 0) return true;
+    return this.expected.size === expected.size;
+  }
+
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.digester.update(chunk);
     const { size } = this.expected;

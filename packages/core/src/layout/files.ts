@@ -44,27 +44,26 @@ export async function writeVerifiedFile(path: string, expected: Expected, stream
   let open = true;
   let done = false;
   try {
-    const verifier = new VerifyingStream(expected, what);
-    await pipeline(
-      stream,
-      verifier,
-      async (source: AsyncIterable<Buffer>) => {
-        // Chunks are gathered and written with one writev(2): large writes without copying them.
-        let batch: Buffer[] = [];
-        let n = 0;
-        for await (const chunk of source) {
-          batch.push(chunk);
-          n += chunk.length;
-          if (n >= WRITE_BATCH || batch.length >= MAX_IOVECS) {
-            await writeAll(fh, batch, n);
-            batch = [];
-            n = 0;
-          }
+    const sink = async (source: AsyncIterable<Buffer>) => {
+      // Chunks are gathered and written with one writev(2): large writes without copying them.
+      let batch: Buffer[] = [];
+      let n = 0;
+      for await (const chunk of source) {
+        batch.push(chunk);
+        n += chunk.length;
+        if (n >= WRITE_BATCH || batch.length >= MAX_IOVECS) {
+          await writeAll(fh, batch, n);
+          batch = [];
+          n = 0;
         }
-        if (n > 0) await writeAll(fh, batch, n);
-      },
-      options.signal ? { signal: options.signal } : {},
-    );
+      }
+      if (n > 0) await writeAll(fh, batch, n);
+    };
+    const abort = options.signal ? { signal: options.signal } : {};
+    // A stream that verifies the same digest and size itself (the copy pipeline's) fails before it
+    // ends when the content is wrong: hashing it a second time would only cost CPU.
+    if (stream instanceof VerifyingStream && stream.verifies(expected)) await pipeline(stream, sink, abort);
+    else await pipeline(stream, new VerifyingStream(expected, what), sink, abort);
     await fh.sync();
     open = false;
     await fh.close();
