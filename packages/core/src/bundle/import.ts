@@ -394,8 +394,9 @@ async function mountFromAnother(work: ImageWork[], w: ImageWork, b: Descriptor, 
   const dest = w.dest as ImageDestination & { setMountSource?: (source: ImageReference) => void };
   if (typeof dest.setMountSource !== "function") return false;
   for (const o of work) {
-    if (o === w || o.ref.toString() === w.ref.toString() || !o.dest || ![...o.base, ...o.blobs].some((x) => x.digest === b.digest)) continue;
-    if (!(await o.dest.tryReuseBlob(b, signal))) continue;
+    if (o === w || o.ref.toString() === w.ref.toString() || ![...o.base, ...o.blobs].some((x) => x.digest === b.digest)) continue;
+    // An image already present under its name (no destination opened) has its blobs in its repository.
+    if (o.dest && !(await o.dest.tryReuseBlob(b, signal))) continue;
     dest.setMountSource(o.ref);
     if (await dest.tryReuseBlob(b, signal)) return true;
   }
