@@ -2,7 +2,8 @@
  * mirror-config: the generated files parse (TOML with smol-toml, JSON, YAML), podman reads the
  * registries.conf drop-in, skopeo resolves upstream names through it to the images `airlock
  * import` wrote, and mapping.txt names exactly the references import wrote.
- * containerd and dockerd are not installed here: their files are checked by parsing only.
+ * containerd's and Docker's files are only parsed here; a real containerd and dockerd pull through
+ * them in mirror-config-containerd.test.ts and mirror-config-dockerd.test.ts.
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
