@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // airlock's benchmarks, side by side with skopeo on the same machine, data and run.
 //
-//   npm run bench [-- --runs 3 --only export,import --keep]
+//   npm run bench [-- --runs 3 --only export,import --keep --compiled]
+//
+// --compiled also builds the single-file executable (`npm run compile`) and times it on the jobs
+// where start-up counts (one process per image, import, import again): rows named "… (compiled)".
 //
 // Generates a corpus (cached under .bench/corpus): ten images sharing a 5 MiB base plus 1 MiB
 // each, two images of one 200 MiB incompressible layer, an amd64+arm64 index, and an image of 50
@@ -26,6 +29,7 @@ const opt = (name, dflt) => {
 const RUNS = Number(opt("runs", "3"));
 const ONLY = opt("only", "")?.split(",").filter(Boolean) ?? [];
 const KEEP = args.includes("--keep");
+const COMPILED = args.includes("--compiled");
 const benchDir = join(root, ".bench");
 const MiB = 1024 * 1024;
 
@@ -189,7 +193,7 @@ const results = [];
 
 /** Times `job` for each tool; `prepare()` runs before every run (untimed). */
 async function bench(name, variants) {
-  if (ONLY.length && !ONLY.includes(name)) return;
+  if (ONLY.length && !ONLY.includes(name.replace(/ \(compiled\)$/, ""))) return;
   const row = { job: name };
   for (const [tool, { prepare, cmd, skip }] of Object.entries(variants)) {
     if (skip) {
@@ -236,6 +240,10 @@ async function main() {
     console.error(`bench: pushing the corpus to ${src.host} with skopeo (untimed)…`);
     for (const img of images) execFileSync("skopeo", ["copy", "--all", "--preserve-digests", "-q", `oci:${corpusDir}:${img}`, `docker://${src.host}/bench/${img}:1`, "--dest-tls-verify=false"], { stdio: "inherit" });
     const airlock = `"${process.execPath}" "${airlockBin}"`;
+    // The single-file executable, when asked for: the same jobs again with it in airlock's place.
+    const compiledBin = join(root, `dist/airlock-linux-${process.arch === "arm64" ? "arm64" : "x64"}`);
+    if (COMPILED) execFileSync(process.execPath, [join(root, "scripts/compile.mjs")], { cwd: root, stdio: "inherit" });
+    const runners = COMPILED ? [["", airlock], [" (compiled)", `"${compiledBin}"`]] : [["", airlock]];
     const loop = (fn) => images.map(fn).join(" && ");
     const freshLayout = async () => {
       const dir = mkdtempSync(join(work, "layout-"));
@@ -247,14 +255,16 @@ async function main() {
       return { host: r.host, cleanup: () => r.stop() };
     };
 
-    await bench("registry-to-layout", {
-      skopeo: { prepare: freshLayout, cmd: ({ dir }) => loop((i) => `skopeo copy -q --all --preserve-digests --src-tls-verify=false docker://${src.host}/bench/${i}:1 oci:${dir}:${i}`) },
-      airlock: { prepare: freshLayout, cmd: ({ dir }) => loop((i) => `${airlock} copy -q --all docker://${src.host}/bench/${i}:1 oci:${dir}:${i}`) },
-    });
-    await bench("layout-to-registry", {
-      skopeo: { prepare: freshRegistry, cmd: ({ host }) => loop((i) => `skopeo copy -q --all --preserve-digests --dest-tls-verify=false oci:${corpusDir}:${i} docker://${host}/bench/${i}:1`) },
-      airlock: { prepare: freshRegistry, cmd: ({ host }) => loop((i) => `${airlock} copy -q --all oci:${corpusDir}:${i} docker://${host}/bench/${i}:1`) },
-    });
+    for (const [suffix, al] of runners) {
+      await bench(`registry-to-layout${suffix}`, {
+        skopeo: { prepare: freshLayout, cmd: ({ dir }) => loop((i) => `skopeo copy -q --all --preserve-digests --src-tls-verify=false docker://${src.host}/bench/${i}:1 oci:${dir}:${i}`) },
+        airlock: { prepare: freshLayout, cmd: ({ dir }) => loop((i) => `${al} copy -q --all docker://${src.host}/bench/${i}:1 oci:${dir}:${i}`) },
+      });
+      await bench(`layout-to-registry${suffix}`, {
+        skopeo: { prepare: freshRegistry, cmd: ({ host }) => loop((i) => `skopeo copy -q --all --preserve-digests --dest-tls-verify=false oci:${corpusDir}:${i} docker://${host}/bench/${i}:1`) },
+        airlock: { prepare: freshRegistry, cmd: ({ host }) => loop((i) => `${al} copy -q --all oci:${corpusDir}:${i} docker://${host}/bench/${i}:1`) },
+      });
+    }
 
     // All images in one process: sync from the source registry into an empty registry, then again
     // with everything present (skopeo sync copies one image at a time; airlock sync runs several).
@@ -294,18 +304,22 @@ async function main() {
     if (hasExport && airlockHas("import")) {
       execFileSync("bash", ["-c", `${airlock} export -q -f ${imagesYaml} -o ${bundle}`], { stdio: "inherit" });
       execFileSync("bash", ["-c", loop((i) => `skopeo copy -q --all --preserve-digests --src-tls-verify=false docker://${src.host}/bench/${i}:1 oci:${skopeoLayout}:${i}`)], { stdio: "inherit" });
-      await bench("import", {
-        skopeo: { prepare: freshRegistry, cmd: ({ host }) => loop((i) => `skopeo copy -q --all --preserve-digests --dest-tls-verify=false oci:${skopeoLayout}:${i} docker://${host}/bench/${i}:1`) },
-        airlock: { prepare: freshRegistry, cmd: ({ host }) => `${airlock} import -q ${bundle} --to ${host}` },
-      });
+      for (const [suffix, al] of runners) {
+        await bench(`import${suffix}`, {
+          skopeo: { prepare: freshRegistry, cmd: ({ host }) => loop((i) => `skopeo copy -q --all --preserve-digests --dest-tls-verify=false oci:${skopeoLayout}:${i} docker://${host}/bench/${i}:1`) },
+          airlock: { prepare: freshRegistry, cmd: ({ host }) => `${al} import -q ${bundle} --to ${host}` },
+        });
+      }
       const full = await startRegistry();
       regs.push(full);
       execFileSync("bash", ["-c", `${airlock} import -q ${bundle} --to ${full.host}`], { stdio: "inherit" });
       execFileSync("bash", ["-c", loop((i) => `skopeo copy -q --all --preserve-digests --dest-tls-verify=false oci:${skopeoLayout}:${i} docker://${full.host}/skopeo/${i}:1`)], { stdio: "inherit" });
-      await bench("import-again", {
-        skopeo: { cmd: loop((i) => `skopeo copy -q --all --preserve-digests --dest-tls-verify=false oci:${skopeoLayout}:${i} docker://${full.host}/skopeo/${i}:1`) },
-        airlock: { cmd: `${airlock} import -q ${bundle} --to ${full.host}` },
-      });
+      for (const [suffix, al] of runners) {
+        await bench(`import-again${suffix}`, {
+          skopeo: { cmd: loop((i) => `skopeo copy -q --all --preserve-digests --dest-tls-verify=false oci:${skopeoLayout}:${i} docker://${full.host}/skopeo/${i}:1`) },
+          airlock: { cmd: `${al} import -q ${bundle} --to ${full.host}` },
+        });
+      }
     }
 
     // A delta: two images change (one more 1 MiB layer each); the export of the new state with
