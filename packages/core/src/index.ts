@@ -17,6 +17,7 @@ export * from "./progress.js";
 export * from "./throttle.js";
 export * from "./copy/copy.js";
 export * from "./inspect.js";
+export * from "./reference/bundle-name.js";
 export * from "./reference/docker.js";
 export * from "./layout/files.js";
 export * from "./layout/layout.js";

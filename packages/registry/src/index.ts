@@ -19,7 +19,6 @@ export {
   refNameOf,
   type ServedName,
   servedBundleName,
-  splitRegistry,
   TAG_RE,
 } from "./names.js";
 export { BufferPool, SEND_CHUNK, sendSpans } from "./send.js";

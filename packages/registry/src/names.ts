@@ -11,6 +11,8 @@
  * @see https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests
  */
 
+import { registryPathComponent, splitBundleName } from "@airlock/core";
+
 /** The spec's repository name grammar: lowercase components joined by `.`, `_`, `__` or dashes, separated by `/`. */
 export const REPOSITORY_NAME_RE = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
 
@@ -80,18 +82,6 @@ export type BundleNaming = "keep-path" | "strip-registry";
 export const BUNDLE_NAMINGS: readonly BundleNaming[] = ["keep-path", "strip-registry"];
 
 /**
- * Splits an image name at its registry host, if it starts with one. Docker's rule, as import
- * applies it: the first `/`-separated component is a host when it contains `.` or `:` or is
- * `localhost`.
- */
-export function splitRegistry(name: string): { registry: string | undefined; path: string } {
-  const slash = name.indexOf("/");
-  const first = slash < 0 ? "" : name.slice(0, slash);
-  const isHost = slash > 0 && (/[.:]/.test(first) || first === "localhost");
-  return isHost ? { registry: first, path: name.slice(slash + 1) } : { registry: undefined, path: name };
-}
-
-/**
  * The repository name a bundle image name (`HOST[:PORT]/PATH[:TAG][@DIGEST]`, or an `as:` name
  * without a host) is served under, with its tag and digest: with `keep-path`,
  * `127.0.0.1:5000/team/app:1` → `127.0.0.1_5000/team/app:1` (the host lowercased, `:` as `_`, as
@@ -102,8 +92,8 @@ export function servedBundleName(name: string, naming: BundleNaming): { reposito
   const at = name.indexOf("@");
   const digest = at < 0 ? undefined : name.slice(at + 1);
   const ref = at < 0 ? name : name.slice(0, at);
-  const { registry, path } = splitRegistry(ref);
-  const mapped = registry === undefined || naming === "strip-registry" ? path : `${registry.toLowerCase().replace(/:/g, "_")}/${path}`;
+  const { registry, rest: path } = splitBundleName(ref);
+  const mapped = registry === undefined || naming === "strip-registry" ? path : `${registryPathComponent(registry)}/${path}`;
   const slash = mapped.lastIndexOf("/");
   const colon = mapped.lastIndexOf(":");
   const repository = colon > slash ? mapped.slice(0, colon) : mapped;

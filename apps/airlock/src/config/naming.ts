@@ -3,30 +3,12 @@
  * such as `team/app:1.0`) becomes a reference in the offline registry given to
  * `airlock import --to REGISTRY[/PREFIX]`.
  */
-import { AirlockError, DockerReference, isValidDomain } from "@airlock/core";
+import { AirlockError, DockerReference, isValidDomain, registryPathComponent, splitBundleName } from "@airlock/core";
 import type { NamingMode } from "./images.js";
 
 const q = (s: string): string => JSON.stringify(s);
 
-/**
- * Splits a bundle name at its registry host, if it starts with one. The rule is Docker's: the first
- * `/`-separated component is a host when it contains `.` or `:` or is `localhost`. Fully-qualified
- * bundle names always start with a host; `as:` names never do (images.yaml refuses them).
- */
-export function splitBundleName(bundleName: string): { registry: string | undefined; rest: string } {
-  const slash = bundleName.indexOf("/");
-  const first = slash < 0 ? "" : bundleName.slice(0, slash);
-  const isHost = slash > 0 && (/[.:]/.test(first) || first === "localhost") && !first.includes("@");
-  return isHost ? { registry: first, rest: bundleName.slice(slash + 1) } : { registry: undefined, rest: bundleName };
-}
-
-/**
- * A registry host as one repository path component: lowercase, `:` (before a port) as `_`, which
- * no host name contains. `docker.io` → `docker.io`, `Registry.example.com:5000` → `registry.example.com_5000`.
- */
-export function registryPathComponent(host: string): string {
-  return host.toLowerCase().replace(/:/g, "_");
-}
+export { registryPathComponent, splitBundleName } from "@airlock/core";
 
 /**
  * The reference an image gets at the destination `target` (`REGISTRY[/PREFIX]`, e.g.
