@@ -13,7 +13,7 @@ type Register = (program: Command, cli: CliContext) => void;
 /**
  * The verbs, each with the module that defines it, loaded on demand: a run loads only its own
  * verb's module (and so only the libraries it needs: OpenPGP, YAML, the registry server…), which
- * keeps start-up short when airlock runs once per image. Help and completion load them all.
+ * keeps start-up short when airlock runs once per image. Help, completion and man load them all.
  */
 const MODULES: { verbs: string[]; load: () => Promise<Register> }[] = [
   { verbs: ["copy"], load: async () => (await import("./commands/copy.js")).registerCopy },
@@ -29,6 +29,7 @@ const MODULES: { verbs: string[]; load: () => Promise<Register> }[] = [
   { verbs: ["sync"], load: async () => (await import("./commands/sync.js")).registerSync },
   { verbs: ["standalone-sign", "standalone-verify"], load: async () => (await import("./commands/standalone.js")).registerStandalone },
   { verbs: ["completion"], load: async () => (await import("./commands/completion.js")).registerCompletion },
+  { verbs: ["man"], load: async () => (await import("./commands/man.js")).registerMan },
 ];
 
 /** Global options that take a value, so that the verb can be found in argv without parsing it. */
@@ -82,7 +83,7 @@ when no policy file exists anywhere, it accepts every image (skopeo would fail).
 Exit status: 0 ok, 1 error, 2 image not found.`,
   );
   const only = MODULES.find((m) => verb !== undefined && m.verbs.includes(verb));
-  const load = versionOnly ? [] : only && verb !== "completion" ? [only] : MODULES;
+  const load = versionOnly ? [] : only && verb !== "completion" && verb !== "man" ? [only] : MODULES;
   for (const m of load) (await m.load())(program, cli);
   for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: (s) => cli.stdout.write(s), writeErr: (s) => cli.stderr.write(s) });
   return program;
