@@ -11,7 +11,7 @@
  * it exports with --include-tool (itself), and the copy of it taken out of the bundle with tar
  * verifies the bundle and imports it.
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, promises as fs, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -20,7 +20,7 @@ import { fileURLToPath } from "node:url";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningRegistry, startRegistry } from "../harness/registry.js";
-import { AIRLOCK_BIN } from "../support/cli.js";
+import { AIRLOCK_BIN, runCommand } from "../support/cli.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const bin = (name: string) => join(root, "node_modules", ".bin", name);
@@ -53,28 +53,8 @@ const runtimes: Runtime[] = [
   { name: "deno", command: () => DENO, prefix: ["run", "-A", AIRLOCK_BIN], absent: existsSync(DENO) ? undefined : "node_modules/.bin/deno is absent" },
 ];
 
-/** A process's exit code and output. */
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function run(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c) => {
-      stdout += c;
-    });
-    child.stderr.on("data", (c) => {
-      stderr += c;
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
+/** Runs `command ARGS` in `cwd`. */
+const run = (command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env) => runCommand(command, args, { cwd, env });
 
 /** Fetches the digest the registry holds for `repo:tag` (HEAD, every manifest media type). */
 async function registryDigest(repo: string, tag: string): Promise<string | null> {

@@ -40,10 +40,10 @@ export async function runCli(args: string[]): Promise<CliRun> {
   return { code, stdout, stderr };
 }
 
-/** Runs the real `airlock` binary with `args`; resolves when it exits. */
-export function runBin(args: string[], options: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<CliRun> {
+/** Runs `command ARGS` (stdin: `input`, or empty) and resolves with its exit code and output when it exits. */
+export function runCommand(command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [AIRLOCK_BIN, ...args], { env: { ...process.env, ...options.env }, stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(command, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (c) => {
@@ -54,6 +54,12 @@ export function runBin(args: string[], options: { env?: NodeJS.ProcessEnv; input
     });
     child.on("error", reject);
     child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.on("error", () => {}); // a command that exits without reading its input
     child.stdin.end(options.input ?? "");
   });
+}
+
+/** Runs the real `airlock` binary with `args`; resolves when it exits. */
+export function runBin(args: string[], options: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<CliRun> {
+  return runCommand(process.execPath, [AIRLOCK_BIN, ...args], { env: { ...process.env, ...options.env }, ...(options.input !== undefined ? { input: options.input } : {}) });
 }

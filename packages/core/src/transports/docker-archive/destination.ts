@@ -100,6 +100,19 @@ async function readImages(reader: DockerArchiveReader): Promise<(ArchiveImage | 
   return out;
 }
 
+/**
+ * Refuses a manifest a `docker save`-format tar cannot hold (the docker-archive: and docker-daemon:
+ * destinations): an index, or anything but a Docker v2s2 manifest (ERR_UNSUPPORTED).
+ */
+export function checkDockerSaveManifest(reference: { toString(): string }, manifest: Manifest): void {
+  if (manifest.isIndex) {
+    throw new AirlockError("ERR_UNSUPPORTED", `${reference} cannot store a multi-arch index (${manifest.mediaType}); copy one platform`);
+  }
+  if (manifest.mediaType !== MediaType.DockerManifest) {
+    throw new AirlockError("ERR_UNSUPPORTED", `${reference} stores Docker v2s2 manifests only, not ${manifest.mediaType}; airlock copy converts the image (its digest changes)`);
+  }
+}
+
 /** An {@link ImageDestination} that streams one image into a new docker archive, made PATH at commit. */
 export class DockerArchiveImageDestination implements ImageDestination {
   readonly reference: DockerArchiveReference;
@@ -298,12 +311,7 @@ export class DockerArchiveImageDestination implements ImageDestination {
    */
   async putManifest(manifest: Manifest, options: PutManifestOptions): Promise<void> {
     options.signal?.throwIfAborted();
-    if (manifest.isIndex) {
-      throw new AirlockError("ERR_UNSUPPORTED", `${this.reference} cannot store a multi-arch index (${manifest.mediaType}); copy one platform`);
-    }
-    if (manifest.mediaType !== MediaType.DockerManifest) {
-      throw new AirlockError("ERR_UNSUPPORTED", `${this.reference} stores Docker v2s2 manifests only, not ${manifest.mediaType}; airlock copy converts the image (its digest changes)`);
-    }
+    checkDockerSaveManifest(this.reference, manifest);
     if (!options.topLevel) return;
     const { config, layers } = manifest.image;
     const cblob = this.blobs.get(config.digest);

@@ -32,7 +32,7 @@ import type { Descriptor, Manifest } from "../../manifest.js";
 import { MediaType } from "../../mediatype.js";
 import { DockerReference } from "../../reference/docker.js";
 import { AppendQueue } from "../append-queue.js";
-import type { DockerArchiveContext } from "../docker-archive/destination.js";
+import { checkDockerSaveManifest, type DockerArchiveContext } from "../docker-archive/destination.js";
 import { DOCKER_ARCHIVE_MANIFEST } from "../docker-archive/reader.js";
 import type { DestinationCapabilities, ImageDestination, PutManifestOptions } from "../types.js";
 import { DaemonClient, readText } from "./client.js";
@@ -223,10 +223,7 @@ export class DockerDaemonImageDestination implements ImageDestination {
   /** Takes the top-level Docker v2s2 manifest: the config and layers manifest.json will list. Other types: ERR_UNSUPPORTED. */
   async putManifest(manifest: Manifest, options: PutManifestOptions): Promise<void> {
     options.signal?.throwIfAborted();
-    if (manifest.isIndex) throw new AirlockError("ERR_UNSUPPORTED", `${this.reference} cannot store a multi-arch index (${manifest.mediaType}); copy one platform`);
-    if (manifest.mediaType !== MediaType.DockerManifest) {
-      throw new AirlockError("ERR_UNSUPPORTED", `${this.reference} stores Docker v2s2 manifests only, not ${manifest.mediaType}; airlock copy converts the image (its digest changes)`);
-    }
+    checkDockerSaveManifest(this.reference, manifest);
     if (!options.topLevel) return;
     const { config, layers } = manifest.image;
     const entry = (d: Digest, kind: string) => {
