@@ -9,12 +9,14 @@
 // Generates a corpus (cached under .bench/corpus): ten images sharing a 5 MiB base plus 1 MiB
 // each, two images of one 200 MiB incompressible layer, an amd64+arm64 index, and an image of 50
 // small layers. Pushes it to a local docker-registry, then times each job for airlock and for
-// skopeo, reporting medians, ratios and peak RSS (GNU time). Not a test: it asserts nothing.
+// skopeo, reporting medians, ratios and peak RSS (GNU time), and where the CPU went: the tool's
+// (user + system, GNU time) and the registries' meanwhile (/proc/PID/stat), whose sum over the
+// cores is the fastest any client could be on this machine. Not a test: it asserts nothing.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { writeChangedImages } from "./bench-delta.mjs";
@@ -32,6 +34,11 @@ const KEEP = args.includes("--keep");
 const COMPILED = args.includes("--compiled");
 const benchDir = join(root, ".bench");
 const MiB = 1024 * 1024;
+/** Clock ticks per second of /proc/PID/stat (USER_HZ, 100 on Linux). */
+const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout) || 100;
+const CORES = availableParallelism();
+/** Registries and `airlock serve` processes running now (their CPU is counted per run). */
+const servers = new Set();
 
 // ---------------------------------------------------------------- corpus (an OCI layout)
 
@@ -134,8 +141,9 @@ async function startRegistry() {
     } catch {}
     await new Promise((r) => setTimeout(r, 50));
   }
-  return {
+  const server = {
     host: `127.0.0.1:${port}`,
+    pid: child.pid,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child.once("exit", r));
@@ -143,8 +151,11 @@ async function startRegistry() {
         await exited;
       }
       rmSync(dir, { recursive: true, force: true });
+      servers.delete(server);
     },
   };
+  servers.add(server);
+  return server;
 }
 
 /** Starts `airlock serve ARGS` on a free port; resolves with its host. */
@@ -159,29 +170,56 @@ async function startServe(args) {
     });
     child.on("exit", (code) => reject(new Error(`airlock serve exited ${code}: ${log}`)));
   });
-  return {
+  const server = {
     host,
+    pid: child.pid,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child.once("exit", r));
         child.kill("SIGTERM");
         await exited;
       }
+      servers.delete(server);
     },
   };
+  servers.add(server);
+  return server;
 }
 
 // ---------------------------------------------------------------- timing
 
-/** Runs a shell command under GNU time; returns seconds and peak RSS in MiB. */
+/** CPU seconds (user + system) a running process has used so far, from /proc (0 when gone). */
+function cpuSecondsOf(pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /, "").split(" ");
+    // utime and stime are fields 14 and 15 of stat(5), i.e. 12 and 13 after "(comm) ".
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds used so far by every registry and `airlock serve` the bench runs. */
+function serversCpu() {
+  let sum = 0;
+  for (const s of servers) sum += cpuSecondsOf(s.pid);
+  return sum;
+}
+
+/**
+ * Runs a shell command under GNU time; returns seconds, peak RSS in MiB, the CPU seconds of the
+ * command (with its children) and the CPU seconds the registries used meanwhile.
+ */
 function timed(cmd) {
+  const before = serversCpu();
   const t0 = process.hrtime.bigint();
-  const r = spawnSync("/usr/bin/time", ["-f", "%M", "bash", "-c", cmd], { encoding: "utf8", maxBuffer: 64 * MiB });
+  const r = spawnSync("/usr/bin/time", ["-f", "%M %U %S", "bash", "-c", cmd], { encoding: "utf8", maxBuffer: 64 * MiB });
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  const serverCpu = serversCpu() - before;
   if (r.status !== 0) throw new Error(`command failed (${r.status}): ${cmd}\n${r.stderr.slice(-2000)}`);
   const lines = r.stderr.trim().split("\n");
-  const kib = Number(lines.at(-1));
-  return { secs, rssMiB: kib / 1024 };
+  const [kib, user, sys] = (lines.at(-1) ?? "").split(" ").map(Number);
+  return { secs, rssMiB: kib / 1024, cpu: user + sys, serverCpu };
 }
 
 const median = (xs) => {
@@ -201,15 +239,19 @@ async function bench(name, variants) {
       continue;
     }
     const secs = [];
+    const cpu = [];
+    const serverCpu = [];
     let rss = 0;
     for (let i = 0; i < RUNS; i++) {
       const ctx = prepare ? await prepare() : {};
       const r = timed(typeof cmd === "function" ? cmd(ctx) : cmd);
       secs.push(r.secs);
+      cpu.push(r.cpu);
+      serverCpu.push(r.serverCpu);
       rss = Math.max(rss, r.rssMiB);
       if (ctx.cleanup) await ctx.cleanup();
     }
-    row[tool] = { median: median(secs), runs: secs, peakRssMiB: rss };
+    row[tool] = { median: median(secs), runs: secs, peakRssMiB: rss, cpu: median(cpu), serverCpu: median(serverCpu) };
     console.error(`bench: ${name} ${tool}: median ${median(secs).toFixed(2)} s, peak RSS ${rss.toFixed(0)} MiB`);
   }
   if (row.airlock?.median && row.skopeo?.median) row.speedup = row.skopeo.median / row.airlock.median;
@@ -266,10 +308,21 @@ async function main() {
       });
     }
 
-    // All images in one process: sync from the source registry into an empty registry, then again
-    // with everything present (skopeo sync copies one image at a time; airlock sync runs several).
     const syncYaml = join(work, "sync.yaml");
     writeFileSync(syncYaml, `${src.host}:\n  tls-verify: false\n  images:\n${images.map((i) => `    bench/${i}: ["1"]\n`).join("")}`);
+    // The same two jobs the way an airlock user moves many images: one command for all of them
+    // (skopeo has none for these two directions, so its side is the same loop as above).
+    await bench("registry-to-layout-one-process", {
+      skopeo: { prepare: freshLayout, cmd: ({ dir }) => loop((i) => `skopeo copy -q --all --preserve-digests --src-tls-verify=false docker://${src.host}/bench/${i}:1 oci:${dir}:${i}`) },
+      airlock: { prepare: freshLayout, cmd: ({ dir }) => `${airlock} sync -q --all --src yaml --dest oci ${syncYaml} ${dir}` },
+    });
+    await bench("layout-to-registry-one-process", {
+      skopeo: { prepare: freshRegistry, cmd: ({ host }) => loop((i) => `skopeo copy -q --all --preserve-digests --dest-tls-verify=false oci:${corpusDir}:${i} docker://${host}/bench/${i}:1`) },
+      airlock: { prepare: freshRegistry, cmd: ({ host }) => `${airlock} sync -q --all --src oci --dest docker --dest-tls-verify=false ${corpusDir} ${host}/bench` },
+    });
+
+    // All images in one process: sync from the source registry into an empty registry, then again
+    // with everything present (skopeo sync copies one image at a time; airlock sync runs several).
     const syncCmd = {
       skopeo: ({ host }) => `skopeo sync --all --preserve-digests --src yaml --dest docker --dest-tls-verify=false ${syncYaml} ${host}/synced`,
       airlock: ({ host }) => `${airlock} sync -q --all --src yaml --dest docker --dest-tls-verify=false ${syncYaml} ${host}/synced`,
@@ -401,6 +454,16 @@ async function main() {
     const m = (t) => (r[t]?.peakRssMiB !== undefined ? r[t].peakRssMiB.toFixed(0) : "");
     const ratio = r[a]?.median && r[b]?.median ? (r[a].median / r[b].median).toFixed(2) : "";
     console.log(`| ${r.job} | ${a} | ${f(a)} | ${b} | ${f(b)} | ${ratio} | ${m(a)} / ${m(b)} |`);
+  }
+  // Where the time goes: on a machine this small the registries' own CPU bounds what any client
+  // can reach; the floor is all CPU spent (client + registries) spread over every core.
+  console.log(`\n| job | tool | median (s) | tool CPU (s) | registries' CPU (s) | CPU floor on ${CORES} cores (s) |`);
+  console.log("|---|---|---|---|---|---|");
+  for (const r of results) {
+    for (const [tool, v] of Object.entries(r)) {
+      if (tool === "job" || tool === "speedup" || tool === "notes" || v?.cpu === undefined) continue;
+      console.log(`| ${r.job} | ${tool} | ${v.median.toFixed(2)} | ${v.cpu.toFixed(2)} | ${v.serverCpu.toFixed(2)} | ${((v.cpu + v.serverCpu) / CORES).toFixed(2)} |`);
+    }
   }
   for (const r of results) if (r.notes) console.log(`\n${r.job}: ${r.notes}`);
   console.error(`bench: results in ${out}`);
