@@ -12,8 +12,9 @@
 //   <verb>-HASH.js     one chunk per verb module (cli.ts imports each verb's module on demand)
 //   chunk-HASH.js      code shared by several verbs (@airlock/core, yaml, …), loaded with them
 //   openpgp-HASH.js    OpenPGP, loaded only when something is signed or verified
-//   undici-HASH.cjs    the two pieces of undici the registry client uses (Agent, request), loaded
-//                      by its first registry request (core's registry/undici.ts require()s them)
+//   undici-HASH.cjs    the two pieces of undici the registry client uses (Agent, request; HTTP/1.1
+//                      only, see below), loaded by its first registry request (core's
+//                      registry/undici.ts require()s them)
 //   stamp.json         what the bundle was built from: the bin falls back to dist/cli.js when a
 //                      later `tsc -b` rebuilt a package (the bundle is then stale)
 //
@@ -58,8 +59,22 @@ const common = { bundle: true, platform: "node", target: "node20", minifyWhitesp
 const inputs = Object.fromEntries(INPUTS.map((p) => [relative(outDir, p), mtimeOf(p)]));
 
 // 1. undici's Agent and request as one CommonJS file, loaded by require() on first use.
+// Without HTTP/2: undici speaks it only when a client sets `allowH2` (its ALPN then offers h2),
+// which airlock never does, yet client.js loads client-h2.js and with it node:http2 (~15 ms of a
+// 45 ms load). The stub stands in for it and says so should a server ever negotiate h2.
+const noHttp2 = {
+  name: "undici-no-http2",
+  setup(build) {
+    build.onResolve({ filter: /^\.\/client-h2\.js$/ }, (a) => (a.importer.includes(join("undici", "lib", "dispatcher")) ? { path: a.path, namespace: "undici-no-h2" } : undefined));
+    build.onLoad({ filter: /.*/, namespace: "undici-no-h2" }, () => ({
+      contents: 'module.exports = function connectH2() { throw new Error("the server chose HTTP/2, which this build of airlock does not speak"); };',
+      loader: "js",
+    }));
+  },
+};
 const undiciBuild = await esbuild.build({
   ...common,
+  plugins: [noHttp2],
   format: "cjs",
   stdin: {
     contents: 'module.exports = { Agent: require("undici/lib/dispatcher/agent.js"), request: require("undici/lib/api/api-request.js") };',
