@@ -9,7 +9,7 @@ import { inspectSchema1, schema1OCIConfig } from "./convert/schema1.js";
 import { AirlockError } from "./errors.js";
 import type { Descriptor, Manifest } from "./manifest.js";
 import { formatPlatform, hostPlatform, type Platform, platformMatches } from "./platform.js";
-import type { ImageReference, ImageSource, SystemContext } from "./transports/types.js";
+import { type ImageReference, type ImageSource, isStoredManifestSource, type SystemContext } from "./transports/types.js";
 
 /** Largest config blob airlock reads into memory (as containers/image: 4 MiB). */
 export const MAX_CONFIG_SIZE = 4 * 1024 * 1024;
@@ -80,9 +80,12 @@ export interface InspectResult {
 export async function inspectImage(ref: ImageReference, options: InspectOptions = {}): Promise<InspectResult> {
   const src = await ref.newSource(options.context);
   try {
-    const manifest = await src.getManifest(undefined, options.signal);
+    // A source that presents its image as copied (containers-storage) also gives it as stored: skopeo inspect reports that.
+    const stored = isStoredManifestSource(src);
+    const getManifest = (digest?: Digest) => (stored ? src.getStoredManifest(digest, options.signal) : src.getManifest(digest, options.signal));
+    const manifest = await getManifest();
     if (manifest.isSchema1) return await inspectSchema1Image(ref, src, manifest, options);
-    const image = manifest.isIndex ? await src.getManifest(choose(manifest, options.platform, ref).digest, options.signal) : manifest;
+    const image = manifest.isIndex ? await getManifest(choose(manifest, options.platform, ref).digest) : manifest;
     const configBytes = await readConfig(src, image.image.config, options.signal);
     let config: Record<string, unknown>;
     try {

@@ -240,6 +240,26 @@ export function isSignatureSource(src: ImageSource): src is ImageSource & Signat
 }
 
 /**
+ * An optional source feature, checked at run time with {@link isStoredManifestSource}: a source
+ * whose {@link ImageSource.getManifest} presents the image as a copy writes it rather than as it
+ * is stored (containers-storage keeps layers uncompressed only, so the manifest it copies names the
+ * uncompressed tars) also returns the manifests as stored. `inspect` reports those, as
+ * `skopeo inspect` does; copies keep using `getManifest`.
+ */
+export interface StoredManifestSource {
+  /**
+   * The top-level manifest as stored when `digest` is undefined, else the stored manifest with that
+   * digest (an image listed by the stored index). The returned Manifest's bytes are exactly the stored bytes.
+   */
+  getStoredManifest(digest?: Digest, signal?: AbortSignal): Promise<Manifest>;
+}
+
+/** Reports whether a source implements {@link StoredManifestSource}. */
+export function isStoredManifestSource(src: ImageSource): src is ImageSource & StoredManifestSource {
+  return typeof (src as Partial<StoredManifestSource>).getStoredManifest === "function";
+}
+
+/**
  * An optional destination feature, checked at run time with {@link canStoreSignatures}: the
  * destination stores signatures (opaque bytes) beside the manifests it wrote.
  */

@@ -42,6 +42,8 @@ export interface LayerRecord {
 export interface ImageRecord {
   id: string;
   digest?: string;
+  /** The digests of every manifest stored with the image (newer containers/storage; podman 4.3 records `digest` only). */
+  digests?: string[];
   names?: string[];
   "names-history"?: string[];
   layer?: string;
