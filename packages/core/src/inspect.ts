@@ -25,6 +25,7 @@ export interface InspectLayer {
 /** The JSON `skopeo inspect` prints, field for field and in the same order. */
 export interface InspectOutput {
   Name?: string;
+  /** Only from a schema 1 manifest (which names its tag), as skopeo. */
   Tag?: string;
   Digest: Digest;
   RepoTags: string[];
@@ -101,8 +102,8 @@ export async function inspectImage(ref: ImageReference, options: InspectOptions 
       const base = at >= 0 ? docker.slice(0, at) : docker;
       const colon = base.lastIndexOf(":");
       const slash = base.lastIndexOf("/");
+      // Tag is not the reference's: skopeo prints it only from a schema 1 manifest (its own tag field).
       output.Name = colon > slash ? base.slice(0, colon) : base;
-      if (colon > slash) output.Tag = base.slice(colon + 1);
     }
     output.Digest = manifest.digest;
     output.RepoTags = !options.noTags && canListTags(src) ? await src.listTags(options.signal) : [];
