@@ -11,21 +11,12 @@ import { homedir } from "node:os";
 import { dirname, isAbsolute, resolve as resolvePath } from "node:path";
 import { AirlockError, type Digest, DOCKER_HUB_DOMAIN, DockerReference, formatPlatform, isValidDomain, isValidTag, normalizePlatform, type Platform, parseImageName, parsePlatform, transportNames } from "@airlock/core";
 import type { Node } from "yaml";
+import { NAMING_MODES, type NamingMode } from "./naming.js";
 import { regexProblem, semverRangeProblem, type TagFilter } from "./tags.js";
 import { type Entry, YamlChecker } from "./yaml-check.js";
 
 /** The one version of the images file format this airlock reads. */
 export const IMAGES_FILE_VERSION = 1;
-
-/**
- * How bundle names map to names in the offline registry (`import --to REGISTRY[/PREFIX]`):
- * `keep-path` puts the whole source name under the prefix (REGISTRY/PREFIX/docker.io/library/busybox);
- * `strip-registry` drops the source registry (REGISTRY/PREFIX/library/busybox).
- */
-export type NamingMode = "keep-path" | "strip-registry";
-
-/** The naming modes, in documentation order. */
-export const NAMING_MODES: readonly NamingMode[] = ["keep-path", "strip-registry"];
 
 /** Which platforms of a multi-platform image to carry: every one, or those listed. */
 export type PlatformSelection = "all" | readonly Platform[];

@@ -11,8 +11,6 @@ export {
   type ImageSelection,
   type ImagesConfig,
   loadImagesFile,
-  NAMING_MODES,
-  type NamingMode,
   type PlatformSelection,
   parseImagesConfig,
   type RegistryImageEntry,
@@ -39,7 +37,7 @@ export {
   readLock,
   writeLock,
 } from "./lock.js";
-export { destinationName, registryPathComponent, splitBundleName } from "./naming.js";
+export { destinationName, NAMING_MODES, type NamingMode, registryPathComponent, splitBundleName } from "./naming.js";
 export { type PlannedImage, type ResolveDeps, type ResolveFailure, type ResolveOptions, resolveImages, systemContextFor } from "./resolve.js";
 export { isTagList, regexProblem, selectTags, semverRangeProblem, type TagFilter, type TagSelector, tagVersion } from "./tags.js";
 export { type ConfigIssue, ConfigFileError, formatIssue, isSecretKey } from "./yaml-check.js";

@@ -27,7 +27,7 @@ import {
 } from "@airlock/core";
 import { Document, isMap, isSeq, type Node } from "yaml";
 import { VERSION } from "../version.js";
-import { NAMING_MODES, type NamingMode } from "./images.js";
+import { NAMING_MODES, type NamingMode } from "./naming.js";
 import type { PlannedImage } from "./resolve.js";
 import { type Entry, YamlChecker } from "./yaml-check.js";
 

@@ -1,6 +1,6 @@
 import { isAirlockError } from "@airlock/core";
 import { describe, expect, it } from "vitest";
-import type { NamingMode } from "./images.js";
+import type { NamingMode } from "./naming.js";
 import { destinationName, splitBundleName } from "./naming.js";
 
 const D = `sha256:${"d".repeat(64)}`;

@@ -4,7 +4,16 @@
  * `airlock import --to REGISTRY[/PREFIX]`.
  */
 import { AirlockError, DockerReference, isValidDomain, registryPathComponent, splitBundleName } from "@airlock/core";
-import type { NamingMode } from "./images.js";
+
+/**
+ * How bundle names map to names in the offline registry (`import --to REGISTRY[/PREFIX]`):
+ * `keep-path` puts the whole source name under the prefix (REGISTRY/PREFIX/docker.io/library/busybox);
+ * `strip-registry` drops the source registry (REGISTRY/PREFIX/library/busybox).
+ */
+export type NamingMode = "keep-path" | "strip-registry";
+
+/** The naming modes, in documentation order. */
+export const NAMING_MODES: readonly NamingMode[] = ["keep-path", "strip-registry"];
 
 const q = (s: string): string => JSON.stringify(s);
 

@@ -6,7 +6,7 @@
  */
 import { stringify } from "yaml";
 import { destinationName, registryPathComponent, splitBundleName } from "../config/naming.js";
-import type { NamingMode } from "../config/images.js";
+import type { NamingMode } from "../config/naming.js";
 
 /** The runtimes `mirror-config --for` knows. */
 export const MIRROR_TARGETS = ["containerd", "cri-o", "podman", "docker", "kubernetes"] as const;

@@ -1,0 +1,64 @@
+/**
+ * What the bundle verbs share: the connected side's (`commands/bundle.ts`: lock, plan, export)
+ * and the air-gapped side's (`commands/offline.ts`: verify, import), which are separate modules
+ * so that the offline verbs load neither YAML nor semver.
+ */
+import { readFile, writeFile } from "node:fs/promises";
+import { AirlockError, BUNDLE_METADATA_PATH, type BundleEvent, BundleReader } from "@airlock/core";
+import type { Command } from "commander";
+import { verifyBundleMetadataWithKeyFiles } from "../signing/index.js";
+
+/** Adds the progress and report options every bundle verb takes: -q, --json, --report FILE. */
+export const reportOptions = (cmd: Command) =>
+  cmd
+    .option("-q, --quiet", "print no progress")
+    .option("--json", "print progress as NDJSON events on stderr")
+    .option("--report <file>", "also write the summary as JSON to this file");
+
+/** Writes the JSON report when asked. */
+export async function writeReport(opts: Record<string, unknown>, report: unknown): Promise<void> {
+  if (opts.report) await writeFile(opts.report as string, `${JSON.stringify(report, null, 2)}\n`);
+}
+
+/** The detached signature of a bundle: `BUNDLE.sig` next to the bundle file (or its volumes' base name). */
+export function signaturePathFor(paths: string[]): string {
+  return `${(paths[0] as string).replace(/\.\d{3}$/, "")}.sig`;
+}
+
+/** The exact bytes of a bundle's `airlock/bundle.json`, which commit to every digest in it. */
+export async function bundleMetadataBytes(bundle: string | string[], signal?: AbortSignal): Promise<Buffer> {
+  const reader = await BundleReader.open(bundle, signal ? { signal } : {});
+  try {
+    const entry = reader.entry(BUNDLE_METADATA_PATH);
+    if (!entry) throw new AirlockError("ERR_INVALID_LAYOUT", `${Array.isArray(bundle) ? bundle.join(" ") : bundle} has no ${BUNDLE_METADATA_PATH}: it is not a complete airlock bundle, so it cannot be signed or checked against a signature`);
+    return await reader.readEntry(entry, 256 * 1024 * 1024);
+  } finally {
+    await reader.close();
+  }
+}
+
+/**
+ * Checks a bundle's signature (`--key`/`--verify-key`): the detached signature over its metadata
+ * must verify with one of `keyFiles`. Throws ERR_SIGNATURE for an unsigned, wrongly signed or
+ * altered bundle. Returns the signer's fingerprint.
+ */
+export async function checkBundleSignature(paths: string[], keyFiles: string[], signatureFile: string | undefined, flag: string, signal?: AbortSignal): Promise<string> {
+  const sigPath = signatureFile ?? signaturePathFor(paths);
+  let signature: Buffer;
+  try {
+    signature = await readFile(sigPath);
+  } catch {
+    throw new AirlockError("ERR_SIGNATURE", `${paths.join(" ")} is not signed: no signature file ${sigPath}; export it with --sign-key, or give the signature with --signature FILE`);
+  }
+  const metadata = await bundleMetadataBytes(paths.length === 1 ? (paths[0] as string) : paths, signal);
+  const signer = await verifyBundleMetadataWithKeyFiles(metadata, signature, keyFiles, flag);
+  return signer.keyFingerprint;
+}
+
+/** A duration for the summaries: `1.2 s`. */
+export const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+/** Adapts the core listener (bundle events are a superset of progress events). */
+export function listener(l: (e: never) => void): (e: BundleEvent) => void {
+  return l as (e: BundleEvent) => void;
+}
