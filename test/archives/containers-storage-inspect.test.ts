@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { gunzipSync } from "node:zlib";
 import { copyImage, parseImageName } from "@airlock/core";
 import "../../packages/core/src/transports/all.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -66,6 +67,26 @@ async function dirFiles(path: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const f of (await fs.readdir(path)).sort()) out[f] = sha256(await fs.readFile(join(path, f)));
   return out;
+}
+
+/**
+ * Checks the image manifest `desc` names in the OCI layout at `layout`: its digest and size, and
+ * that every layer is gzip data as its media type says and decompresses to the config's diff ID. Returns the manifest.
+ */
+async function expectGzipImage(layout: string, desc: { digest: string; size: number }): Promise<{ config: unknown; layers: { mediaType: string; digest: string; size: number }[] }> {
+  const blob = (d: string) => fs.readFile(join(layout, "blobs/sha256", d.slice(7)));
+  const bytes = await blob(desc.digest);
+  expect([sha256(bytes), bytes.length]).toEqual([desc.digest, desc.size]);
+  const manifest = JSON.parse(bytes.toString()) as { config: { digest: string }; layers: { mediaType: string; digest: string; size: number }[] };
+  const diffIDs = (JSON.parse((await blob(manifest.config.digest)).toString()) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
+  expect(manifest.layers).toHaveLength(diffIDs.length);
+  for (const [i, l] of manifest.layers.entries()) {
+    const layer = await blob(l.digest);
+    expect(l.mediaType).toBe("application/vnd.oci.image.layer.v1.tar+gzip");
+    expect([sha256(layer), layer.length]).toEqual([l.digest, l.size]);
+    expect(sha256(gunzipSync(layer))).toBe(diffIDs[i]);
+  }
+  return manifest;
 }
 
 let oneIndex: string;
@@ -162,7 +183,7 @@ describe.skipIf(!hasPodman)("containers-storage: manifest lists", () => {
     expect(arm.stderr).toContain(MULTI_ARM64);
   });
 
-  it("the index an image was pulled through: copy --all gives skopeo's list and images byte for byte", async () => {
+  it("the index an image was pulled through: copy --all … dir: gives skopeo's list and images byte for byte; … oci: names the recompressed image", async () => {
     const ref = cs(`localhost/one@${oneIndex}`);
     // skopeo writes a dir: as it reads (an oci: layout gets layers it compresses again, with Go's gzip).
     await skopeo("copy", "--all", ref, `dir:${join(dir, "one-skopeo")}`);
@@ -174,14 +195,21 @@ describe.skipIf(!hasPodman)("containers-storage: manifest lists", () => {
     // The image was copied with its uncompressed layers, so the list names another digest than the stored one.
     const list = JSON.parse(await fs.readFile(join(dir, "one-skopeo", "manifest.json"), "utf8")) as { manifests: { digest: string }[] };
     expect(list.manifests[0]?.digest).not.toBe(MULTI_AMD64);
-    // Into an OCI layout: the same index and image digests.
-    expect((await runCli(["copy", "-q", "--all", ref, `oci:${join(dir, "one-oci")}:x`])).code).toBe(0);
+    // Into an OCI layout, as skopeo: the layers are compressed again (their media type says gzip), so the
+    // image and the list get new digests, and the list names the image written; a warning says so.
+    const oci = await runCli(["copy", "--all", ref, `oci:${join(dir, "one-oci")}:x`]);
+    expect(oci.code).toBe(0);
+    expect(oci.stderr).toMatch(/warning: .*manifest digest changed .*compressed with gzip/);
+    expect(oci.stderr).toMatch(/warning: .*manifest digest changed .*its images were converted/);
     const index = JSON.parse(await fs.readFile(join(dir, "one-oci", "index.json"), "utf8")) as { manifests: { digest: string }[] };
-    expect(index.manifests[0]?.digest).toBe(theirs["manifest.json"]);
-    expect(JSON.parse(await skopeo("inspect", "--raw", `oci:${join(dir, "one-oci")}:x`))).toEqual(list);
+    const written = JSON.parse(await skopeo("inspect", "--raw", `oci:${join(dir, "one-oci")}:x`)) as { manifests: { digest: string; size: number }[] };
+    expect(index.manifests[0]?.digest).toBe(sha256(await skopeo("inspect", "--raw", `oci:${join(dir, "one-oci")}:x`)));
+    expect(written.manifests.map((m) => ({ ...m, digest: "", size: 0 }))).toEqual(list.manifests.map((m) => ({ ...m, digest: "", size: 0 })));
+    await expectGzipImage(join(dir, "one-oci"), written.manifests[0] as { digest: string; size: number });
+    await skopeo("copy", "--all", `oci:${join(dir, "one-oci")}:x`, `oci:${join(dir, "one-oci-again")}:x`);
   });
 
-  it("a podman manifest list whose images are in the store: copy --all writes the list and every image, each as skopeo copies it alone", async () => {
+  it("a podman manifest list whose images are in the store: copy --all writes the list and every image (gzip layers), each as skopeo copies it alone", async () => {
     const out = join(dir, "list-airlock");
     const r = await runCli(["copy", "-q", "--all", cs("localhost/list:1"), `oci:${out}:l`]);
     expect(r.stderr).toBe("");
@@ -189,12 +217,15 @@ describe.skipIf(!hasPodman)("containers-storage: manifest lists", () => {
     const stored = JSON.parse(await skopeo("inspect", "--raw", cs("localhost/list:1"))) as { manifests: { digest: string; platform: unknown }[] };
     const written = JSON.parse(await skopeo("inspect", "--raw", `oci:${out}:l`)) as { manifests: { digest: string; size: number; platform: unknown }[] };
     expect(written.manifests.map((m) => m.platform)).toEqual(stored.manifests.map((m) => m.platform));
-    // skopeo 1.9.3 looks a list's images up in the list image only, so it cannot copy podman's lists: each image alone is the reference.
+    // skopeo 1.9.3 looks a list's images up in the list image only, so it cannot copy podman's lists: each image alone is the reference
+    // (the same config and layer media types; skopeo's gzip bytes are Go's), and the list names the manifests written, whose layers are gzip.
     for (const [i, name] of ["localhost/single:1", "localhost/base-a:1"].entries()) {
-      const alone = join(dir, `alone-${i}`);
-      await skopeo("copy", cs(name), `dir:${alone}`);
-      const m = await fs.readFile(join(alone, "manifest.json"));
-      expect(written.manifests[i]).toMatchObject({ digest: sha256(m), size: m.length });
+      const alone = `oci:${join(dir, `alone-${i}`)}:x`;
+      await skopeo("copy", cs(name), alone);
+      const theirs = JSON.parse(await skopeo("inspect", "--raw", alone)) as { config: unknown; layers: { mediaType: string }[] };
+      const ours = await expectGzipImage(out, written.manifests[i] as { digest: string; size: number });
+      expect(ours.config).toEqual(theirs.config);
+      expect(ours.layers.map((l) => l.mediaType)).toEqual(theirs.layers.map((l) => l.mediaType));
     }
     // What airlock wrote is a valid layout for skopeo: it copies the whole index again.
     await skopeo("copy", "--all", `oci:${out}:l`, `oci:${join(dir, "list-again")}:l`);

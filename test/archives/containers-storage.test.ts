@@ -17,6 +17,8 @@ import { copyImage, parseImageName } from "@airlock/core";
 import { pack } from "tar-stream";
 import "../../packages/core/src/transports/all.js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { gunzipSync } from "node:zlib";
+import { type RunningRegistry, startRegistry } from "../harness/registry.js";
 import { runCli } from "../support/cli.js";
 
 const run = promisify(execFile);
@@ -79,6 +81,86 @@ describe.skipIf(!hasPodman)("containers-storage: airlock reads what podman store
       expect(r.digest).toBe(`sha256:${(await run("sha256sum", [join(dir, `skopeo-${name}`, "manifest.json")])).stdout.slice(0, 64)}`);
     });
   }
+});
+
+/** A layer or config descriptor of a manifest. */
+interface Desc {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
+
+/**
+ * Checks an image manifest whose blobs `blob` reads: every layer is gzip data, as its media type
+ * says, with its descriptor's digest and size, and decompresses to the config's diff ID. Returns the layer media types.
+ */
+async function expectGzipLayers(manifest: { config: Desc; layers: Desc[] }, blob: (digest: string) => Promise<Buffer>): Promise<string[]> {
+  const sha = (b: Buffer) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
+  const config = JSON.parse((await blob(manifest.config.digest)).toString()) as { rootfs: { diff_ids: string[] } };
+  expect(manifest.layers.length).toBe(config.rootfs.diff_ids.length);
+  for (const [i, l] of manifest.layers.entries()) {
+    expect(l.mediaType).toMatch(/(\+gzip|\.tar\.gzip)$/);
+    const bytes = await blob(l.digest);
+    expect([...bytes.subarray(0, 3)], l.digest).toEqual([0x1f, 0x8b, 0x08]);
+    expect(sha(bytes)).toBe(l.digest);
+    expect(bytes.length).toBe(l.size);
+    expect(sha(gunzipSync(bytes))).toBe(config.rootfs.diff_ids[i]);
+  }
+  return manifest.layers.map((l) => l.mediaType);
+}
+
+describe.skipIf(!hasPodman)("containers-storage: copies into destinations that trust media types get gzip layers", () => {
+  let registry: RunningRegistry;
+  beforeAll(async () => {
+    if (hasPodman) registry = await startRegistry({ mode: "plain" });
+  });
+  afterAll(async () => {
+    await registry?.stop();
+  });
+  const layoutBlob = (layout: string) => (d: string) => fs.readFile(join(layout, "blobs/sha256", d.slice(7)));
+
+  it("→ oci: the uncompressed tars the store holds are compressed under their gzip media type; umoci unpacks the layout; a warning says the digest changed", async () => {
+    const ref = `containers-storage:${store()}localhost/single:1`;
+    const layout = join(dir, "to-oci");
+    const warnings: string[] = [];
+    const r = await copyImage(parseImageName(ref), parseImageName(`oci:${layout}:x`), { onProgress: (e) => e.type === "warning" && warnings.push(e.message) });
+    const manifest = JSON.parse((await layoutBlob(layout)(r.digest)).toString()) as { config: Desc; layers: Desc[] };
+    expect(await expectGzipLayers(manifest, layoutBlob(layout))).toEqual(["application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.oci.image.layer.v1.tar+gzip"]);
+    expect(warnings).toEqual([expect.stringMatching(/manifest digest changed from sha256:\w+ to .*2 layer\(s\) compressed with gzip.*containers-storage: holds its layers uncompressed/)]);
+    // skopeo copies the same: the config and the layer media types (its gzip bytes are Go's).
+    await skopeo("copy", ref, `oci:${join(dir, "to-oci-skopeo")}:x`);
+    const theirs = JSON.parse((await skopeo("inspect", "--raw", `oci:${join(dir, "to-oci-skopeo")}:x`)).stdout) as typeof manifest;
+    expect(manifest.config).toEqual(theirs.config);
+    expect(manifest.layers.map((l) => l.mediaType)).toEqual(theirs.layers.map((l) => l.mediaType));
+    await run("umoci", ["unpack", "--image", `${layout}:x`, join(dir, "to-oci-bundle")]);
+    expect(await fs.readdir(join(dir, "to-oci-bundle", "rootfs"))).not.toEqual([]);
+  });
+
+  it("→ docker:// (a Docker v2s2 image): the registry takes the gzip layers and skopeo pulls back a verified image", async () => {
+    const dest = `docker://${registry.host}/cs/docker:1`;
+    const r = await copyImage(parseImageName(`containers-storage:${store()}localhost/docker:1`), parseImageName(dest));
+    const pulled = join(dir, "from-registry");
+    await skopeo("copy", "--src-tls-verify=false", dest, `dir:${pulled}`);
+    const bytes = await fs.readFile(join(pulled, "manifest.json"));
+    expect(`sha256:${createHash("sha256").update(bytes).digest("hex")}`).toBe(r.digest);
+    const manifest = JSON.parse(bytes.toString()) as { mediaType: string; config: Desc; layers: Desc[] };
+    expect(manifest.mediaType).toBe("application/vnd.docker.distribution.manifest.v2+json");
+    const types = await expectGzipLayers(manifest, (d) => fs.readFile(join(pulled, d.slice(7))));
+    expect(new Set(types)).toEqual(new Set(["application/vnd.docker.image.rootfs.diff.tar.gzip"]));
+  });
+
+  it("the user's conversion wins (--dest-decompress: uncompressed media types); --preserve-digests refuses rather than write a gzip type over a tar", async () => {
+    const ref = `containers-storage:${store()}localhost/single:1`;
+    const layout = join(dir, "to-oci-decompressed");
+    const r = await copyImage(parseImageName(ref), parseImageName(`oci:${layout}:x`), { convert: { decompress: true } });
+    const manifest = JSON.parse((await layoutBlob(layout)(r.digest)).toString()) as { layers: Desc[] };
+    expect(manifest.layers.map((l) => l.mediaType)).toEqual(["application/vnd.oci.image.layer.v1.tar", "application/vnd.oci.image.layer.v1.tar"]);
+    for (const l of manifest.layers) expect((await layoutBlob(layout)(l.digest)).subarray(0, 2).equals(Buffer.from([0x1f, 0x8b]))).toBe(false);
+    const refused = await runCli(["copy", "-q", "--preserve-digests", ref, `oci:${join(dir, "to-oci-preserved")}:x`]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/compressed with gzip.*Instructed to preserve digests/);
+    await expect(fs.stat(join(dir, "to-oci-preserved", "index.json"))).rejects.toThrow();
+  });
 });
 
 describe.skipIf(!hasPodman)("containers-storage: errors", () => {

@@ -10,19 +10,20 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { gzipSync } from "node:zlib";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { MemoryStore } from "../../../../test/support/memory-transport.js";
+import { MemoryStore, makeImage, makeIndex } from "../../../../test/support/memory-transport.js";
 import { copyImage } from "../copy/copy.js";
 import { digestOf } from "../digest.js";
 import { Manifest } from "../manifest.js";
 import { MediaType } from "../mediatype.js";
 import type { ProgressEvent } from "../progress.js";
+import type { ImageReference } from "../transports/types.js";
 import "../transports/all.js";
 import { DirReference } from "../transports/dir/reference.js";
 import { DockerArchiveReference } from "../transports/docker-archive/reference.js";
 import { COMPRESSION_MAGIC_SIZE, compressor, decompressor, detectCompression, peek, zstdSupport } from "./compression.js";
-import type { ConversionOptions } from "./convert.js";
+import type { ConversionOptions, UncompressedLayerSource } from "./convert.js";
 import { layerKind, layerMediaType } from "./mediatypes.js";
 
 const run = promisify(execFile);
@@ -250,5 +251,72 @@ describe("convert: building blocks", () => {
     expect(layerMediaType("v2s2", "zstd")).toBeUndefined();
     expect(layerMediaType("oci", "none", true)).toBe("application/vnd.oci.image.layer.nondistributable.v1.tar");
     expect(layerMediaType("v2s2", "gzip", true)).toBe(MediaType.DockerForeignLayerGzip);
+  });
+});
+
+describe("convert: a source whose layers are uncompressed under compressed media types (containers-storage)", () => {
+  /** `ref` with its source flagged as an UncompressedLayerSource, as containers-storage's is. */
+  const uncompressedLayers = (ref: ImageReference): ImageReference =>
+    Object.assign(Object.create(ref) as ImageReference, {
+      newSource: async () => Object.assign(await ref.newSource(), { layersUncompressed: true } satisfies UncompressedLayerSource),
+    });
+  const warningsOf = (into: string[]) => (e: ProgressEvent) => e.type === "warning" && into.push(e.message);
+
+  it("a destination that trusts media types gets gzip layers (one compression per layer shared by the images of an index), under an index naming them; dir: keeps them as they are", async () => {
+    const src = new MemoryStore();
+    const shared = "a base layer, uncompressed";
+    const amd = makeImage(src, { layers: [shared, "amd64's own layer"] });
+    const arm = makeImage(src, { layers: [shared, "arm64's own layer"], arch: "arm64", docker: true });
+    const index = makeIndex(src, [{ manifest: amd, arch: "amd64" }, { manifest: arm, arch: "arm64" }], "list");
+    const dst = new MemoryStore();
+    const warnings: string[] = [];
+    const r = await copyImage(uncompressedLayers(src.ref("list")), dst.ref("copy"), { multiArch: "all", onProgress: warningsOf(warnings) });
+    const written = dst.manifests.get(r.digest) as Manifest;
+    expect(written.digest).not.toBe(index.digest);
+    expect(written.index.manifests.map((d) => d.platform?.architecture)).toEqual(["amd64", "arm64"]);
+    for (const [i, d] of written.index.manifests.entries()) {
+      const m = dst.manifests.get(d.digest) as Manifest;
+      expect(m.digest).toBe(d.digest);
+      expect(m.bytes.length).toBe(d.size);
+      const original = [amd, arm][i] as Manifest;
+      expect(m.mediaType).toBe(original.mediaType);
+      expect(m.image.config).toEqual(original.image.config);
+      for (const [j, l] of m.image.layers.entries()) {
+        expect(l.mediaType).toBe(i === 0 ? MediaType.OCILayerGzip : MediaType.DockerLayerGzip);
+        const blob = dst.blobs.get(l.digest) as Buffer;
+        expect(detectCompression(blob)).toBe("gzip");
+        expect([digestOf(blob), blob.length]).toEqual([l.digest, l.size]);
+        expect(gunzipSync(blob)).toEqual(src.blobs.get((original.image.layers[j] as { digest: string }).digest));
+      }
+    }
+    // 2 configs and 3 distinct layers.
+    expect(r.blobsCopied).toBe(5);
+    expect(warnings).toEqual([
+      expect.stringMatching(/2 layer\(s\) compressed with gzip \(memory: holds its layers uncompressed, under their original compressed media types; memory: stores layers as their media types say\)/),
+      expect.stringMatching(/2 layer\(s\) compressed with gzip/),
+      expect.stringMatching(/manifest digest changed from .* its images were converted/),
+    ]);
+    // dir: (containers/image's PreserveOriginal) keeps what the source gives, digests unchanged.
+    const kept = await copyImage(uncompressedLayers(src.ref("list")), DirReference.parse(join(dir, "kept")), { onProgress: warningsOf(warnings) });
+    expect(kept.digest).toBe(amd.digest);
+    expect(warnings).toHaveLength(3);
+    // A source without the flag is trusted as it is: nothing changes.
+    const plain = new MemoryStore();
+    expect((await copyImage(src.ref("list"), plain.ref("copy"), { multiArch: "all" })).digest).toBe(index.digest);
+  });
+
+  it("the user's choice wins (--dest-compress to dir:, --dest-decompress); --preserve-digests refuses", async () => {
+    const src = new MemoryStore();
+    const image = makeImage(src, { layers: ["one uncompressed layer"], name: "img" });
+    const ref = uncompressedLayers(src.ref("img"));
+    const compressed = await copyImage(ref, DirReference.parse(join(dir, "compressed")), { convert: { compress: true } });
+    const m = await readDirManifest(join(dir, "compressed"));
+    expect(m.digest).toBe(compressed.digest);
+    expect(detectCompression(await fs.readFile(join(dir, "compressed", (m.image.layers[0] as { digest: string }).digest.slice(7))))).toBe("gzip");
+    const dst = new MemoryStore();
+    const plain = await copyImage(ref, dst.ref("x"), { convert: { decompress: true } });
+    const layers = (dst.manifests.get(plain.digest) as Manifest).image.layers;
+    expect(layers).toEqual([{ ...image.image.layers[0], mediaType: MediaType.OCILayer }]);
+    await expect(copyImage(ref, new MemoryStore().ref("x"), { preserveDigests: true })).rejects.toThrow(/compressed with gzip: memory: holds its layers uncompressed.*Instructed to preserve digests/);
   });
 });

@@ -2,7 +2,10 @@
  * Manifest and layer conversion during a copy (containers/image's copy/manifest.go and
  * copy/compression.go): an image changes only when the user asks for it (`--format`,
  * `--dest-compress-format`, `--dest-compress`, `--dest-decompress`) or the destination requires it
- * (a manifest type it does not accept; docker-archive's uncompressed layers). Every change gives
+ * (a manifest type it does not accept; docker-archive's uncompressed layers; gzip data where a
+ * layer's media type says gzip but an {@link UncompressedLayerSource} such as containers-storage
+ * gives an uncompressed tar, for every destination but those that keep layers as given, like
+ * dir:). Every change gives
  * the image a new digest, which the copy reports in a `warning` event; `--preserve-digests` turns
  * any needed change into an error.
  *
@@ -40,21 +43,49 @@ export interface ConversionOptions {
   compressLevel?: number | undefined;
 }
 
-/** What a destination wants layers to be, when it has a preference (containers/image's DesiredLayerCompression). */
-export type LayerCompressionPreference = "preserve" | "decompress";
+/**
+ * What a destination wants layers to be (containers/image's DesiredLayerCompression):
+ * - `preserve`: each layer is stored exactly as given, whatever its media type says (dir:,
+ *   containers-storage, docker-daemon; containers/image's PreserveOriginal);
+ * - `decompress`: layers are stored uncompressed (docker-archive);
+ * - `compress` (a destination that states nothing): layers are stored as given, and their media
+ *   types must say what they are — so an uncompressed layer that a
+ *   {@link UncompressedLayerSource} labels compressed is compressed with gzip on the way
+ *   (containers/image's Compress, which airlock applies to those layers only).
+ */
+export type LayerCompressionPreference = "preserve" | "decompress" | "compress";
 
 /**
  * The optional destination feature that states a layer compression preference. A destination that
- * has it (docker-archive: `decompress`) gets its layers that way from the copy pipeline.
+ * has it (docker-archive: `decompress`; dir: `preserve`) gets its layers that way from the copy
+ * pipeline; one without it is treated as `compress`.
  */
 export interface LayerCompressionRequirement {
   readonly desiredLayerCompression: LayerCompressionPreference;
 }
 
-/** The layer compression `dst` wants: its {@link LayerCompressionRequirement}, else `preserve`. */
+/** The layer compression `dst` wants: its {@link LayerCompressionRequirement}, else `compress`. */
 export function desiredLayerCompression(dst: ImageDestination): LayerCompressionPreference {
   const v = (dst as Partial<LayerCompressionRequirement>).desiredLayerCompression;
-  return v === "decompress" ? "decompress" : "preserve";
+  return v === "decompress" || v === "preserve" ? v : "compress";
+}
+
+/**
+ * The optional source feature of a source whose layer blobs are uncompressed tars whatever the
+ * media types of their descriptors say: containers-storage keeps no compressed layers and, as
+ * containers/image does, presents each under its diff ID and uncompressed size but its ORIGINAL
+ * media type (often `…tar+gzip`). The copy pipeline then compresses those layers for a destination
+ * that trusts media types (`compress`, see {@link LayerCompressionPreference}), relabels them when
+ * layers are to be uncompressed, and leaves them as they are for a `preserve` destination.
+ */
+export interface UncompressedLayerSource {
+  /** True: every layer blob the source returns is an uncompressed tar. */
+  readonly layersUncompressed: true;
+}
+
+/** Reports whether `src` is an {@link UncompressedLayerSource}. */
+export function hasUncompressedLayers(src: ImageSource): boolean {
+  return (src as Partial<UncompressedLayerSource>).layersUncompressed === true;
 }
 
 /** Checks a {@link ConversionOptions} for contradictions (ERR_INVALID_ARGUMENT). */
@@ -149,7 +180,10 @@ export class ImageConverter {
   /** Whether any conversion was asked for or may be needed, i.e. whether planning is worth it. */
   get active(): boolean {
     const o = this.ctx.options;
-    return o.format !== undefined || o.compressFormat !== undefined || o.compress === true || o.decompress === true || desiredLayerCompression(this.ctx.dst) !== "preserve";
+    const desired = desiredLayerCompression(this.ctx.dst);
+    return (
+      o.format !== undefined || o.compressFormat !== undefined || o.compress === true || o.decompress === true || desired === "decompress" || (desired === "compress" && hasUncompressedLayers(this.ctx.src))
+    );
   }
 
   private refuse(what: string): never {
@@ -193,41 +227,58 @@ export class ImageConverter {
     const o = this.ctx.options;
     const own = formatOf(m.mediaType);
     let format = this.targetFormat(m);
-    const decompress = o.decompress === true || desiredLayerCompression(this.ctx.dst) === "decompress";
-    const wanted = (from: Compression): Compression => {
+    const desired = desiredLayerCompression(this.ctx.dst);
+    const decompress = o.decompress === true || desired === "decompress";
+    const uncompressedSource = hasUncompressedLayers(this.ctx.src);
+    // `from` is what a layer is, `labelled` what its media type says (they differ only for an UncompressedLayerSource).
+    const wanted = (from: Compression, labelled: Compression): Compression => {
       if (decompress) return "none";
       if (o.compressFormat) return o.compressFormat;
       if (o.compress && from === "none") return "gzip";
+      // containers/image compresses what the destination gets uncompressed (its default algorithm: gzip).
+      if (from !== labelled && desired === "compress") return "gzip";
       return from;
     };
-    const kinds = m.image.layers.map((l) => layerKind(l.mediaType));
+    const layers = m.image.layers.map((l) => {
+      const kind = layerKind(l.mediaType);
+      if (!kind) return undefined;
+      const from: Compression = uncompressedSource ? "none" : kind.compression;
+      const to = wanted(from, kind.compression);
+      // A layer kept as it is keeps the media type it had (containers/image's PreserveOriginal), unless layers are to be uncompressed.
+      const label: Compression = from === to && !decompress ? kind.compression : to;
+      return { kind, from, to, label };
+    });
     // zstd can only be described by an OCI manifest: a zstd result moves an unforced format to OCI.
-    if (format === "v2s2" && !o.format && kinds.some((k) => k && wanted(k.compression) === "zstd") && this.accepts(imageManifestMediaType("oci"))) format = "oci";
+    if (format === "v2s2" && !o.format && layers.some((x) => x?.label === "zstd") && this.accepts(imageManifestMediaType("oci"))) format = "oci";
     if (format !== own && !isImageConfig(m.image.config.mediaType)) {
       throw new AirlockError("ERR_UNSUPPORTED", `${this.ctx.image} is not a container image (its config is ${m.image.config.mediaType}), so it cannot be converted to ${imageManifestMediaType(format)} for ${this.ctx.dst.reference}`);
     }
     const steps: LayerStep[] = [];
+    let relabelled = 0;
+    let mislabelled = 0;
     for (const [i, layer] of m.image.layers.entries()) {
-      const kind = kinds[i];
-      if (!kind) {
+      const x = layers[i];
+      if (!x) {
         if (format !== own || decompress) {
           throw new AirlockError("ERR_UNSUPPORTED", `${this.ctx.image}: layer ${i} has media type ${layer.mediaType}, which airlock cannot convert (${format !== own ? `to ${imageManifestMediaType(format)}` : "to an uncompressed layer"}) for ${this.ctx.dst.reference}`);
         }
         steps.push({ layer, from: "none", to: "none", mediaType: layer.mediaType });
         continue;
       }
-      const to = wanted(kind.compression);
-      const mediaType = layerMediaType(format, to, kind.nondistributable);
+      const mediaType = layerMediaType(format, x.label, x.kind.nondistributable);
       if (!mediaType) {
         throw new AirlockError(
           "ERR_UNSUPPORTED",
-          `${this.ctx.image}: layer ${i} would be ${to}-compressed, which a Docker v2s2 manifest cannot describe; use --format oci, or --dest-compress-format gzip, or --dest-decompress`,
+          `${this.ctx.image}: layer ${i} would be ${x.label}-compressed, which a Docker v2s2 manifest cannot describe; use --format oci, or --dest-compress-format gzip, or --dest-decompress`,
         );
       }
-      steps.push({ layer, from: kind.compression, to, mediaType });
+      // An UncompressedLayerSource's layer compressed (its media type said it was).
+      if (x.from !== x.kind.compression && x.to !== x.from) mislabelled++;
+      if (x.from === x.to && x.label !== x.kind.compression) relabelled++;
+      steps.push({ layer, from: x.from, to: x.to, mediaType });
     }
     const changed = steps.filter((s) => s.from !== s.to);
-    if (format === own && changed.length === 0) return undefined;
+    if (format === own && changed.length === 0 && relabelled === 0) return undefined;
     if (changed.some((s) => s.to === "zstd") && !zstdSupport().compress) compressor("zstd"); // throws, saying which runtime has zstd, before any blob moves
     const parts: string[] = [];
     if (format !== own) parts.push(`converted from ${m.mediaType} to ${imageManifestMediaType(format)}`);
@@ -235,18 +286,28 @@ export class ImageConverter {
     if (count("none")) parts.push(`${count("none")} layer(s) decompressed`);
     if (count("gzip")) parts.push(`${count("gzip")} layer(s) compressed with gzip`);
     if (count("zstd")) parts.push(`${count("zstd")} layer(s) compressed with zstd`);
-    const why = this.why(m, format, decompress);
-    const reason = `${parts.join(", ")}${why}`;
-    if (this.ctx.keepDigests) this.refuse(parts.join(", "));
+    if (relabelled) parts.push(`${relabelled} uncompressed layer(s) given the uncompressed media type`);
+    const why = this.why(m, format, decompress, mislabelled > 0 && desired === "compress");
+    const reason = `${parts.join(", ")}${why ? ` (${why})` : ""}`;
+    if (this.ctx.keepDigests) this.refuse(`${parts.join(", ")}${why ? `: ${why}` : ""}`);
     return { format, layers: steps, reason };
   }
 
-  private why(m: Manifest, format: ManifestFormat, decompress: boolean): string {
+  /**
+   * Why an image changes, when the user did not ask for it: the destination's manifest types or
+   * uncompressed layers, or (`compressed`) an {@link UncompressedLayerSource}'s layers compressed to
+   * match their media types; "" when there is nothing to add.
+   */
+  private why(m: Manifest, format: ManifestFormat, decompress: boolean, compressed: boolean): string {
     const o = this.ctx.options;
-    const asked = o.format || o.compressFormat || o.compress || o.decompress;
-    if (asked) return "";
-    if (!this.accepts(m.mediaType)) return ` (${this.ctx.dst.reference.transport.name}: stores ${imageManifestMediaType(format)}${decompress ? " with uncompressed layers" : ""})`;
-    return decompress ? ` (${this.ctx.dst.reference.transport.name}: stores uncompressed layers)` : "";
+    const dst = this.ctx.dst.reference.transport.name;
+    const notes: string[] = [];
+    if (compressed) notes.push(`${this.ctx.src.reference.transport.name}: holds its layers uncompressed, under their original compressed media types; ${dst}: stores layers as their media types say`);
+    if (!(o.format || o.compressFormat || o.compress || o.decompress)) {
+      if (!this.accepts(m.mediaType)) notes.push(`${dst}: stores ${imageManifestMediaType(format)}${decompress ? " with uncompressed layers" : ""}`);
+      else if (decompress) notes.push(`${dst}: stores uncompressed layers`);
+    }
+    return notes.join("; ");
   }
 
   /** Copies the blobs of `m` as `plan` says and returns the converted manifest (not yet stored). */

@@ -66,7 +66,9 @@ export interface CopyOptions {
    * Manifest and layer conversion asked for (`--format`, `--dest-compress-format`,
    * `--dest-compress`, `--dest-decompress`); see convert/convert.ts. Without it an image is still
    * converted when the destination requires it (a manifest type it does not take, docker-archive's
-   * uncompressed layers). A converted manifest has a new digest: a `warning` event says so.
+   * uncompressed layers, or — from containers-storage, whose layers are uncompressed tars under
+   * their original compressed media types — gzip layers for any destination but dir:,
+   * containers-storage and docker-daemon). A converted manifest has a new digest: a `warning` event says so.
    */
   convert?: ConversionOptions;
 }
@@ -101,7 +103,7 @@ export interface CopyResult {
 /**
  * Copies one image — or an index and its images — from `source` to `destination`, as
  * `skopeo copy` does. Manifests are copied as their exact bytes, so digests never change — unless
- * a conversion is asked for (`options.convert`) or the destination needs one (see convert/).
+ * a conversion is asked for (`options.convert`) or the image needs one for the destination (see convert/).
  */
 export async function copyImage(source: ImageReference, destination: ImageReference, options: CopyOptions = {}): Promise<CopyResult> {
   options.signal?.throwIfAborted();

@@ -69,6 +69,8 @@ function hashing(h: ReturnType<typeof createHash>, count: { n: number }): Transf
 export class StorageImageDestination implements ImageDestination, SignatureDestination {
   readonly reference: StorageReference;
   readonly capabilities = STORAGE_DESTINATION_CAPABILITIES;
+  /** Layers are taken as given (each is decompressed as its data says when applied), as containers/image's storage destination (PreserveOriginal; convert/convert.ts). */
+  readonly desiredLayerCompression = "preserve" as const;
   private readonly store: Store;
   private readonly staging: string;
   /** Blobs spooled by putBlob, by digest. */

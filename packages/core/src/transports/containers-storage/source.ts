@@ -24,6 +24,7 @@
  */
 import { createReadStream, promises as fs } from "node:fs";
 import type { Readable } from "node:stream";
+import type { UncompressedLayerSource } from "../../convert/convert.js";
 import { formatDescriptor } from "../../convert/manifest.js";
 import { formatPlatform } from "../../platform.js";
 import { formatOf } from "../../convert/mediatypes.js";
@@ -124,8 +125,13 @@ interface StoredImage {
 }
 
 /** An {@link ImageSource} over one image (or one manifest list and the images it lists) of a containers/storage store. */
-export class StorageImageSource implements ImageSource, SignatureSource, StoredManifestSource {
+export class StorageImageSource implements ImageSource, SignatureSource, StoredManifestSource, UncompressedLayerSource {
   readonly reference: StorageReference;
+  /**
+   * Every layer blob is an uncompressed tar, also under a `…tar+gzip` media type: the copy pipeline
+   * compresses such layers for a destination that trusts media types (convert/convert.ts).
+   */
+  readonly layersUncompressed = true as const;
   /** The store the image is in. */
   readonly store: Store;
   /** The image's images.json record. */

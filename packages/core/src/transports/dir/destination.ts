@@ -44,6 +44,8 @@ export const DIR_DESTINATION_CAPABILITIES: DestinationCapabilities = {
 export class DirImageDestination implements ImageDestination, SignatureDestination {
   readonly reference: DirReference;
   readonly capabilities = DIR_DESTINATION_CAPABILITIES;
+  /** Layers are stored as given, whatever their media types say (containers/image's dir: PreserveOriginal; convert/convert.ts). */
+  readonly desiredLayerCompression = "preserve" as const;
   private readonly dir: string;
   /** Whether the directory existed when the destination was opened. */
   private readonly existed: boolean;
