@@ -232,6 +232,16 @@ describe("exportBundle input checks and dry run", () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  it("refuses a source whose layers are uncompressed under compressed media types (containers-storage), saying to copy it to oci: first", async () => {
+    const out = scratch("uncompressed.tar");
+    const ref = store.ref("app");
+    // As containers-storage's source is flagged (see convert.ts's UncompressedLayerSource).
+    const flagged = Object.assign(Object.create(ref) as ImageReference, { newSource: async () => Object.assign(await ref.newSource(), { layersUncompressed: true }) });
+    await expect(exportBundle([{ source: flagged, name: "app" }], out)).rejects.toThrow(/app: .* keeps its layers uncompressed .*copy it into an OCI layout first/);
+    expect(existsSync(out)).toBe(false);
+    expect(store.getBlobCalls).toBe(0);
+  });
+
   it("plans without writing anything in a dry run", async () => {
     const out = scratch("dry.tar");
     const r = await exportBundle([{ source: store.ref("app"), name: "app" }], out, { dryRun: true });

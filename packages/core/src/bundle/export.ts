@@ -20,6 +20,7 @@ import { formatPlatform } from "../platform.js";
 import { limiter } from "../progress.js";
 import type { Throttle } from "../throttle.js";
 import { type BlobReader, type ImageReference, type ImageSource, isSignatureSource, type SystemContext } from "../transports/types.js";
+import { hasUncompressedLayers } from "../convert/convert.js";
 import { baseSetDigest, type DeltaBase } from "../delta/receipt.js";
 import type { BundleListener } from "./events.js";
 import {
@@ -205,6 +206,14 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
           signal?.throwIfAborted();
           const src = await img.source.newSource(img.ctx ?? options.ctx);
           sources.push(src);
+          if (hasUncompressedLayers(src)) {
+            // A bundle stores blobs exactly as their descriptors say; these would be uncompressed
+            // tars under gzip media types. `copy` compresses them (as containers/image does).
+            throw new AirlockError(
+              "ERR_UNSUPPORTED",
+              `${img.name}: ${img.source.toString()} keeps its layers uncompressed under their original compressed media types, which a bundle cannot carry as they are; copy it into an OCI layout first (airlock copy ${img.source.toString()} oci:DIR:NAME compresses them) and export oci:DIR:NAME instead`,
+            );
+          }
           onProgress?.({ type: "image-start", image: img.name });
           const r = await resolveImage(src, img.name, img.platforms ?? "all", signal);
           if (r.sourceTop) {
@@ -424,12 +433,14 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
       hasher.written(meta);
       await files.write(Buffer.alloc(END_OF_ARCHIVE_SIZE), 0, END_OF_ARCHIVE_SIZE, plan.endOffset);
       hasher.endWritten();
-      await hasher.reach(plan.size);
+      await hasher.reach(plan.size); // also awaits the sums from the hash worker, if it runs one
+      hasher.close();
       for (let i = sums.length; i < plan.volumes.length; i++) sums.push(hasher.valid ? (hasher.sums[i] as string) : await sha256File(partials[i] as string, signal));
       await background.idle();
       await checkSizes(plan, partials);
       await files.sync();
     } catch (err) {
+      hasher.close();
       await background.idle();
       await files.close();
       journal.save(); // the latest download progress, which saves at most every 250 ms
