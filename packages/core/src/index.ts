@@ -15,6 +15,7 @@ export * from "./transports/index.js";
 import "./transports/all.js";
 export * from "./progress.js";
 export * from "./throttle.js";
+export * from "./hash-worker.js";
 export * from "./copy/copy.js";
 export * from "./inspect.js";
 export * from "./reference/bundle-name.js";

@@ -8,9 +8,15 @@
  * with what has been written and then follows the download live: each buffer is hashed as its
  * write completes, before the buffer is reused. A blob's tar header, written only after its data
  * is verified, is hashed from the plan (the exact bytes that will be written).
+ *
+ * For a large bundle the sha256 itself runs on a worker thread (hash-worker.ts): the frontier
+ * only copies bytes into batches, and a volume's sum arrives asynchronously — {@link
+ * VolumeHasher.reach} waits for it. If the worker fails, the volumes it was hashing lose their sums
+ * (`valid` turns false, the caller checksums the files itself) and later volumes are hashed here.
  */
-import { createHash, type Hash } from "node:crypto";
+import { createHash } from "node:crypto";
 import { AirlockError } from "../errors.js";
+import { HashWorker } from "../hash-worker.js";
 import { type BundlePlan, type PlannedEntry, volumeAt } from "./plan.js";
 import { END_OF_ARCHIVE_SIZE, paddedSize } from "./tar.js";
 import type { VolumeFiles } from "./volumes.js";
@@ -31,17 +37,50 @@ interface Span {
   attached: boolean;
 }
 
+/** Options of {@link VolumeHasher}. */
+export interface VolumeHasherOptions {
+  /**
+   * Hash on a worker thread when the bundle is at least this many bytes (default
+   * {@link VolumeHasher.workerMinSize}); `Infinity` never does. Starting the worker costs tens of
+   * milliseconds, which only a large bundle earns back.
+   */
+  workerMinSize?: number;
+}
+
+/** An incremental sha256 whose digest is at hand at once (this thread) or later (a worker). */
+interface VolumeHash {
+  update(bytes: Uint8Array): unknown;
+  digest(): string | Promise<string>;
+}
+
+/** A sha256 on this thread. */
+function threadHash(): VolumeHash {
+  const h = createHash("sha256");
+  return { update: (bytes) => h.update(bytes), digest: () => h.digest("hex") };
+}
+
 /** Hashes each volume of a planned bundle as its bytes are written. */
 export class VolumeHasher {
-  /** sha256 (hex) of each volume, set once the frontier passed its end. */
+  /** Default of {@link VolumeHasherOptions.workerMinSize}: 64 MiB. */
+  static workerMinSize = 64 * 1024 * 1024;
+  /** sha256 (hex) of each volume, set once the frontier passed its end (and, off-thread, the digest arrived). */
   readonly sums: (string | undefined)[];
-  /** False when a retried blob made the sums untrustworthy (see {@link blobRestart}). */
+  /**
+   * False when a retried blob made the sums untrustworthy (see {@link blobRestart}), or the hash
+   * worker failed: the caller must checksum the files itself.
+   */
   valid = true;
+  /** The worker that hashes the volumes, when the bundle is large enough and one could start. */
+  private worker: HashWorker | undefined;
+  /** A worker was started: sums arrive asynchronously. */
+  private readonly offThread: boolean;
+  /** Digests awaited from the worker, by volume. */
+  private readonly digests: (Promise<void> | undefined)[];
   private readonly plan: BundlePlan;
   private readonly files: VolumeFiles;
   private readonly spans: Span[];
   private readonly byEntry = new Map<PlannedEntry, Span>();
-  private readonly hashes: Hash[];
+  private readonly hashes: (VolumeHash | undefined)[];
   private readonly buf = Buffer.allocUnsafe(WRITE_CHUNK_SIZE);
   private frontier = 0;
   private index = 0;
@@ -50,11 +89,14 @@ export class VolumeHasher {
   private failure: unknown;
   private waiters: { pos: number; resolve: () => void; reject: (err: unknown) => void }[] = [];
 
-  constructor(plan: BundlePlan, files: VolumeFiles) {
+  constructor(plan: BundlePlan, files: VolumeFiles, options: VolumeHasherOptions = {}) {
     this.plan = plan;
     this.files = files;
-    this.hashes = plan.volumes.map(() => createHash("sha256"));
+    this.hashes = plan.volumes.map(() => undefined);
     this.sums = plan.volumes.map(() => undefined);
+    this.digests = plan.volumes.map(() => undefined);
+    if (plan.size >= (options.workerMinSize ?? VolumeHasher.workerMinSize)) this.worker = HashWorker.start();
+    this.offThread = this.worker !== undefined;
     this.spans = plan.entries.map((entry) => {
       const s: Span = { start: entry.headerOffset, end: entry.dataOffset + paddedSize(entry.size), entry, done: false, written: 0, headerHashed: false, attached: false };
       this.byEntry.set(entry, s);
@@ -122,14 +164,67 @@ export class VolumeHasher {
     this.kick();
   }
 
-  /** Resolves once everything before logical position `pos` is hashed. */
+  /**
+   * Resolves once everything before logical position `pos` is hashed, and the sums of the volumes
+   * that end there or before are known (in `sums`, or `valid` is false).
+   */
   reach(pos: number): Promise<void> {
+    const reached = this.reachFrontier(pos);
+    if (!this.offThread) return reached;
+    return reached.then(() => Promise.all(this.plan.volumes.filter((v) => v.offset + v.size <= pos).map((v) => this.digests[v.number]))).then(() => {});
+  }
+
+  /** Stops the hash worker, if any (sums still awaited are lost: `valid` turns false). Call it when the export ends, whichever way. */
+  close(): void {
+    const w = this.worker;
+    if (!w) return;
+    this.worker = undefined;
+    void w.close();
+  }
+
+  private reachFrontier(pos: number): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.frontier >= pos) return Promise.resolve();
     return new Promise((resolve, reject) => {
       this.waiters.push({ pos, resolve, reject });
       this.kick();
     });
+  }
+
+  /** Volume `v`'s hash, started when the frontier first reaches it: on the worker while it works. */
+  private hashOf(v: number): VolumeHash {
+    let h = this.hashes[v];
+    if (!h) {
+      h = this.worker && !this.worker.failed ? this.worker.hash("sha256") : threadHash();
+      this.hashes[v] = h;
+    }
+    return h;
+  }
+
+  /** Takes volume `v`'s digest: at once, or (from the worker) when it arrives. */
+  private finish(v: number): void {
+    const d = this.hashOf(v).digest();
+    this.hashes[v] = undefined;
+    if (typeof d === "string") {
+      this.sums[v] = d;
+      return;
+    }
+    this.digests[v] = d.then(
+      (hex) => {
+        this.sums[v] = hex;
+      },
+      () => {
+        // The worker failed (or was closed): this volume must be checksummed from its file.
+        this.valid = false;
+      },
+    );
+    if (v === this.plan.volumes.length - 1) {
+      // The last volume: the worker has nothing more to do once this digest is in.
+      const w = this.worker;
+      void this.digests[v]?.then(() => {
+        if (this.worker === w) this.close();
+      });
+    }
   }
 
   private span(entry: PlannedEntry): Span {
@@ -218,10 +313,10 @@ export class VolumeHasher {
       const vol = this.plan.volumes[v];
       if (!vol) throw new AirlockError("ERR_IO", `internal error: offset ${pos + off} is past the bundle's end`);
       const n = Math.min(bytes.length - off, vol.offset + vol.size - (pos + off));
-      (this.hashes[v] as Hash).update(bytes.subarray(off, off + n));
+      this.hashOf(v).update(bytes.subarray(off, off + n));
       off += n;
       if (pos + off === vol.offset + vol.size) {
-        this.sums[v] = (this.hashes[v] as Hash).digest("hex");
+        this.finish(v);
         v++;
       }
     }
