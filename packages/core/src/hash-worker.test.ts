@@ -1,6 +1,9 @@
 import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Worker } from "node:worker_threads";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { isAirlockError } from "./errors.js";
 import { HashWorker } from "./hash-worker.js";
 
@@ -11,6 +14,9 @@ function rng(seed: number): () => number {
     return s / 2 ** 32;
   };
 }
+
+const tmp = mkdtempSync(join(tmpdir(), "airlock-hash-worker-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const workers: HashWorker[] = [];
 afterEach(async () => {
@@ -111,6 +117,46 @@ describe("HashWorker", () => {
     const late = w.hash();
     late.update(Buffer.from("ignored"));
     await expect(late.digest()).rejects.toThrow(/closed before the digest was computed/);
+  });
+
+  it("reads file ranges itself, in order with the bytes given to update()", async () => {
+    const a = randomBytes(3 * 1024 * 1024 + 17);
+    const b = randomBytes(100_000);
+    const files = [join(tmp, "a"), join(tmp, "b")];
+    writeFileSync(files[0] as string, a);
+    writeFileSync(files[1] as string, b);
+    const w = start({ batchSize: 64 * 1024, files });
+    const r = rng(5);
+    const h = w.hash();
+    const ref = createHash("sha256");
+    for (let i = 0; i < 30; i++) {
+      const which = r() < 0.5 ? 0 : 1;
+      const data = which === 0 ? a : b;
+      const pos = Math.floor(r() * data.length);
+      const n = Math.floor(r() * (data.length - pos + 1));
+      h.updateFromFile(which, pos, n);
+      ref.update(data.subarray(pos, pos + n));
+      const extra = randomBytes(Math.floor(r() * 70_000));
+      h.update(extra);
+      ref.update(extra);
+    }
+    h.updateFromFile(0, 0, a.length); // longer than one read command
+    ref.update(a);
+    expect(await h.digest()).toBe(ref.digest("hex"));
+  });
+
+  it("rejects the digest of a hash whose file range cannot be read, and keeps the other hashes", async () => {
+    const path = join(tmp, "short");
+    writeFileSync(path, Buffer.alloc(1000, 1));
+    const w = start({ files: [path, join(tmp, "missing")] });
+    const short = w.hash().updateFromFile(0, 500, 1000);
+    const missing = w.hash().updateFromFile(1, 0, 10);
+    const good = w.hash().updateFromFile(0, 0, 1000);
+    await expect(short.digest()).rejects.toThrow(/short at offset 1000: the file ends there/);
+    const err = await missing.digest().catch((e: unknown) => e);
+    expect(isAirlockError(err, "ERR_IO")).toBe(true);
+    expect((err as Error).message).toMatch(/missing/);
+    expect(await good.digest()).toBe(createHash("sha256").update(Buffer.alloc(1000, 1)).digest("hex"));
   });
 
   it("refuses update() after digest()", async () => {

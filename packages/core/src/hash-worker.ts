@@ -16,8 +16,12 @@
  * slow worker slows the producer down instead of letting memory grow. Digests come back by
  * `postMessage`.
  *
- * The worker runs from source text (`eval: true`) that only requires `node:worker_threads` and
- * `node:crypto`, so it works the same from the TypeScript build, the esbuild bundle and a
+ * {@link WorkerHash.updateFromFile} hashes a range of a file that the worker reads itself (with
+ * its own descriptor and buffer): data already on disk then costs the calling thread nothing, not
+ * even a copy.
+ *
+ * The worker runs from source text (`eval: true`) that only requires `node:worker_threads`,
+ * `node:crypto` and `node:fs`, so it works the same from the TypeScript build, the esbuild bundle and a
  * `bun build --compile` executable, on Node, Bun and Deno. It never keeps the process alive by
  * itself (it is unref'ed except while a digest is awaited); {@link HashWorker.close} stops it.
  *
@@ -45,11 +49,15 @@ const TAIL = 2;
 const STOP = 3;
 /** Slot k's busy flag (1 = posted, not yet hashed) is at SLOTS + k; the queue follows the flags. */
 const SLOTS = 4;
-/** Commands the queue holds; each is four Int32: op, hash id, and two arguments. */
+/** Commands the queue holds; each is ENTRY Int32: op, hash id, and up to four arguments. */
 const QUEUE_LENGTH = 64;
+const ENTRY = 6;
 const CREATE = 1; // id, algorithm index
 const UPDATE = 2; // id, slot, length
 const DIGEST = 3; // id
+const READ = 4; // id, file index, position (high, low 32 bits), length
+/** Most bytes one READ command covers (longer ranges are split, so that a stop is honoured soon). */
+const READ_CHUNK = 8 * 1024 * 1024;
 
 /**
  * Runs in the worker thread: a loop over the command queue (it blocks in `Atomics.wait` while the
@@ -58,7 +66,9 @@ const DIGEST = 3; // id
 const WORKER_SOURCE = `"use strict";
 const { parentPort, workerData } = require("node:worker_threads");
 const { createHash } = require("node:crypto");
-const { algorithms, batchSize, slots } = workerData;
+const { algorithms, batchSize, slots, files } = workerData;
+const fds = [];
+let readBuf;
 const state = new Int32Array(workerData.state);
 const pool = new Uint8Array(workerData.pool);
 const queue = ${SLOTS} + slots;
@@ -72,11 +82,13 @@ for (;;) {
     Atomics.wait(state, ${HEAD}, head, 1000);
     continue;
   }
-  const e = queue + (tail % ${QUEUE_LENGTH}) * 4;
+  const e = queue + (tail % ${QUEUE_LENGTH}) * ${ENTRY};
   const op = Atomics.load(state, e);
   const id = Atomics.load(state, e + 1);
   const a = Atomics.load(state, e + 2);
   const b = Atomics.load(state, e + 3);
+  const c = Atomics.load(state, e + 4);
+  const d = Atomics.load(state, e + 5);
   tail++;
   Atomics.store(state, ${TAIL}, tail);
   Atomics.notify(state, ${TAIL});
@@ -98,6 +110,26 @@ for (;;) {
       Atomics.add(state, ${FREED}, 1);
       Atomics.notify(state, ${FREED});
     }
+  } else if (op === ${READ}) {
+    const h = hashes.get(id);
+    if (h && h.hash) {
+      try {
+        const fs = require("node:fs");
+        if (fds[a] === undefined) fds[a] = fs.openSync(files[a], "r");
+        readBuf = readBuf || Buffer.allocUnsafe(batchSize);
+        let pos = b * 4294967296 + (c >>> 0);
+        for (let left = d; left > 0; ) {
+          const n = fs.readSync(fds[a], readBuf, 0, Math.min(readBuf.length, left), pos);
+          if (n <= 0) throw new Error("reading " + files[a] + " at offset " + pos + ": the file ends there");
+          h.hash.update(readBuf.subarray(0, n));
+          pos += n;
+          left -= n;
+        }
+      } catch (err) {
+        h.hash = undefined;
+        h.error = message(err);
+      }
+    }
   } else if (op === ${DIGEST}) {
     const h = hashes.get(id);
     hashes.delete(id);
@@ -113,6 +145,7 @@ for (;;) {
     parentPort.postMessage(hex === undefined ? { id, error } : { id, hex });
   }
 }
+for (const fd of fds) if (fd !== undefined) require("node:fs").closeSync(fd);
 `;
 
 /** Options of {@link HashWorker.start}. */
@@ -126,6 +159,8 @@ export interface HashWorkerOptions {
   maxInFlight?: number;
   /** How long `update` waits for a worker that makes no progress before it gives the worker up (default 60 s). */
   stallTimeoutMs?: number;
+  /** Files that {@link WorkerHash.updateFromFile} reads, by index; the worker opens each (read-only) when first read, and closes them when it stops. */
+  files?: readonly string[];
 }
 
 interface Pending {
@@ -153,6 +188,7 @@ export class HashWorker {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private failure: AirlockError | undefined;
+  private exited = false;
 
   /**
    * Starts a hash worker; undefined when this runtime cannot start one (the caller hashes on its
@@ -171,17 +207,20 @@ export class HashWorker {
     this.slots = Math.max(1, Math.floor((options.maxInFlight ?? 4 * 1024 * 1024) / this.batchSize));
     this.stallTimeoutMs = options.stallTimeoutMs ?? 60_000;
     this.queue = SLOTS + this.slots;
-    const state = new SharedArrayBuffer((this.queue + QUEUE_LENGTH * 4) * Int32Array.BYTES_PER_ELEMENT);
+    const state = new SharedArrayBuffer((this.queue + QUEUE_LENGTH * ENTRY) * Int32Array.BYTES_PER_ELEMENT);
     const pool = new SharedArrayBuffer(this.slots * this.batchSize);
     this.state = new Int32Array(state);
     this.pool = new Uint8Array(pool);
-    const workerData = { state, pool, batchSize: this.batchSize, slots: this.slots, algorithms: WORKER_HASH_ALGORITHMS };
+    const workerData = { state, pool, batchSize: this.batchSize, slots: this.slots, algorithms: WORKER_HASH_ALGORITHMS, files: [...(options.files ?? [])] };
     this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData, execArgv: [] });
     this.worker.unref();
     this.worker.on("message", (m: { id: number; hex?: string; error?: string }) => this.settle(m));
     this.worker.on("error", (err) => this.fail(`the hash worker thread failed: ${err instanceof Error ? err.message : String(err)}`, err));
     this.worker.on("messageerror", (err) => this.fail("the hash worker thread could not read a message", err));
-    this.worker.on("exit", (code) => this.fail(`the hash worker thread exited (code ${code})`));
+    this.worker.on("exit", (code) => {
+      this.exited = true;
+      this.fail(`the hash worker thread exited (code ${code})`);
+    });
   }
 
   /** Why the worker is unusable (failed or closed), or undefined while it works. */
@@ -209,7 +248,17 @@ export class HashWorker {
    */
   async close(): Promise<void> {
     this.fail("the hash worker was closed before the digest was computed", undefined, "ERR_ABORTED");
-    await this.worker.terminate().catch(() => {});
+    if (this.exited) return;
+    // The loop ends after its current command (and closes the files it opened); a worker that does not is terminated.
+    this.worker.ref(); // until it has exited: an awaited close() must not leave a promise unsettled
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => void this.worker.terminate().then(() => resolve(), () => resolve()), 2000);
+      timer.unref?.();
+      this.worker.once("exit", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   /** @internal The bytes of `slot`. */
@@ -264,8 +313,18 @@ export class HashWorker {
     });
   }
 
+  /** @internal Queues reads of `length` bytes of file `file` from `position`, hashed into hash `id`. */
+  postRead(id: number, file: number, position: number, length: number): void {
+    for (let done = 0; done < length && !this.failure; ) {
+      const n = Math.min(READ_CHUNK, length - done);
+      const pos = position + done;
+      this.command(READ, id, file, Math.floor(pos / 2 ** 32), pos % 2 ** 32 | 0, n);
+      done += n;
+    }
+  }
+
   /** Appends a command to the queue, waiting (blocking this thread) while the queue is full. */
-  private command(op: number, id: number, a = 0, b = 0): void {
+  private command(op: number, id: number, a = 0, b = 0, c = 0, d = 0): void {
     const watch = this.stallWatch();
     for (;;) {
       if (this.failure) return;
@@ -273,11 +332,13 @@ export class HashWorker {
       if (this.head - tail < QUEUE_LENGTH) break;
       if (!this.block(TAIL, tail, watch)) return;
     }
-    const e = this.queue + (this.head % QUEUE_LENGTH) * 4;
+    const e = this.queue + (this.head % QUEUE_LENGTH) * ENTRY;
     Atomics.store(this.state, e, op);
     Atomics.store(this.state, e + 1, id);
     Atomics.store(this.state, e + 2, a);
     Atomics.store(this.state, e + 3, b);
+    Atomics.store(this.state, e + 4, c);
+    Atomics.store(this.state, e + 5, d);
     this.head++;
     Atomics.store(this.state, HEAD, this.head);
     Atomics.notify(this.state, HEAD);
@@ -372,6 +433,19 @@ export class WorkerHash {
       off += n;
       if (this.fill === this.batch.length) this.flush();
     }
+    return this;
+  }
+
+  /**
+   * Adds `length` bytes of file `file` (an index into {@link HashWorkerOptions.files}) from
+   * `position`: the worker reads them itself, so they cost this thread nothing. The bytes must be
+   * in the file already and stay as they are until the digest is taken.
+   */
+  updateFromFile(file: number, position: number, length: number): this {
+    if (this.finished) throw new AirlockError("ERR_INVALID_ARGUMENT", "internal error: update() after digest() of a worker hash");
+    if (length <= 0) return this;
+    this.flush(); // bytes given before come first
+    this.owner.postRead(this.id, file, position, length);
     return this;
   }
 

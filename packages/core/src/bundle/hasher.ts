@@ -9,17 +9,17 @@
  * write completes, before the buffer is reused. A blob's tar header, written only after its data
  * is verified, is hashed from the plan (the exact bytes that will be written).
  *
- * For a large bundle, on a machine with CPUs to spare, the sha256 itself runs on a worker thread
- * (hash-worker.ts): the frontier only copies bytes into batches, and a volume's sum arrives
+ * For a large bundle the sha256 runs on a worker thread (hash-worker.ts). The frontier moves as
+ * before, but what it would read back it hands to the worker as a file range (the worker reads it
+ * itself), and what it follows live it copies into the worker's batches; a volume's sum arrives
  * asynchronously — {@link VolumeHasher.reach} waits for it. If the worker fails, the volumes it
  * was hashing lose their sums (`valid` turns false, the caller checksums the files itself) and
  * later volumes are hashed here.
  */
 import { createHash } from "node:crypto";
-import * as os from "node:os";
 import { AirlockError } from "../errors.js";
-import { HashWorker } from "../hash-worker.js";
-import { type BundlePlan, type PlannedEntry, volumeAt } from "./plan.js";
+import { HashWorker, WorkerHash } from "../hash-worker.js";
+import { type BundlePlan, type PlannedEntry, type PlannedVolume, volumeAt } from "./plan.js";
 import { END_OF_ARCHIVE_SIZE, paddedSize } from "./tar.js";
 import type { VolumeFiles } from "./volumes.js";
 import { WRITE_CHUNK_SIZE } from "./writer.js";
@@ -42,10 +42,9 @@ interface Span {
 /** Options of {@link VolumeHasher}. */
 export interface VolumeHasherOptions {
   /**
-   * Hash on a worker thread when the bundle is at least this many bytes; `Infinity` never does.
-   * Default: {@link VolumeHasher.workerMinSize}, on a machine with at least
-   * {@link VolumeHasher.workerMinCpus} CPUs. Starting the worker costs tens of milliseconds, which
-   * only a large bundle earns back.
+   * Hash on a worker thread when the bundle is at least this many bytes (default
+   * {@link VolumeHasher.workerMinSize}); `Infinity` never does. Starting the worker costs tens of
+   * milliseconds, which only a large bundle earns back.
    */
   workerMinSize?: number;
 }
@@ -54,11 +53,6 @@ export interface VolumeHasherOptions {
 interface VolumeHash {
   update(bytes: Uint8Array): unknown;
   digest(): string | Promise<string>;
-}
-
-/** The CPUs this process may use. */
-function cpuCount(): number {
-  return typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length;
 }
 
 /** A sha256 on this thread. */
@@ -71,12 +65,6 @@ function threadHash(): VolumeHash {
 export class VolumeHasher {
   /** Default of {@link VolumeHasherOptions.workerMinSize}: 64 MiB. */
   static workerMinSize = 64 * 1024 * 1024;
-  /**
-   * Fewest CPUs on which the default uses a worker: 3. On 2 CPUs the worker competed with the main
-   * thread and the source registry: in paired runs the bench export (422 MiB) took 2–8 % longer
-   * with it, though the main thread's CPU time fell by ~8 %.
-   */
-  static workerMinCpus = 3;
   /** sha256 (hex) of each volume, set once the frontier passed its end (and, off-thread, the digest arrived). */
   readonly sums: (string | undefined)[];
   /**
@@ -109,8 +97,7 @@ export class VolumeHasher {
     this.hashes = plan.volumes.map(() => undefined);
     this.sums = plan.volumes.map(() => undefined);
     this.digests = plan.volumes.map(() => undefined);
-    const offThread = options.workerMinSize !== undefined ? plan.size >= options.workerMinSize : plan.size >= VolumeHasher.workerMinSize && cpuCount() >= VolumeHasher.workerMinCpus;
-    if (offThread) this.worker = HashWorker.start();
+    if (plan.size >= (options.workerMinSize ?? VolumeHasher.workerMinSize)) this.worker = HashWorker.start({ files: files.paths });
     this.offThread = this.worker !== undefined;
     this.spans = plan.entries.map((entry) => {
       const s: Span = { start: entry.headerOffset, end: entry.dataOffset + paddedSize(entry.size), entry, done: false, written: 0, headerHashed: false, attached: false };
@@ -309,9 +296,18 @@ export class VolumeHasher {
     }
   }
 
-  /** Reads the file from the frontier to `to` and hashes it. */
+  /** Reads the file from the frontier to `to` and hashes it (on the worker, which reads it itself). */
   private async readBack(to: number): Promise<void> {
     while (this.frontier < to) {
+      const v = volumeAt(this.plan.volumes, this.frontier);
+      const h = this.hashOf(v);
+      if (h instanceof WorkerHash) {
+        const vol = this.plan.volumes[v] as PlannedVolume;
+        const n = Math.min(to, vol.offset + vol.size) - this.frontier;
+        h.updateFromFile(v, this.frontier - vol.offset, n);
+        this.advance(v, n);
+        continue;
+      }
       const n = Math.min(this.buf.length, to - this.frontier);
       const got = await this.files.read(this.buf, 0, n, this.frontier);
       if (got !== n) throw new AirlockError("ERR_IO", `reading back the bundle at offset ${this.frontier}: got ${got} of ${n} bytes`);
@@ -336,6 +332,13 @@ export class VolumeHasher {
       }
     }
     this.frontier = pos + bytes.length;
+  }
+
+  /** Moves the frontier `n` bytes on inside volume `v` (hashed by other means), finishing the volume at its end. */
+  private advance(v: number, n: number): void {
+    const vol = this.plan.volumes[v] as PlannedVolume;
+    this.frontier += n;
+    if (this.frontier === vol.offset + vol.size) this.finish(v);
   }
 
   private settle(): void {
