@@ -126,8 +126,10 @@ describe("VolumeHasher", () => {
 describe("exportBundle with the volume sums computed on a worker thread", () => {
   it("records and reports each volume's sha256sum, and the bundle verifies", async () => {
     const start = vi.spyOn(HashWorker, "start");
-    const saved = VolumeHasher.workerMinSize;
-    VolumeHasher.workerMinSize = 0; // a small bundle, hashed off-thread all the same
+    const saved = [VolumeHasher.workerMinSize, VolumeHasher.workerMinCpus] as const;
+    // A small bundle on any machine, hashed off-thread all the same.
+    VolumeHasher.workerMinSize = 0;
+    VolumeHasher.workerMinCpus = 1;
     try {
       const sources = await Promise.all(
         [
@@ -157,7 +159,7 @@ describe("exportBundle with the volume sums computed on a worker thread", () => 
       for (const v of recorded) expect(v.sha256, `volume ${v.volume}`).toBe(r.volumes[v.volume]?.sha256);
       expect((await verifyBundle(out)).problems).toEqual([]);
     } finally {
-      VolumeHasher.workerMinSize = saved;
+      [VolumeHasher.workerMinSize, VolumeHasher.workerMinCpus] = saved;
       start.mockRestore();
     }
   });
