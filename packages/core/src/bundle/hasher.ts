@@ -13,10 +13,9 @@
  * (hash-worker.ts; on 2 CPUs, measured, the hand-off costs what the worker gives back). The
  * frontier moves as before, but what it would read back it hands to the worker as a file range
  * (the worker reads it itself), and what it follows live it copies into the worker's batches; a
- * volume's sum arrives
- * asynchronously — {@link VolumeHasher.reach} waits for it. If the worker fails, the volumes it
- * was hashing lose their sums (`valid` turns false, the caller checksums the files itself) and
- * later volumes are hashed here.
+ * volume's sum arrives asynchronously — {@link VolumeHasher.reach} waits for it. If the worker
+ * fails, the volumes it was hashing lose their sums (`valid` turns false, the caller checksums the
+ * files itself) and later volumes are hashed here.
  */
 import { createHash } from "node:crypto";
 import * as os from "node:os";
