@@ -112,7 +112,9 @@ for (const platform of wanted) {
   const out = join(outDir, `airlock-${platform}`);
   const started = Date.now();
   const runtime = platform === host ? undefined : bunRuntimeFor(platform);
-  const r = spawnSync(bun, ["build", "--compile", "--minify", "--bytecode", `--target=${bunTarget(platform)}`, ...(runtime ? [`--compile-executable-path=${runtime}`] : []), entry, "--outfile", out], { cwd: root, encoding: "utf8" });
+  // --smol: Bun collects garbage sooner; an import of the bench corpus peaked at 158–167 MiB with it
+  // against 177–192 MiB without, in the same time (Node: ~105 MiB).
+  const r = spawnSync(bun, ["build", "--compile", "--minify", "--bytecode", "--compile-exec-argv=--smol", `--target=${bunTarget(platform)}`, ...(runtime ? [`--compile-executable-path=${runtime}`] : []), entry, "--outfile", out], { cwd: root, encoding: "utf8" });
   if (r.status !== 0) {
     const why = (r.stderr || r.stdout || String(r.error ?? "")).trim().split("\n").slice(-3).join(" | ");
     if (required.has(platform)) {
