@@ -4,7 +4,7 @@
  * and podman sees, inspects and saves images airlock wrote, with the same diff IDs. podman runs
  * rootful with a private store in a temporary directory. Skipped when podman is not installed.
  */
-import { execFile, execFileSync, spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,18 +20,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { gunzipSync } from "node:zlib";
 import { type RunningRegistry, startRegistry } from "../harness/registry.js";
 import { runCli } from "../support/cli.js";
+import { hasPodman } from "../support/tools.js";
 
 const run = promisify(execFile);
 const fixtures = fileURLToPath(new URL("../../fixtures/", import.meta.url));
-const has = (cmd: string) => {
-  try {
-    execFileSync(cmd, ["--version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-};
-const hasPodman = has("podman") && has("skopeo") && process.getuid?.() === 0;
 
 let dir: string;
 let root: string;

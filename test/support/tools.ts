@@ -1,0 +1,17 @@
+/**
+ * Which real peers this machine has, for tests that skip (with a reason) where a tool is missing.
+ */
+import { execFileSync } from "node:child_process";
+
+/** Reports whether `cmd --version` runs. */
+export function hasCommand(cmd: string): boolean {
+  try {
+    execFileSync(cmd, ["--version"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** podman and skopeo are installed and the tests run as root (a store's files keep their owners). */
+export const hasPodman = hasCommand("podman") && hasCommand("skopeo") && process.getuid?.() === 0;
