@@ -106,9 +106,17 @@ export interface OpenBundleOptions {
 export interface OpenBlobOptions {
   /** Start at this byte of the blob. */
   offset?: number;
-  /** Read size of the stream's chunks (default 1 MiB). */
+  /** Read size of the stream's chunks (default {@link BLOB_READ_SIZE}). */
   highWaterMark?: number;
 }
+
+/**
+ * The read size of blob streams: 1 MiB on Node (fewer reads, hash updates and socket writes per
+ * byte); 256 KiB on Bun, whose streams hold more chunks in flight — an import of the bench corpus
+ * by the compiled executable peaked at 156–164 MiB with 1 MiB reads and at 137–139 MiB with
+ * 256 KiB, in the same time (Node: ~105 MiB either way).
+ */
+export const BLOB_READ_SIZE = process.versions?.bun === undefined ? 1024 * 1024 : 256 * 1024;
 
 const READ_AHEAD = 8 * 1024;
 const MAX_DESCRIPTION_SIZE = 16 * 1024 * 1024;
@@ -332,7 +340,7 @@ export class BundleReader {
   }
 
   private streamSegments(segments: Segment[], options: OpenBlobOptions): Readable {
-    const hwm = options.highWaterMark ?? 1024 * 1024;
+    const hwm = options.highWaterMark ?? BLOB_READ_SIZE;
     if (segments.length === 0) return Readable.from([]);
     if (segments.length === 1) {
       const [s] = segments as [Segment];
