@@ -17,5 +17,8 @@ export default defineConfig({
     hookTimeout: 60_000,
     pool: "forks",
     globalSetup: ["test/global-setup.ts"],
+    // Each test's registry is new; a cache of where blobs were seen (registry/blob-locations.ts)
+    // would only carry one test's pushes into another's. Its own tests turn it on.
+    env: { AIRLOCK_BLOB_LOCATIONS: "off" },
   },
 });

@@ -1,6 +1,7 @@
 /**
  * Writing an image to a registry. Blobs are reused (HEAD), mounted from another repository of the
- * same registry, or uploaded; manifests are pushed by digest as they come, and the tag — the only
+ * same registry (the source's, or one where an earlier run saw the blob: registry/blob-locations.ts),
+ * or uploaded; manifests are pushed by digest as they come, and the tag — the only
  * thing that makes the image visible under its name — only in `commit()`.
  */
 import type { Readable } from "node:stream";
@@ -9,6 +10,7 @@ import { AirlockError } from "../../errors.js";
 import type { Descriptor, Manifest } from "../../manifest.js";
 import { MANIFEST_MEDIA_TYPES } from "../../mediatype.js";
 import type { RegistryClient, RegistryClientOptions, Repository } from "../../registry/client.js";
+import { BlobLocations } from "../../registry/blob-locations.js";
 import { acquireRegistryClient, type SharedRegistryClient } from "../../registry/shared.js";
 import type { BlobMountTarget, DestinationCapabilities, ImageDestination, ImageReference, PutBlobOptions, PutManifestOptions, SignatureDestination, SignatureOptions, SystemContext } from "../types.js";
 import { isWritableLookaside, writeLookasideSignatures } from "./lookaside.js";
@@ -30,6 +32,8 @@ export class DockerImageDestination implements ImageDestination, BlobMountTarget
   private topLevel: Manifest | undefined;
   private committed = false;
   private readonly lookasideStaging: string | undefined;
+  /** Where blobs were seen before, across runs (undefined when turned off). */
+  private readonly locations = BlobLocations.shared();
 
   constructor(reference: DockerImageReference, ctx: SystemContext = {}, options: RegistryClientOptions = {}) {
     this.reference = reference;
@@ -53,12 +57,33 @@ export class DockerImageDestination implements ImageDestination, BlobMountTarget
     return this.mountFrom;
   }
 
-  /** True when the blob is in the repository already (HEAD), or was mounted from the mount source. */
+  /**
+   * True when the blob is in the repository already (HEAD), or was mounted from the mount source
+   * or from a repository of this registry where an earlier run saw it (at most two tried; a
+   * refused mount is only a miss).
+   */
   async tryReuseBlob(desc: Descriptor, signal?: AbortSignal): Promise<boolean> {
+    const { domain, path } = this.reference.ref;
     const size = await this.repository.headBlob(desc.digest, signal);
-    if (size !== undefined && (size < 0 || desc.size < 0 || size === desc.size)) return true;
-    if (this.mountFrom === undefined) return false;
-    return this.repository.mountBlob(desc.digest, this.mountFrom, signal);
+    if (size !== undefined && (size < 0 || desc.size < 0 || size === desc.size)) return this.holds(desc.digest);
+    if (this.mountFrom !== undefined && (await this.repository.mountBlob(desc.digest, this.mountFrom, signal))) return this.holds(desc.digest);
+    for (const from of this.locations?.candidates(domain, desc.digest, path).filter((r) => r !== this.mountFrom).slice(0, 2) ?? []) {
+      let mounted = false;
+      try {
+        mounted = await this.repository.mountBlob(desc.digest, from, signal);
+      } catch (err) {
+        if (signal?.aborted) throw err;
+      }
+      if (mounted) return this.holds(desc.digest);
+      this.locations?.forget(domain, from, desc.digest);
+    }
+    return false;
+  }
+
+  /** Records that the repository now holds `digest`; returns true. */
+  private holds(digest: Digest): true {
+    this.locations?.record(this.reference.ref.domain, this.reference.ref.path, digest);
+    return true;
   }
 
   /**
@@ -68,6 +93,7 @@ export class DockerImageDestination implements ImageDestination, BlobMountTarget
    */
   async putBlob(desc: Descriptor, stream: Readable, signal?: AbortSignal, options?: PutBlobOptions): Promise<void> {
     await this.repository.putBlob(desc, stream, signal, options);
+    this.holds(desc.digest);
   }
 
   /** True when a manifest with `digest` is stored in the repository (HEAD). */
@@ -123,8 +149,9 @@ export class DockerImageDestination implements ImageDestination, BlobMountTarget
     return this.committed;
   }
 
-  /** Releases the registry client (its connections close when no other image holds it). */
+  /** Saves where blobs were seen, and releases the registry client (its connections close when no other image holds it). */
   async close(): Promise<void> {
+    await this.locations?.flush();
     await this.lease.release();
   }
 }
