@@ -123,6 +123,21 @@ describe.each<RegistryMode>(["plain", "basic", "tls", "token"])("against docker-
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/no-such-tag/);
   });
+
+  it("--debug logs one line per registry request (as skopeo's), never a credential", async () => {
+    const ref = `docker://${reg.host}/debug/log:1`;
+    expect((await runCli(["copy", "-q", ...access(reg, "dest-"), `oci:${FIX}/oci:single`, ref])).code).toBe(0);
+    const r = await runBin(["--debug", "inspect", ...access(reg), ref]);
+    expect(r.code).toBe(0);
+    const debug = r.stderr.split("\n").filter((l) => l.startsWith("airlock: debug: "));
+    const origin = `http${reg.mode === "tls" ? "s" : ""}://${reg.host}`;
+    expect(debug).toContain(`airlock: debug: GET ${origin}/v2/ → ${reg.mode === "basic" || reg.mode === "token" ? 401 : 200}`);
+    expect(debug).toContain(`airlock: debug: GET ${origin}/v2/debug/log/manifests/1 → 200`);
+    // The config blob (inspect reads it); a token request or a redirect would add lines of their own.
+    expect(debug.some((l) => l.startsWith(`airlock: debug: GET ${origin}/v2/debug/log/blobs/sha256:`) && l.endsWith(" → 200"))).toBe(true);
+    if (reg.password) expect(r.stderr).not.toContain(reg.password);
+    expect(r.stderr).not.toMatch(/basic |bearer |authorization|token=|password/i);
+  });
 });
 
 describe("failures users meet", () => {

@@ -55,7 +55,7 @@ export async function buildProgram(cli: CliContext, verb?: string, versionOnly =
   program
     .description("Move container images across an air gap, and do everything skopeo does on the way.")
     .version(`airlock version ${VERSION}`, "-v, --version", "print the version")
-    .option("--debug", "print debugging information, including stack traces on errors")
+    .option("--debug", "print debugging information: each registry request (method, URL, status; never credentials) and stack traces on errors")
     .option("--override-os <os>", "use OS instead of this machine's when choosing an image from an index")
     .option("--override-arch <arch>", "use ARCH instead of this machine's when choosing an image from an index")
     .option("--override-variant <variant>", "use VARIANT when choosing an image from an index")
@@ -102,9 +102,12 @@ export async function main(argv: string[], make: (signal: AbortSignal, globals: 
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   let timer: NodeJS.Timeout | undefined;
-  program.hook("preAction", () => {
-    const ms = ((program?.opts() ?? {}) as GlobalOptions).commandTimeout;
+  program.hook("preAction", async () => {
+    const { commandTimeout: ms, debug } = (program?.opts() ?? {}) as GlobalOptions;
     if (ms) timer = setTimeout(() => controller.abort(new Error(`--command-timeout of ${ms} ms expired`)), ms);
+    // As skopeo's --debug: one line per registry request (method, URL without its query, status;
+    // never credentials or headers), on stderr.
+    if (debug) (await import("@airlock/core")).setRegistryDebugLogger((line) => cli.stderr.write(`airlock: debug: ${line}\n`));
   });
   try {
     await program.parseAsync(args, { from: "user" });
