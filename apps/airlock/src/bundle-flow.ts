@@ -31,6 +31,8 @@ export interface Resolved {
   planned: PlannedImage[];
   lock: Lock;
   failures: ImageFailure[];
+  /** What was read from each image's source while locking, by bundle name (an export reuses it). */
+  fetched: Map<string, FetchedImage>;
 }
 
 /** Where the lock of `imagesFile` lives by default: next to it. */
@@ -44,8 +46,7 @@ async function fetchTop(image: PlannedImage, signal?: AbortSignal): Promise<Fetc
   try {
     const manifest: Manifest = await src.getManifest(undefined, signal);
     if (!manifest.isIndex) return { manifest };
-    const children: Manifest[] = [];
-    for (const d of manifest.index.manifests) children.push(await src.getManifest(d.digest, signal));
+    const children = await Promise.all(manifest.index.manifests.map((d) => src.getManifest(d.digest, signal)));
     return { manifest, children };
   } finally {
     await src.close();
@@ -64,12 +65,18 @@ export async function resolveAndLock(imagesFile: string, options: { keepGoing?: 
     { listTags: (repo, ctx: SystemContext) => listTags(repo, ctx, options.signal ? { signal: options.signal } : {}) },
     options.keepGoing ? { onError: (f) => failures.push({ image: f.entry.at, error: f.error.message }) } : {},
   );
-  const lock = await buildLock(planned, (image) => fetchTop(image, options.signal), {
+  const fetched = new Map<string, FetchedImage>();
+  const fetchAndKeep = async (image: PlannedImage) => {
+    const f = await fetchTop(image, options.signal);
+    fetched.set(image.bundleName, f);
+    return f;
+  };
+  const lock = await buildLock(planned, fetchAndKeep, {
     naming: config.destination.naming,
     ...(options.keepGoing ? { onError: (image: PlannedImage, error: Error) => failures.push({ image: image.bundleName, error: error.message }) } : {}),
   });
   lock.tool = `airlock ${VERSION}`;
-  return { config, planned, lock, failures };
+  return { config, planned, lock, failures, fetched };
 }
 
 /**
@@ -87,9 +94,10 @@ export async function checkLocked(resolved: Resolved, lockPath: string): Promise
 
 /**
  * The images an export reads, from a lock: registry images pinned to their locked digest (so a
- * tag moving during the export cannot mix versions), other transports as written.
+ * tag moving during the export cannot mix versions), other transports as written. `fetched`
+ * (what locking read) hands the export the manifests it already has, where they are the locked ones.
  */
-export function exportImagesFor(lock: Lock, planned: PlannedImage[]): ExportImage[] {
+export function exportImagesFor(lock: Lock, planned: PlannedImage[], fetched?: ReadonlyMap<string, FetchedImage>): ExportImage[] {
   const byName = new Map(planned.map((p) => [p.bundleName, p]));
   return lock.images.map((img) => {
     const plan = byName.get(img.name);
@@ -98,6 +106,8 @@ export function exportImagesFor(lock: Lock, planned: PlannedImage[]): ExportImag
     const platforms = img.platforms === "all" || keepIndex ? ("all" as const) : img.platforms.map(parsePlatform);
     const out: ExportImage = { source, name: img.name, platforms };
     if (plan) out.ctx = plan.systemContext;
+    const f = fetched?.get(img.name);
+    if (f && f.manifest.digest === img.digest) out.manifests = [f.manifest, ...(f.children ?? [])];
     return out;
   });
 }

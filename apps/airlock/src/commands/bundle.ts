@@ -78,7 +78,7 @@ export function registerBundle(program: Command, cli: CliContext): void {
     const file = opts.file as string;
     const resolved = await resolveAndLock(file, { signal: cli.signal });
     if (opts.locked) await checkLocked(resolved, defaultLockPath(file));
-    const result = await exportBundle(exportImagesFor(resolved.lock, resolved.planned), opts.output as string, {
+    const result = await exportBundle(exportImagesFor(resolved.lock, resolved.planned, resolved.fetched), opts.output as string, {
       dryRun: true,
       ...(opts.splitSize ? { splitSize: opts.splitSize as number } : {}),
       signal: cli.signal,
@@ -152,7 +152,7 @@ Examples:
       const resolved = await resolveAndLock(file, { keepGoing: opts.keepGoing === true, signal: cli.signal });
       const lock = opts.locked ? await checkLocked(resolved, defaultLockPath(file)) : resolved.lock;
       if (lock.images.length === 0) throw new AirlockError("ERR_IMAGE_NOT_FOUND", `no image to export: ${resolved.failures.length} failed (${resolved.failures.map((f) => f.image).join(", ")})`);
-      const images = await withSignatureLocations(exportImagesFor(lock, resolved.planned), cli.globals() as Record<string, unknown>);
+      const images = await withSignatureLocations(exportImagesFor(lock, resolved.planned, resolved.fetched), cli.globals() as Record<string, unknown>);
       const result = await exportBundle(images, out, {
         ...(opts.splitSize ? { splitSize: opts.splitSize as number } : {}),
         ...(opts.concurrency ? { concurrency: opts.concurrency as number } : {}),

@@ -67,6 +67,12 @@ export interface ExportImage {
   platforms?: PlatformSelection;
   /** Settings for reading this image (its registry's TLS and credentials); default: `ExportOptions.ctx`. */
   ctx?: SystemContext;
+  /**
+   * Manifests of this image already read from `source` (its top-level manifest first, then any
+   * children), e.g. while locking: the export uses them instead of fetching them again (a
+   * registry such as Docker Hub counts every manifest GET against its pull limit).
+   */
+  manifests?: readonly Manifest[];
 }
 
 /** Options of {@link exportBundle}. */
@@ -215,7 +221,7 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
             );
           }
           onProgress?.({ type: "image-start", image: img.name });
-          const r = await resolveImage(src, img.name, img.platforms ?? "all", signal);
+          const r = await resolveImage(src, img.name, img.platforms ?? "all", signal, img.manifests);
           if (r.sourceTop) {
             const platforms = (r.platforms ?? []).map((p) => (p.platform ? formatPlatform(p.platform) : p.digest));
             onProgress?.({ type: "index-rewritten", image: img.name, sourceDigest: r.sourceTop.digest, digest: r.top.digest, platforms });

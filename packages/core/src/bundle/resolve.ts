@@ -37,14 +37,17 @@ const REFERENCE_TYPE = "vnd.docker.reference.type";
 const REFERENCE_DIGEST = "vnd.docker.reference.digest";
 
 /**
- * Fetches the top-level manifest of `src` and, for an index, every child it keeps (recursively),
- * checking each child's digest and size against its index entry. With a platform list, an index
- * is replaced by a new one that lists only the matching images (and buildx attestations of
- * those); the new index's digest differs from the source's and is reported as `sourceTop`.
+ * Fetches the top-level manifest of `src` and, for an index, every child it keeps (recursively;
+ * the children of one index at once), checking each child's digest and size against its index
+ * entry. With a platform list, an index is replaced by a new one that lists only the matching
+ * images (and buildx attestations of those); the new index's digest differs from the source's and
+ * is reported as `sourceTop`. `known` are manifests already read from `src` (the top-level one
+ * first): they are not fetched again.
  */
-export async function resolveImage(src: ImageSource, name: string, platforms: PlatformSelection, signal?: AbortSignal): Promise<ResolvedImage> {
+export async function resolveImage(src: ImageSource, name: string, platforms: PlatformSelection, signal?: AbortSignal, known?: readonly Manifest[]): Promise<ResolvedImage> {
   const what = `${src.reference}`;
-  const sourceTop = await src.getManifest(undefined, signal);
+  const have = new Map((known ?? []).map((m) => [m.digest, m]));
+  const sourceTop = known?.[0] ?? (await src.getManifest(undefined, signal));
   let top = sourceTop;
   if (top.isIndex && platforms !== "all") {
     top = subsetIndex(top, platforms, what);
@@ -54,14 +57,18 @@ export async function resolveImage(src: ImageSource, name: string, platforms: Pl
   const seen = new Set<string>();
   const visit = async (m: Manifest): Promise<void> => {
     if (m.isIndex) {
+      const children: Descriptor[] = [];
       for (const d of m.index.manifests) {
         if (!isManifestMediaType(d.mediaType)) {
           throw new AirlockError("ERR_UNSUPPORTED_MEDIA_TYPE", `${what}: index ${m.digest} lists ${d.digest} of media type ${d.mediaType}, which is not a manifest airlock can export`);
         }
         if (seen.has(d.digest)) continue;
         seen.add(d.digest);
-        await visit(await childManifest(src, d, what, signal));
+        children.push(d);
       }
+      // Fetched together (one round trip, not one per platform), visited in the index's order.
+      const fetched = await Promise.all(children.map((d) => childManifest(src, d, what, signal, have)));
+      for (const c of fetched) await visit(c);
     } else if (m.isSchema1) {
       throw new AirlockError(
         "ERR_UNSUPPORTED_MEDIA_TYPE",
@@ -85,8 +92,8 @@ export async function resolveImage(src: ImageSource, name: string, platforms: Pl
   return out;
 }
 
-async function childManifest(src: ImageSource, d: Descriptor, what: string, signal?: AbortSignal): Promise<Manifest> {
-  const m = await src.getManifest(d.digest, signal);
+async function childManifest(src: ImageSource, d: Descriptor, what: string, signal: AbortSignal | undefined, have: ReadonlyMap<string, Manifest>): Promise<Manifest> {
+  const m = have.get(d.digest) ?? (await src.getManifest(d.digest, signal));
   if (m.digest !== d.digest) {
     throw new AirlockError("ERR_DIGEST_MISMATCH", `manifest ${d.digest} of ${what}: content has digest ${m.digest}; the source is corrupt or was tampered with`);
   }

@@ -78,7 +78,8 @@ export class DockerImageSource implements ImageSource, SignatureSource {
    */
   async getSignatures(options: SignatureOptions = {}): Promise<Uint8Array[]> {
     if (this.lookaside === undefined) return [];
-    const digest = options.instanceDigest ?? (await this.getManifest(undefined, options.signal)).digest;
+    // A reference pinned by digest names its manifest: no need to fetch it to learn that.
+    const digest = options.instanceDigest ?? this.reference.ref.digest ?? (await this.getManifest(undefined, options.signal)).digest;
     return readLookasideSignatures(this.lookaside, this.reference.ref.path, digest, `${digest} of ${this.reference}`, options.signal);
   }
 
