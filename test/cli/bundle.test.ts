@@ -113,6 +113,19 @@ images:
     expect(readdirSync(tmp).filter((f) => f.startsWith("bundle.tar"))).toEqual(["bundle.tar", "bundle.tar.sha256"]);
   });
 
+  it("reads each manifest from the registry once: the export reuses what locking read (--debug lists every request)", async () => {
+    const r = await runBin(["--debug", "export", "-q", "-f", yaml, "-o", join(tmp, "once.tar")]);
+    expect(r.code).toBe(0);
+    const gets = r.stderr.split("\n").filter((l) => /^airlock: debug: GET \S+\/manifests\/\S+ → 200$/.test(l));
+    expect(gets.length).toBeGreaterThanOrEqual(7); // six tags, and the children of the index
+    expect(gets.some((l) => l.includes("/up/multi/manifests/sha256:"))).toBe(true);
+    expect(new Set(gets).size).toBe(gets.length);
+    // The top-level manifests were read by tag while locking, not again by their pinned digest.
+    for (const d of [DIGESTS.single, DIGESTS.multi, DIGESTS.docker]) expect(gets.some((l) => l.includes(`/manifests/${d} `))).toBe(false);
+    rmSync(join(tmp, "once.tar"), { force: true });
+    rmSync(join(tmp, "once.tar.sha256"), { force: true });
+  });
+
   it("skopeo reads every OCI image of the bundle without airlock", async () => {
     for (const [name, digest] of [
       [`${src.host}/up/single:1.1.0`, DIGESTS.single],
@@ -152,6 +165,17 @@ images:
     r = await runCli(["import", bundle, "--to", `${dst.host}/mirror`]);
     expect(r.stdout).toMatch(/0 blob\(s\) pushed \(0 B\)/);
     expect(r.stdout).not.toMatch(/^pushed /m);
+  });
+
+  it("pushes each manifest once: an image's top-level manifest by its tag only, as skopeo does", async () => {
+    const r = await runBin(["--debug", "import", "-q", bundle, "--to", `${dst.host}/once`]);
+    expect(r.code).toBe(0);
+    const puts = r.stderr.split("\n").filter((l) => /^airlock: debug: PUT \S+\/manifests\/\S+ → 201$/.test(l));
+    expect(new Set(puts).size).toBe(puts.length);
+    expect(puts).toContain(`airlock: debug: PUT http://${dst.host}/v2/once/up/multi/manifests/1.0 → 201`);
+    expect(puts.some((l) => l.includes(`/manifests/${DIGESTS.multi}`))).toBe(false);
+    expect(puts.some((l) => l.includes("/once/up/multi/manifests/sha256:"))).toBe(true); // its children, by digest
+    expect(sha(await skopeo("inspect", "--raw", "--tls-verify=false", `docker://${dst.host}/once/up/multi:1.0`))).toBe(DIGESTS.multi);
   });
 
   it("imports into an OCI layout and a dir: tree", async () => {
@@ -222,7 +246,7 @@ describe("split volumes and damaged bundles", () => {
     unlinkSync(gone);
     const v = await runBin(["verify", base()]);
     expect(v.code).toBe(1);
-    expect(v.stdout).toMatch(new RegExp(`volume 1 .*MISSING`));
+    expect(v.stdout).toMatch(/volume 1 .*MISSING/);
     const i = await runBin(["import", base(), "--to", `${dst.host}/split-missing`]);
     expect(i.code).toBe(1);
     expect((await runCli(["list-tags", `docker://${dst.host}/split-missing/up/single`])).code).toBe(2);

@@ -1,8 +1,8 @@
 /**
  * Writing an image to a registry. Blobs are reused (HEAD), mounted from another repository of the
  * same registry (the source's, or one where an earlier run saw the blob: registry/blob-locations.ts),
- * or uploaded; manifests are pushed by digest as they come, and the tag — the only
- * thing that makes the image visible under its name — only in `commit()`.
+ * or uploaded; manifests are pushed by digest as they come, and the top-level one by its tag —
+ * the only thing that makes the image visible under its name — only in `commit()`.
  */
 import type { Readable } from "node:stream";
 import type { Digest } from "../../digest.js";
@@ -103,7 +103,8 @@ export class DockerImageDestination implements ImageDestination, BlobMountTarget
 
   /**
    * Pushes a manifest by its digest. The top-level one must match the reference's digest, when it
-   * has one; its tag is pushed by {@link commit}.
+   * has one; for a reference with a tag it is pushed once, by that tag, in {@link commit} (as
+   * skopeo does: a PUT by tag stores the manifest too, and one PUT fewer per image).
    */
   async putManifest(manifest: Manifest, options: PutManifestOptions): Promise<void> {
     if (options.topLevel) {
@@ -114,9 +115,10 @@ export class DockerImageDestination implements ImageDestination, BlobMountTarget
           `writing ${this.reference}: the image's manifest has digest ${manifest.digest}, not the ${want} the destination reference names; push by tag instead, or copy the image with that digest`,
         );
       }
+      this.topLevel = manifest;
+      if (this.reference.ref.tag !== undefined) return;
     }
     await this.repository.putManifest(manifest.digest, manifest.bytes, manifest.mediaType, options.signal);
-    if (options.topLevel) this.topLevel = manifest;
   }
 
   /**
@@ -140,7 +142,13 @@ export class DockerImageDestination implements ImageDestination, BlobMountTarget
     const m = this.topLevel;
     if (!m) throw new AirlockError("ERR_DESTINATION", `committing ${this.reference}: no top-level manifest was written`);
     const tag = this.reference.ref.tag;
-    if (tag !== undefined) await this.repository.putManifest(tag, m.bytes, m.mediaType, signal);
+    if (tag !== undefined) {
+      const stored = await this.repository.putManifest(tag, m.bytes, m.mediaType, signal);
+      // Pushed by tag, the manifest is checked against its digest here (by digest, the registry checks it).
+      if (stored?.startsWith(`${m.digest.split(":")[0]}:`) && stored !== m.digest) {
+        throw new AirlockError("ERR_DIGEST_MISMATCH", `writing ${this.reference}: the registry stored the manifest as ${stored}, not ${m.digest}; it changed the manifest, so the image's digest would not be kept`);
+      }
+    }
     this.committed = true;
   }
 
