@@ -229,30 +229,35 @@ const median = (xs) => {
 
 const results = [];
 
-/** Times `job` for each tool; `prepare()` runs before every run (untimed). */
+/**
+ * Times `job` for each tool; `prepare()` runs before every run (untimed). The tools take turns run
+ * by run (A B A B …, the first tool alternating), so that a drift of the machine during the row
+ * (page cache, a registry's state, a noisy neighbour) weighs on both alike.
+ */
 async function bench(name, variants) {
   if (ONLY.length && !ONLY.includes(name.replace(/ \(compiled\)$/, ""))) return;
   const row = { job: name };
-  for (const [tool, { prepare, cmd, skip }] of Object.entries(variants)) {
-    if (skip) {
-      row[tool] = { skipped: skip };
-      continue;
-    }
-    const secs = [];
-    const cpu = [];
-    const serverCpu = [];
-    let rss = 0;
-    for (let i = 0; i < RUNS; i++) {
+  const tools = Object.entries(variants).filter(([tool, { skip }]) => {
+    if (skip) row[tool] = { skipped: skip };
+    return !skip;
+  });
+  const runs = new Map(tools.map(([tool]) => [tool, { secs: [], cpu: [], serverCpu: [], rss: 0 }]));
+  for (let i = 0; i < RUNS; i++) {
+    const order = i % 2 === 0 ? tools : [...tools].reverse();
+    for (const [tool, { prepare, cmd }] of order) {
       const ctx = prepare ? await prepare() : {};
       const r = timed(typeof cmd === "function" ? cmd(ctx) : cmd);
-      secs.push(r.secs);
-      cpu.push(r.cpu);
-      serverCpu.push(r.serverCpu);
-      rss = Math.max(rss, r.rssMiB);
+      const m = runs.get(tool);
+      m.secs.push(r.secs);
+      m.cpu.push(r.cpu);
+      m.serverCpu.push(r.serverCpu);
+      m.rss = Math.max(m.rss, r.rssMiB);
       if (ctx.cleanup) await ctx.cleanup();
     }
-    row[tool] = { median: median(secs), runs: secs, peakRssMiB: rss, cpu: median(cpu), serverCpu: median(serverCpu) };
-    console.error(`bench: ${name} ${tool}: median ${median(secs).toFixed(2)} s, peak RSS ${rss.toFixed(0)} MiB`);
+  }
+  for (const [tool, m] of runs) {
+    row[tool] = { median: median(m.secs), runs: m.secs, peakRssMiB: m.rss, cpu: median(m.cpu), serverCpu: median(m.serverCpu) };
+    console.error(`bench: ${name} ${tool}: median ${median(m.secs).toFixed(2)} s, peak RSS ${m.rss.toFixed(0)} MiB`);
   }
   if (row.airlock?.median && row.skopeo?.median) row.speedup = row.skopeo.median / row.airlock.median;
   results.push(row);
