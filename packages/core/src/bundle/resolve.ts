@@ -9,6 +9,8 @@ import { type Descriptor, Manifest } from "../manifest.js";
 import { isManifestMediaType } from "../mediatype.js";
 import { formatPlatform, type Platform, platformMatches } from "../platform.js";
 import type { ImageReference, ImageSource } from "../transports/types.js";
+import { buildImageManifest, buildIndex } from "../convert/manifest.js";
+import { configMediaType, formatOf, isImageConfig, layerKind, layerMediaType } from "../convert/mediatypes.js";
 import type { BundlePlatformImage } from "./format.js";
 
 /** Which images of an index to keep: all of them (the index is kept as is) or those of a list of platforms. */
@@ -125,6 +127,52 @@ export function subsetIndex(index: Manifest, wanted: Platform[], what: string): 
   }
   if (result.length === entries.length) return index;
   return Manifest.fromJSON({ ...index.index, manifests: result }, index.mediaType);
+}
+
+/**
+ * The image with its Docker v2s2 manifests and manifest lists converted to OCI ones (`export
+ * --format oci`), so that every OCI tool reads it from a bundle — skopeo's OCI layout code skips
+ * index.json entries of Docker media types. Configs and layers keep their bytes: only the media
+ * types in their descriptors change, and with them the digests of the converted manifests and of
+ * the indexes above them; the source's top-level manifest is then kept as `sourceTop`. Returns
+ * `img` itself when nothing is Docker-typed.
+ */
+export function convertToOci(img: ResolvedImage): ResolvedImage {
+  const converted = new Map<string, Manifest>();
+  for (const m of img.manifests) {
+    let n = m;
+    if (m.isIndex) {
+      const entries = m.index.manifests.map((d) => {
+        const c = converted.get(d.digest);
+        return c ? { ...d, mediaType: c.mediaType, digest: c.digest, size: c.bytes.length } : d;
+      });
+      if (formatOf(m.mediaType) !== "oci" || entries.some((d, i) => d !== m.index.manifests[i])) n = buildIndex("oci", entries, m);
+    } else if (formatOf(m.mediaType) === "v2s2") {
+      const { config, layers } = m.image;
+      const ociConfig = isImageConfig(config.mediaType) ? { ...config, mediaType: configMediaType("oci") } : config;
+      const ociLayers = layers.map((l) => {
+        const kind = layerKind(l.mediaType);
+        const mediaType = kind && layerMediaType("oci", kind.compression, kind.nondistributable);
+        return mediaType ? { ...l, mediaType } : l;
+      });
+      n = buildImageManifest("oci", ociConfig, ociLayers, m);
+    }
+    if (n !== m) converted.set(m.digest, n);
+  }
+  if (converted.size === 0) return img;
+  const manifests = img.manifests.map((m) => converted.get(m.digest) ?? m);
+  const top = converted.get(img.top.digest) ?? img.top;
+  const out: ResolvedImage = { ...img, top, manifests, blobs: manifests.flatMap((m) => (m.isIndex ? [] : m.blobs())) };
+  const sourceTop = img.sourceTop ?? img.top;
+  if (sourceTop.digest !== top.digest) out.sourceTop = sourceTop;
+  if (top.isIndex) {
+    out.platforms = top.index.manifests.map((d) => {
+      const p: BundlePlatformImage = { digest: d.digest, mediaType: d.mediaType, size: d.size };
+      if (d.platform) p.platform = d.platform;
+      return p;
+    });
+  }
+  return out;
 }
 
 /** The digest of the manifest list an image's blobs come from, for messages. */
