@@ -18,7 +18,7 @@ import {
 import { type Command, Option } from "commander";
 import type { CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
-import { addDockerFlags, addRetryFlags, parseCount, platformFrom, systemContextFrom } from "../flags.js";
+import { addImageFlags, addRetryFlags, addSkopeoCopyFlags, parseCount, platformFrom, systemContextFrom } from "../flags.js";
 import { addThrottleFlags, withThrottle } from "../throttle-flags.js";
 import { configuredLookasideStaging, loadRegistriesD, loadTrustPolicy, lookasideForReading, lookasideHint, keyFileSigner, policyChecker, type RegistriesD } from "../signing/index.js";
 
@@ -47,9 +47,16 @@ export function registerCopy(program: Command, cli: CliContext): void {
     .option("--dest-decompress", "store every layer uncompressed")
     .addOption(new Option("--dest-compress-format <format>", "compress every layer with this algorithm: gzip or zstd (zstd needs Node.js ≥ 22.15, Bun or Deno)").choices(["gzip", "zstd"]))
     .option("--dest-compress-level <n>", "compression level (gzip 1-9, zstd 1-19)", (v) => parseCount(v, "--dest-compress-level"))
+    .option("--dest-force-compress-format", "use only the --dest-compress-format algorithm (airlock always does: that flag recompresses every layer)")
+    .option("--dest-oci-accept-uncompressed-layers", "oci: keep uncompressed layers uncompressed (airlock always does; only a layer whose media type says compressed is compressed)")
+    .option(
+      "--dest-precompute-digests",
+      "docker://: do not upload a layer the registry already has (airlock always does: it knows each blob's digest from the source's manifest and asks the registry first, HEAD, or mounts it from another repository)",
+    )
     .option("--additional-tag <name:tag>", "docker-archive: also tag the image NAME:TAG (repeatable)", (v: string, prev: string[] = []) => [...prev, v]);
-  addDockerFlags(cmd, "src-");
-  addDockerFlags(cmd, "dest-");
+  addImageFlags(cmd, "src-");
+  addImageFlags(cmd, "dest-");
+  addSkopeoCopyFlags(cmd, (m) => cli.stderr.write(`warning: ${m}\n`), { encryption: true });
   addRetryFlags(cmd);
   addThrottleFlags(cmd);
   cmd.addHelpText(
@@ -85,6 +92,7 @@ Exit status: 0 ok, 1 error, 2 the source image was not found.`,
     const sourceContext = systemContextFrom(opts, "src-", globals as Record<string, unknown>);
     const destinationContext = systemContextFrom(opts, "dest-", globals as Record<string, unknown>);
     if (opts.destCompress && opts.destDecompress) throw new UsageError("--dest-compress and --dest-decompress cannot be used together");
+    if (opts.destForceCompressFormat && !opts.destCompressFormat) throw new UsageError("--dest-force-compress-format needs --dest-compress-format FORMAT");
     if (opts.destDecompress && opts.destCompressFormat) throw new UsageError("--dest-decompress and --dest-compress-format cannot be used together");
     const additionalTags = opts.additionalTag as string[] | undefined;
     if (additionalTags?.length) {

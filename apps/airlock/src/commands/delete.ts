@@ -4,7 +4,7 @@
 import { AirlockError, DockerImageReference, deleteImage, parseImageName } from "@airlock/core";
 import type { Command } from "commander";
 import type { CliContext } from "../context.js";
-import { addDockerFlags, addRetryFlags, systemContextFrom } from "../flags.js";
+import { addImageFlags, addRetryFlags, systemContextFrom } from "../flags.js";
 
 /** Registers the `delete` verb. */
 export function registerDelete(program: Command, cli: CliContext): void {
@@ -13,7 +13,7 @@ export function registerDelete(program: Command, cli: CliContext): void {
     .description("Delete an image from a registry (its manifest, and so every tag that points at it)")
     .argument("<image>", "docker://HOST[:PORT]/REPOSITORY:TAG or @DIGEST")
     .option("--authfile <path>", "auth file (default: $REGISTRY_AUTH_FILE, then containers' and Docker's auth files)");
-  addDockerFlags(cmd, "");
+  addImageFlags(cmd, "");
   addRetryFlags(cmd);
   cmd.addHelpText(
     "after",

@@ -2,11 +2,12 @@
  * `airlock inspect [--raw] [--config] [--format TEMPLATE] IMAGE`, printing what `skopeo inspect`
  * prints.
  */
+import { createHash } from "node:crypto";
 import { inspectImage, parseImageName, toOCIConfig } from "@airlock/core";
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import type { CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
-import { addDockerFlags, addRetryFlags, platformFrom, systemContextFrom } from "../flags.js";
+import { addImageFlags, addRetryFlags, platformFrom, systemContextFrom } from "../flags.js";
 import { renderTemplate } from "../template.js";
 
 /** Registers the `inspect` verb. */
@@ -19,8 +20,9 @@ export function registerInspect(program: Command, cli: CliContext): void {
     .option("--raw", "print the manifest exactly as stored (with --config: the raw config)")
     .option("--config", "print the image's config (as an OCI image config)")
     .option("-f, --format <template>", "format the output with a Go template, e.g. '{{.Digest}}' or '{{json .Labels}}'")
-    .option("-n, --no-tags", "do not list the repository's tags");
-  addDockerFlags(cmd, "");
+    .option("-n, --no-tags", "do not list the repository's tags")
+    .addOption(new Option("--manifest-digest <algorithm>", "the algorithm of Digest: sha256 or sha512 (default sha256)").choices(["sha256", "sha512"]));
+  addImageFlags(cmd, "");
   addRetryFlags(cmd);
   cmd.addHelpText(
     "after",
@@ -44,6 +46,8 @@ Fields other than Digest describe the image for this platform (see --override-os
       noTags: opts.tags === false || !needsImage || opts.config === true,
       signal: cli.signal,
     });
+    // skopeo's --manifest-digest: Digest computed with another algorithm over the same bytes.
+    if (opts.manifestDigest === "sha512") result.output.Digest = `sha512:${createHash("sha512").update(result.manifest.bytes).digest("hex")}` as typeof result.output.Digest;
     let out: string;
     if (opts.raw) {
       cli.stdout.write(opts.config ? result.configBytes : result.manifest.bytes);

@@ -26,11 +26,11 @@ import {
   type SyncOptions,
   type SystemContext,
 } from "@airlock/core";
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { regexProblem, selectTags } from "../config/tags.js";
 import type { CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
-import { addDockerFlags, addRetryFlags, parseCount, platformFrom, systemContextFrom } from "../flags.js";
+import { addDockerFlags, addRetryFlags, addSkopeoCopyFlags, parseCount, platformFrom, systemContextFrom } from "../flags.js";
 import { addThrottleFlags, withThrottle } from "../throttle-flags.js";
 import { formatBytes } from "../progress.js";
 import { configuredLookasideStaging, loadRegistriesD, loadTrustPolicy, lookasideForReading, policyChecker } from "../signing/index.js";
@@ -70,10 +70,13 @@ export function registerSync(program: Command, cli: CliContext): void {
     .option("--max-per-registry <n>", "images copied at once against any one registry, source or destination (default: --parallel)", positive("--max-per-registry"))
     .option("--image-parallel-copies <n>", "blobs copied at once within one image (default 6)", positive("--image-parallel-copies"))
     .option("--remove-signatures", "do not copy the sources' signatures (they are still checked against the trust policy)")
+    .addOption(new Option("-f, --format <format>", "write manifests in this format: oci or v2s2 (Docker v2 schema 2); a converted image gets a new digest").choices(["oci", "v2s2"]))
+    .option("--sign-passphrase-file <file>", "skopeo's passphrase for --sign-by; airlock sync does not sign (sign with airlock copy --sign-by-key FILE)")
     .option("-q, --quiet", "print nothing but errors")
     .option("--json", "print progress and results as NDJSON events on stderr");
   addDockerFlags(cmd, "src-");
   addDockerFlags(cmd, "dest-");
+  addSkopeoCopyFlags(cmd, (m) => cli.stderr.write(`warning: ${m}\n`));
   addRetryFlags(cmd);
   addThrottleFlags(cmd);
   cmd.addHelpText(
@@ -188,7 +191,12 @@ async function runSyncCommand(cli: CliContext, source: string, destination: stri
       retryTimes: (opts.retryTimes as number | undefined) ?? 0,
       ...(opts.retryDelay === undefined ? {} : { retryDelayMs: opts.retryDelay as number }),
       ...(opts.imageParallelCopies === undefined ? {} : { concurrency: opts.imageParallelCopies as number }),
-      copyOptions: { removeSignatures: opts.removeSignatures === true, ...withThrottle(opts), ...(trust ? { checkPolicy: policyChecker(trust) } : {}) },
+      copyOptions: {
+        removeSignatures: opts.removeSignatures === true,
+        ...withThrottle(opts),
+        ...(trust ? { checkPolicy: policyChecker(trust) } : {}),
+        ...(opts.format === undefined ? {} : { convert: { format: opts.format as "oci" | "v2s2" } }),
+      },
       signal: cli.signal,
       onProgress: progress.listener,
       onEvent: (e) => {
