@@ -26,6 +26,12 @@ export interface StartRegistryOptions {
   mode: RegistryMode;
   /** Token mode: the JSON field the token server puts the token in (default `token`). */
   tokenField?: "token" | "access_token";
+  /**
+   * The address to listen on (default `127.0.0.1`), e.g. one of this machine's non-loopback
+   * addresses, to reach the registry under a name that is not loopback. TLS mode's certificate
+   * names 127.0.0.1 and localhost only.
+   */
+  address?: string;
   /** Accept Docker schema 1 manifest pushes (`compatibility.schema1.enabled`; distribution 2.8 refuses them by default). */
   schema1?: boolean;
 }
@@ -43,7 +49,7 @@ export interface TokenRequest {
 
 /** A running registry. */
 export interface RunningRegistry {
-  /** `127.0.0.1:PORT`, as it appears in image references. */
+  /** `127.0.0.1:PORT` (or `ADDRESS:PORT`), as it appears in image references. */
   host: string;
   mode: RegistryMode;
   /** `http://…` or `https://…` base URL. */
@@ -68,7 +74,7 @@ export interface RunningRegistry {
 const USERNAME = "airlock";
 const PASSWORD = "s3cret-pa55";
 
-/** Starts a real docker-registry on 127.0.0.1 in `mode`; resolves when `/v2/` answers. */
+/** Starts a real docker-registry on 127.0.0.1 (or `address`) in `mode`; resolves when `/v2/` answers. */
 export async function startRegistry(options: StartRegistryOptions): Promise<RunningRegistry> {
   const dir = mkdtempSync(join(tmpdir(), `airlock-registry-${options.mode}-`));
   tempDirs.add(dir);
@@ -130,8 +136,9 @@ async function startIn(dir: string, options: StartRegistryOptions, cleanups: (()
 
   let lastErr: unknown;
   for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freePort();
-    const host = `127.0.0.1:${port}`;
+    const address = options.address ?? "127.0.0.1";
+    const port = await freePort(address);
+    const host = `${address.includes(":") ? `[${address}]` : address}:${port}`;
     const config =
       `version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n` +
       `storage:\n  filesystem:\n    rootdirectory: ${join(dir, "data")}\n  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\n` +
@@ -171,13 +178,13 @@ async function opensslSelfSigned(dir: string, certName: string, keyName: string,
   await execFileP("openssl", args);
 }
 
-/** Finds a free TCP port on 127.0.0.1 (racy, hence the retries in startRegistry). */
-async function freePort(): Promise<number> {
+/** Finds a free TCP port on `address` (racy, hence the retries in startRegistry). */
+async function freePort(address: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createNetServer();
     srv.unref();
     srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
+    srv.listen(0, address, () => {
       const addr = srv.address();
       srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
     });
