@@ -1,9 +1,13 @@
 /**
- * Draws progress events on stderr: live bars on a terminal, a plain line per blob plus a summary
- * line every few seconds elsewhere (CI logs), NDJSON with --json, nothing with --quiet.
+ * Draws progress events on stderr: on a terminal a live display (a line per image in flight with
+ * bytes, rate and ETA, the last few finished, a total line); elsewhere (CI logs) a plain line per
+ * blob plus a summary line every few seconds; NDJSON with --json; nothing with --quiet.
  */
-import type { ProgressEvent, ProgressListener } from "@airlock/core";
+import type { BundleEvent, ProgressEvent, ProgressListener } from "@airlock/core";
 import cliProgress from "cli-progress";
+import { formatBytes, ProgressBoard } from "./progress-board.js";
+
+export { formatBytes } from "./progress-board.js";
 
 /** How progress is shown. */
 export type ProgressMode = "tty" | "plain" | "json" | "quiet";
@@ -13,18 +17,6 @@ export function progressMode(opts: { json?: boolean; quiet?: boolean }, stream: 
   if (opts.json) return "json";
   if (opts.quiet) return "quiet";
   return stream.isTTY && !process.env.CI ? "tty" : "plain";
-}
-
-/** Formats a byte count with binary units, e.g. `12.3 MiB`. */
-export function formatBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
 }
 
 const short = (d: string) => d.slice(0, d.indexOf(":") + 13);
@@ -126,49 +118,76 @@ function plainProgress(out: NodeJS.WriteStream, intervalMs: number): ProgressDis
   };
 }
 
-function ttyProgress(out: NodeJS.WriteStream): ProgressDisplay {
-  const totals = new Totals();
-  const multi = new cliProgress.MultiBar(
-    {
-      stream: out,
-      clearOnComplete: false,
-      hideCursor: true,
-      barsize: 30,
-      format: "{label} [{bar}] {value_fmt}/{total_fmt} {note}",
-      formatValue: (v, _o, type) => (type === "value" || type === "total" ? formatBytes(v) : String(v)),
-      autopadding: true,
-    },
-    cliProgress.Presets.shades_classic,
-  );
-  const bars = new Map<string, cliProgress.SingleBar>();
-  const totalBar = multi.create(1, 0, { label: "total             ", value_fmt: "", total_fmt: "", note: "" });
-  const refresh = () => {
-    const moved = totals.moved();
-    totalBar.setTotal(Math.max(totals.total, 1));
-    totalBar.update(moved, { value_fmt: formatBytes(moved), total_fmt: formatBytes(totals.total), note: totals.line().replace(/^progress: [^,]*/, "").replace(/^ at /, "") });
+/** Options of the terminal display; the defaults suit a real run, tests pass a clock. */
+export interface TtyProgressOptions {
+  /** The clock, in milliseconds (rates and ETAs). */
+  now?: () => number;
+  /** How often the lines are recomputed and redrawn, in milliseconds. */
+  intervalMs?: number;
+  /** Finished images kept on their own line before they collapse into a count. */
+  keepFinished?: number;
+}
+
+/**
+ * The live display of a terminal: a line per image in flight (state, name, bytes, rate, ETA), the
+ * last few finished, counts for the rest, and a total line, at most about 12 lines (fewer on a
+ * short terminal). cli-progress redraws the lines in place; warnings and failures are printed
+ * above them and stay in the scrollback.
+ */
+export function ttyProgress(out: NodeJS.WriteStream, options: TtyProgressOptions = {}): ProgressDisplay {
+  const now = options.now ?? Date.now;
+  const intervalMs = options.intervalMs ?? 200;
+  const board = new ProgressBoard(now);
+  const multi = new cliProgress.MultiBar({
+    stream: out,
+    // Each bar is one line of the board, formatted by the board.
+    format: (_options, _params, payload: { line?: string }) => payload.line ?? "",
+    fps: 1000 / intervalMs,
+    hideCursor: true,
+    clearOnComplete: false,
+    // Every frame is redrawn whole: a line printed above the display moves it down.
+    forceRedraw: true,
+    // Lines are cut at the terminal's width; printed messages wrap.
+    linewrap: true,
+  });
+  const slots: cliProgress.SingleBar[] = [];
+  let drawing = false;
+  let stopped = false;
+  const draw = () => {
+    const rows = out.rows || 24;
+    const lines = board.lines({ columns: out.columns || 80, maxLines: Math.max(4, Math.min(12, rows - 2)), keepFinished: options.keepFinished ?? 3 });
+    while (slots.length < lines.length) slots.push(multi.create(1, 0, { line: "" }));
+    for (let i = 0; i < lines.length; i++) slots[i]?.update({ line: lines[i] });
+    // Removing a slot redraws at once, with the lines already updated.
+    while (slots.length > lines.length) multi.remove(slots.pop() as cliProgress.SingleBar);
+    drawing = true;
+  };
+  const timer = setInterval(() => {
+    if (drawing) draw();
+  }, intervalMs);
+  timer.unref();
+  // A message above the display: the whole rest of the screen is cleared first, so that a wrapped
+  // message leaves nothing of the old display beside it.
+  const print = (text: string) => {
+    if (drawing) multi.log(`\x1b[0J${text}\n`);
+    else out.write(`${text}\n`);
   };
   return {
     listener: (e) => {
-      totals.on(e);
-      if (e.type === "blob-start") {
-        bars.set(e.digest, multi.create(Math.max(e.size, 1), 0, { label: short(e.digest), value_fmt: formatBytes(0), total_fmt: formatBytes(e.size), note: "" }));
-      } else if (e.type === "blob-progress") {
-        bars.get(e.digest)?.update(e.bytes, { value_fmt: formatBytes(e.bytes) });
-      } else if (e.type === "blob-done") {
-        const b = bars.get(e.digest);
-        b?.update(Math.max(e.size, 1), { value_fmt: formatBytes(e.size), note: "done" });
-        b?.stop();
-      } else if (e.type === "blob-skipped") {
-        multi.log(`Copying blob ${short(e.digest)} skipped: ${e.reason}\n`);
-      } else if (e.type === "warning") {
-        multi.log(`warning: ${e.message}\n`);
-      } else if (e.type === "image-failed") {
-        multi.log(`Failed ${e.image}: ${e.error}\n`);
-      }
-      refresh();
+      if (stopped) return;
+      const event = e as BundleEvent;
+      board.on(event);
+      if (event.type === "warning") print(`warning: ${event.message}`);
+      else if (event.type === "image-failed") print(`Failed ${event.image}: ${event.error}`);
+      if (!drawing && (event.type === "image-start" || event.type === "blob-start" || event.type === "bundle-plan")) draw();
     },
     stop: () => {
-      refresh();
+      if (stopped) return;
+      stopped = true;
+      clearInterval(timer);
+      if (!drawing) return;
+      draw();
+      multi.update();
       multi.stop();
     },
   };
