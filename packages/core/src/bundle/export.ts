@@ -417,7 +417,9 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
               onProgress?.({ type: "blob-done", image: t.image, digest: d, size: t.desc.size });
               blobDone(d);
             }).catch((err) => {
-              if (firstError === undefined) firstError = err;
+              // The first failure is the one reported; it stops the other downloads, and every one of
+              // them settles (its stream destroyed) before the files are closed.
+              if (firstError === undefined) firstError = blobFailure(err, t);
               inner.abort(err);
             }),
           ),
@@ -699,6 +701,18 @@ async function downloadBlob(files: VolumeFiles, t: BlobTask, signal: AbortSignal
       onProgress?.({ type: "warning", image: t.image, message: `blob ${d}: ${(err as Error).message}; retrying${keptWrong ? " from its start" : ""} (${attempt}/2)` });
     }
   }
+}
+
+/**
+ * The error an export reports for blob task `t`: a blob its source lacks means that the image
+ * cannot be exported — ERR_IMAGE_NOT_FOUND (exit status 2, as for an image that cannot be
+ * resolved), naming the image and its source beside the source's own message.
+ */
+function blobFailure(err: unknown, t: BlobTask): unknown {
+  if (!isAirlockError(err, "ERR_BLOB_NOT_FOUND")) return err;
+  // A file-based source's message says how to repair it; a registry's only what it answered.
+  const hint = t.src.reference.transport.name === "docker" ? `; push ${t.image} to the registry again, or leave it out of the images file` : "";
+  return new AirlockError("ERR_IMAGE_NOT_FOUND", `${t.image} (${t.src.reference}) cannot be exported: ${err.message}${hint}`, { cause: err });
 }
 
 /** Hashes the first `n` bytes of `entry`'s data as written by an earlier run; undefined when they cannot be read. */

@@ -100,6 +100,12 @@ export async function writeBlobData(files: VolumeFiles, entry: PlannedEntry, dig
     onBytes?.(Math.min(pos - entry.dataOffset, size));
   };
 
+  // This function owns `stream` now: it reads it to its end or destroys it. An error the stream
+  // emits while nobody listens (before eachChunk attaches, or after it stopped: the blob already
+  // failed, or the run was aborted and the stream is being torn down) is then expected, not an
+  // unhandled 'error' event that would kill the process; eachChunk still hears every error while
+  // it reads.
+  stream.on("error", ignoreError);
   const onAbort = () => stream.destroy(signal?.reason ?? new AirlockError("ERR_ABORTED", `${what}: aborted`));
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
@@ -156,6 +162,9 @@ export async function writeBlobData(files: VolumeFiles, entry: PlannedEntry, dig
   }
 }
 
+/** An 'error' listener for a stream whose errors are heard elsewhere, or no longer matter. */
+function ignoreError(): void {}
+
 /**
  * Feeds each chunk of `stream` to `onChunk` as it arrives — through 'data' events, so chunks are
  * never concatenated (an async iterator's read() would copy them together) — pausing the stream
@@ -164,6 +173,15 @@ export async function writeBlobData(files: VolumeFiles, entry: PlannedEntry, dig
  */
 export function eachChunk(stream: Readable, onChunk: (chunk: Buffer) => Promise<void> | undefined): Promise<void> {
   return new Promise<void>((resolve, reject) => {
+    // A stream destroyed before we came (aborted, or failed while nobody read it) sends no more
+    // events: settle now instead of waiting forever.
+    if (stream.destroyed) {
+      const errored = (stream as { errored?: Error | null }).errored;
+      if (errored) reject(errored);
+      else if (stream.readableEnded) resolve();
+      else reject(new AirlockError("ERR_ABORTED", "the blob stream was closed before it was read"));
+      return;
+    }
     let done = false;
     let inflight: Promise<void> | undefined;
     const cleanup = () => {

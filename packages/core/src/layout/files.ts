@@ -4,7 +4,7 @@
  * ever visible under its final name, and open a stored blob for reading from an offset.
  */
 import { createReadStream, promises as fs } from "node:fs";
-import { addAbortSignal, type Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Digester, digestAlgorithm, type Expected, VerifyingStream } from "../digest.js";
 import { AirlockError } from "../errors.js";
@@ -115,14 +115,44 @@ export async function openBlobFile(path: string, options: GetBlobOptions, notFou
     if (!Number.isSafeInteger(offset) || offset < 0 || offset > st.size) {
       throw new AirlockError("ERR_INVALID_ARGUMENT", `cannot read ${path} from offset ${offset}: the file has ${st.size} bytes`);
     }
-    const stream = fh.createReadStream({ start: offset, highWaterMark: WRITE_BATCH });
-    if (options.signal) addAbortSignal(options.signal, stream);
+    // Aborted while the file was being opened (a sibling download failed): no stream is made.
+    options.signal?.throwIfAborted();
+    const stream = destroyOnAbort(fh.createReadStream({ start: offset, highWaterMark: WRITE_BATCH }), options.signal);
     return { stream, size: st.size - offset };
   } catch (err) {
     await fh.close().catch(() => {});
     throw err;
   }
 }
+
+/**
+ * Ties `stream` to `signal`: when the signal aborts (or already has), the stream is destroyed with
+ * an `AbortError` whose `cause` is the signal's reason — and that 'error' event is never an
+ * unhandled one. A reader that listens gets the error; when nobody reads the stream yet (it was
+ * returned to a caller that has not attached its reader, or that stopped reading), the error is
+ * dropped and a reader that comes later finds the stream destroyed (`stream.errored`). Node's
+ * `addAbortSignal` emits such an error unheard when the signal is already aborted, which kills
+ * the process. Returns `stream`.
+ */
+export function destroyOnAbort<T extends Readable>(stream: T, signal: AbortSignal | undefined): T {
+  if (!signal) return stream;
+  const onAbort = () => {
+    stream.on("error", ignoreError);
+    const err = new Error("The operation was aborted", { cause: signal.reason });
+    err.name = "AbortError";
+    stream.destroy(err);
+  };
+  if (signal.aborted) {
+    onAbort();
+    return stream;
+  }
+  signal.addEventListener("abort", onAbort, { once: true });
+  stream.once("close", () => signal.removeEventListener("abort", onAbort));
+  return stream;
+}
+
+/** An 'error' listener for a stream being torn down, whose error nobody needs any more. */
+function ignoreError(): void {}
 
 /**
  * Reads a small file (a manifest, index.json) whole, refusing one larger than `maxSize` bytes.
@@ -168,8 +198,7 @@ export async function fileMatches(path: string, expected: Expected, signal?: Abo
   if (size === undefined) return false;
   if (expected.size !== undefined && expected.size >= 0 && size !== expected.size) return false;
   const digester = new Digester(digestAlgorithm(expected.digest));
-  const stream = createReadStream(path, { highWaterMark: WRITE_BATCH });
-  if (signal) addAbortSignal(signal, stream);
+  const stream = destroyOnAbort(createReadStream(path, { highWaterMark: WRITE_BATCH }), signal);
   try {
     for await (const chunk of stream) digester.update(chunk as Buffer);
   } catch (cause) {
