@@ -32,6 +32,11 @@ export interface StartRegistryOptions {
    * names 127.0.0.1 and localhost only.
    */
   address?: string;
+  /**
+   * TLS mode: CA certificates (PEM files) that client certificates must chain to
+   * (`http.tls.clientcas`); the registry then refuses any TLS connection without one.
+   */
+  clientCAs?: string[];
   /** Accept Docker schema 1 manifest pushes (`compatibility.schema1.enabled`; distribution 2.8 refuses them by default). */
   schema1?: boolean;
 }
@@ -118,6 +123,7 @@ async function startIn(dir: string, options: StartRegistryOptions, cleanups: (()
     result.certDir = certDir;
     result.caFile = join(certDir, "ca.crt");
     tlsYaml = `  tls:\n    certificate: ${join(dir, "cert.pem")}\n    key: ${join(dir, "key.pem")}\n`;
+    if (options.clientCAs?.length) tlsYaml += `    clientcas:\n${options.clientCAs.map((f) => `      - ${f}\n`).join("")}`;
   }
   if (mode === "token") {
     await opensslSelfSigned(dir, "token-cert.pem", "token-key.pem", "test-token-issuer");
@@ -200,11 +206,15 @@ async function waitUntilUp(url: string, exited: Promise<number | null>): Promise
   while (Date.now() < deadline) {
     if (dead) throw new Error("the process exited");
     const status = await probe(`${url}/v2/`).catch(() => 0);
-    if (status === 200 || status === 401) return;
+    // CLIENT_CERT_REQUIRED: a registry with clientcas answered the probe's certificate-less handshake.
+    if (status === 200 || status === 401 || status === CLIENT_CERT_REQUIRED) return;
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error("timed out waiting for /v2/");
 }
+
+/** What {@link probe} returns when the TLS handshake was refused for want of a client certificate. */
+const CLIENT_CERT_REQUIRED = -1;
 
 function probe(url: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -212,7 +222,7 @@ function probe(url: string): Promise<number> {
       res.resume();
       resolve(res.statusCode ?? 0);
     });
-    req.on("error", reject);
+    req.on("error", (err: NodeJS.ErrnoException) => (err.code?.startsWith("ERR_SSL_") ? resolve(CLIENT_CERT_REQUIRED) : reject(err)));
     req.on("timeout", () => req.destroy(new Error("timeout")));
     req.end();
   });
