@@ -4,6 +4,7 @@
  */
 import {
   AirlockError,
+  type BundleEvent,
   checkSpace,
   exportSpaceNeeds,
   importSpace,
@@ -13,16 +14,28 @@ import {
   type DeltaBase,
   DockerImageReference,
   type ExportImage,
+  isAirlockError,
   loadDeltaBase,
   type SystemContext,
   writeFileAtomic,
 } from "@airlock/core";
 import type { Command } from "commander";
-import { checkLocked, defaultLockPath, exportImagesFor, type ImageFailure, resolveAndLock } from "../bundle-flow.js";
-import { readLock, writeLock } from "../config/index.js";
+import {
+  checkLocked,
+  defaultLockPath,
+  exportImagesFor,
+  failureReport,
+  failuresError,
+  type ImageFailure,
+  indexRewriteNote,
+  lockedImageLines,
+  type RetrySettings,
+  resolveAndLock,
+} from "../bundle-flow.js";
+import { type Lock, readLock, writeLock } from "../config/index.js";
 import type { CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
-import { parseCount } from "../flags.js";
+import { addRetryFlags, parseCount } from "../flags.js";
 import { addThrottleFlags, withThrottle } from "../throttle-flags.js";
 import { parseToolPlatform, toolsFor } from "../include-tool.js";
 import { formatBytes } from "../progress.js";
@@ -53,62 +66,86 @@ const fileOption = (cmd: Command) => cmd.requiredOption("-f, --file <images.yaml
 /** Registers lock, plan and export. */
 export function registerBundle(program: Command, cli: CliContext): void {
   // ---------------------------------------------------------------- lock
-  fileOption(program.command("lock"))
+  const lockCmd = fileOption(program.command("lock"))
     .description("Pin every image of images.yaml to digests in images.lock.yaml")
-    .option("-o, --output <file>", "where to write the lock (default: images.lock.yaml next to the images file)")
-    .addHelpText("after", "\nExample:\n  airlock lock -f images.yaml && git add images.lock.yaml")
-    .action(async (opts: Record<string, unknown>) => {
-      const file = opts.file as string;
-      const resolved = await resolveAndLock(file, { signal: cli.signal });
-      const out = (opts.output as string | undefined) ?? defaultLockPath(file);
-      await writeLock(out, resolved.lock);
-      for (const img of resolved.lock.images) cli.stdout.write(`${img.name} ${img.digest}\n`);
-      cli.stderr.write(`Locked ${resolved.lock.images.length} image(s) in ${out}\n`);
-    });
+    .option("-o, --output <file>", "where to write the lock (default: images.lock.yaml next to the images file)");
+  addRetryFlags(lockCmd);
+  lockCmd.addHelpText("after", "\nExample:\n  airlock lock -f images.yaml && git add images.lock.yaml").action(async (opts: Record<string, unknown>) => {
+    const file = opts.file as string;
+    const resolved = await resolveAndLock(file, { retry: retryFrom(opts), signal: cli.signal });
+    const out = (opts.output as string | undefined) ?? defaultLockPath(file);
+    await writeLock(out, resolved.lock);
+    for (const line of lockedImageLines(resolved.lock, resolved.fetched)) cli.stdout.write(`${line}\n`);
+    cli.stderr.write(`Locked ${resolved.lock.images.length} image(s) in ${out}\n`);
+  });
 
   // ---------------------------------------------------------------- plan
-  reportOptions(
+  const planCmd = reportOptions(
     fileOption(program.command("plan"))
       .description("Say what an export would move (images, blobs, bytes) and check there is room for it")
       .option("-o, --output <bundle>", "the bundle the export would write (for the free-space check)", "bundle.tar")
       .option("--split-size <size>", "volume size, e.g. 4G, fat32, dvd, bd25", parseSize)
       .option("--to <destination>", "the import's destination: for oci:DIR or dir:DIR, also check the space the imported images take there")
       .option("--locked", "use images.lock.yaml and fail if anything drifted"),
-  ).action(async (opts: Record<string, unknown>) => {
+  );
+  addRetryFlags(planCmd);
+  planCmd.action(async (opts: Record<string, unknown>) => {
     const file = opts.file as string;
-    const resolved = await resolveAndLock(file, { signal: cli.signal });
-    if (opts.locked) await checkLocked(resolved, defaultLockPath(file));
-    const result = await exportBundle(exportImagesFor(resolved.lock, resolved.planned, resolved.fetched), opts.output as string, {
-      dryRun: true,
-      ...(opts.splitSize ? { splitSize: opts.splitSize as number } : {}),
-      signal: cli.signal,
-    });
-    const imports = importSpace(result, opts.to as string | undefined);
-    const space = await checkSpace([...exportSpaceNeeds({ out: opts.output as string, volumes: result.volumes, blobs: result.blobs }), ...imports.needs]);
-    const free = space.find((c) => c.needs.some((n) => n.path === result.volumes[0]?.path))?.free;
-    cli.stdout.write(
-      [
-        ...result.images.map((i) => `  ${i.name}  ${i.digest}  (${i.source})`),
-        `${result.images.length} image(s), ${result.manifests} manifest(s), ${result.blobs} blob(s), ${formatBytes(result.blobBytes)} of blobs` +
-          (result.duplicateBlobs ? `; ${result.duplicateBlobs} shared blob reference(s) (${formatBytes(result.duplicateBytes)}) stored once` : ""),
-        `bundle: ${opts.output} ${formatBytes(result.size)}${result.volumes.length > 1 ? ` in ${result.volumes.length} volumes` : ""}${free !== undefined ? `; ${formatBytes(free)} free there` : ""}`,
-        ...space.map(
-          (c) =>
-            `space: ${c.needs.map((n) => `${n.what} ${formatBytes(n.bytes)}`).join(", ")} in ${c.directory}: ${formatBytes(c.bytes)} needed, ` +
-            (c.free === undefined ? "free space unknown (not checked)" : `${formatBytes(c.free)} free${c.ok ? "" : " — NOT ENOUGH"}`),
-        ),
-        `space: import needs no temporary space: ${imports.reason}` +
-          (opts.to ? "" : `; into oci:DIR it takes up to ${formatBytes(result.size)}, into dir:DIR up to ${formatBytes(result.size + result.duplicateBytes)} (give --to to check)`),
-      ].join("\n") + "\n",
-    );
-    await writeReport(opts, { ...result, free, space, import: { temporaryBytes: imports.temporaryBytes, reason: imports.reason } });
-    const short = space.filter((c) => !c.ok);
-    if (short.length > 0) {
-      throw new AirlockError(
-        "ERR_IO",
-        short.map((c) => `not enough space in ${c.directory} for ${c.needs.map((n) => n.what).join(", ")}: ${formatBytes(c.bytes)} needed, ${formatBytes(c.free ?? 0)} free`).join("; ") +
-          "; free some space, write elsewhere with -o, or split into volumes with --split-size",
+    const started = Date.now();
+    let stage = "while resolving the images of images.yaml";
+    let images: number | undefined;
+    let reported = false;
+    try {
+      const resolved = await resolveAndLock(file, { retry: retryFrom(opts), signal: cli.signal });
+      images = resolved.lock.images.length;
+      stage = `while checking ${images} image(s) against the lock`;
+      if (opts.locked) await checkLocked(resolved, defaultLockPath(file));
+      stage = `while reading the manifests of ${images} image(s)`;
+      const result = await exportBundle(exportImagesFor(resolved.lock, resolved.planned, resolved.fetched), opts.output as string, {
+        dryRun: true,
+        ...(opts.splitSize ? { splitSize: opts.splitSize as number } : {}),
+        signal: cli.signal,
+      });
+      stage = "while checking the free space";
+      const imports = importSpace(result, opts.to as string | undefined);
+      const space = await checkSpace([...exportSpaceNeeds({ out: opts.output as string, volumes: result.volumes, blobs: result.blobs }), ...imports.needs]);
+      const free = space.find((c) => c.needs.some((n) => n.path === result.volumes[0]?.path))?.free;
+      const platformsOf = new Map(resolved.lock.images.map((i) => [i.name, i.platforms]));
+      cli.stdout.write(
+        [
+          ...result.images.flatMap((i) => [
+            `  ${i.name}  ${i.digest}  (${i.source})`,
+            ...(i.sourceDigest ? [`    ${indexRewriteNote(platformsList(platformsOf.get(i.name)), i.sourceDigest, i.digest)}`] : []),
+          ]),
+          `${result.images.length} image(s), ${result.manifests} manifest(s), ${result.blobs} blob(s), ${formatBytes(result.blobBytes)} of blobs` +
+            (result.duplicateBlobs ? `; ${result.duplicateBlobs} shared blob reference(s) (${formatBytes(result.duplicateBytes)}) stored once` : ""),
+          `bundle: ${opts.output} ${formatBytes(result.size)}${result.volumes.length > 1 ? ` in ${result.volumes.length} volumes` : ""}${free !== undefined ? `; ${formatBytes(free)} free there` : ""}`,
+          ...space.map(
+            (c) =>
+              `space: ${c.needs.map((n) => `${n.what} ${formatBytes(n.bytes)}`).join(", ")} in ${c.directory}: ${formatBytes(c.bytes)} needed, ` +
+              (c.free === undefined ? "free space unknown (not checked)" : `${formatBytes(c.free)} free${c.ok ? "" : " — NOT ENOUGH"}`),
+          ),
+          `space: import needs no temporary space: ${imports.reason}` +
+            (opts.to ? "" : `; into oci:DIR it takes up to ${formatBytes(result.size)}, into dir:DIR up to ${formatBytes(result.size + result.duplicateBytes)} (give --to to check)`),
+        ].join("\n") + "\n",
       );
+      const short = space.filter((c) => !c.ok);
+      const shortError =
+        short.length === 0
+          ? undefined
+          : new AirlockError(
+              "ERR_IO",
+              short.map((c) => `not enough space in ${c.directory} for ${c.needs.map((n) => n.what).join(", ")}: ${formatBytes(c.bytes)} needed, ${formatBytes(c.free ?? 0)} free`).join("; ") +
+                "; free some space, write elsewhere with -o, or split into volumes with --split-size",
+            );
+      reported = true;
+      await writeReport(opts, { ok: shortError === undefined, ...(shortError ? { error: shortError.message } : {}), ...result, free, space, import: { temporaryBytes: imports.temporaryBytes, reason: imports.reason } });
+      if (shortError) throw shortError;
+    } catch (err) {
+      if (reported) throw err;
+      cli.stderr.write(`Plan failed after ${seconds(Date.now() - started)} ${stage}: nothing is planned\n`);
+      await writeReport(opts, { ok: false, ...errorReport(err), ...(images !== undefined ? { imagesResolved: images } : {}), durationMs: Date.now() - started });
+      throw err;
     }
   });
 
@@ -129,6 +166,7 @@ export function registerBundle(program: Command, cli: CliContext): void {
       .option("--tool-platform <platform>", "with --include-tool: the platform to carry it for, linux/amd64 or linux/arm64 (repeatable; default: this machine's architecture)", (v: string, prev: string[] = []) => [...prev, parseToolPlatform(v)]),
   );
   addThrottleFlags(exportCmd);
+  addRetryFlags(exportCmd);
   exportCmd.addHelpText(
     "after",
     `
@@ -148,12 +186,19 @@ Examples:
     if (opts.toolPlatform && !opts.includeTool) throw new UsageError("--tool-platform needs --include-tool");
     const tools = opts.includeTool ? toolsFor(opts.includeTool as true | string, opts.toolPlatform as string[] | undefined) : [];
     const progress = cli.progress({ json: opts.json as boolean, quiet: opts.quiet as boolean });
+    const show = listener(progress.listener);
+    const tally = new ExportTally();
+    const started = Date.now();
+    let failures: ImageFailure[] = [];
+    let result: ExportResult | undefined;
+    let reported = false;
     try {
-      const resolved = await resolveAndLock(file, { keepGoing: opts.keepGoing === true, signal: cli.signal });
+      const resolved = await resolveAndLock(file, { keepGoing: opts.keepGoing === true, retry: retryFrom(opts), signal: cli.signal });
+      failures = resolved.failures;
       const lock = opts.locked ? await checkLocked(resolved, defaultLockPath(file)) : resolved.lock;
-      if (lock.images.length === 0) throw new AirlockError("ERR_IMAGE_NOT_FOUND", `no image to export: ${resolved.failures.length} failed (${resolved.failures.map((f) => f.image).join(", ")})`);
+      if (lock.images.length === 0) throw failuresError(failures, `no image to export: ${failures.length} failed (${failures.map((f) => f.image).join(", ")})`);
       const images = await withSignatureLocations(exportImagesFor(lock, resolved.planned, resolved.fetched), cli.globals() as Record<string, unknown>);
-      const result = await exportBundle(images, out, {
+      result = await exportBundle(images, out, {
         ...(opts.splitSize ? { splitSize: opts.splitSize as number } : {}),
         ...(opts.concurrency ? { concurrency: opts.concurrency as number } : {}),
         ...withThrottle(opts),
@@ -163,10 +208,13 @@ Examples:
         ...(opts.since ? { since: await deltaBaseFrom(opts.since as string, cli.signal) } : {}),
         ...(tools.length > 0 ? { tools } : {}),
         signal: cli.signal,
-        onProgress: listener(progress.listener),
+        onProgress: (e) => {
+          tally.see(e);
+          show(e);
+        },
       });
       progress.stop();
-      printExport(cli, result, resolved.failures);
+      printExport(cli, result, lock, failures);
       if (opts.signKey) {
         const sig = await signBundleMetadataWithKeyFile(await bundleMetadataBytes(out, cli.signal), {
           keyFile: opts.signKey as string,
@@ -176,13 +224,80 @@ Examples:
         await writeFileAtomic(signaturePathFor([out]), sig);
         cli.stdout.write(`Signed: ${signaturePathFor([out])}\n`);
       }
-      await writeReport(opts, { ...result, failures: resolved.failures });
-      if (resolved.failures.length > 0) throw new AirlockError("ERR_IMAGE_NOT_FOUND", `${resolved.failures.length} image(s) could not be exported (listed above); the bundle holds the others`);
+      const failed = failures.length > 0 ? failuresError(failures, `${failures.length} image(s) could not be exported (listed above); the bundle holds the others`) : undefined;
+      reported = true;
+      await writeReport(opts, { ok: failed === undefined, ...(failed ? errorReport(failed) : {}), ...result, failures: failures.map(failureReport) });
+      if (failed) throw failed;
+    } catch (err) {
+      if (reported) throw err;
+      progress.stop();
+      if (result === undefined) {
+        for (const f of failures) cli.stdout.write(`FAILED ${f.image}: ${f.error}\n`);
+        cli.stderr.write(`${tally.failedSummary(Date.now() - started, failures.length)}\n`);
+      }
+      await writeReport(opts, {
+        ok: false,
+        ...errorReport(err),
+        ...(result ?? { path: out, durationMs: Date.now() - started, ...tally.report() }),
+        failures: failures.map(failureReport),
+      });
+      throw err;
     } finally {
       progress.stop();
     }
   });
+}
 
+/** `--retry-times` and `--retry-delay` as registry settings. */
+function retryFrom(opts: Record<string, unknown>): RetrySettings {
+  return {
+    ...(opts.retryTimes !== undefined ? { retryTimes: opts.retryTimes as number } : {}),
+    ...(opts.retryDelay !== undefined ? { retryDelayMs: opts.retryDelay as number } : {}),
+  };
+}
+
+/** The error of a failed run, as its report gives it. */
+function errorReport(err: unknown): { error: string; code?: string } {
+  return { error: err instanceof Error ? err.message : String(err), ...(isAirlockError(err) ? { code: err.code } : {}) };
+}
+
+function platformsList(p: "all" | string[] | undefined): string[] {
+  return p === undefined || p === "all" ? ["the platforms asked"] : p;
+}
+
+/** What an export did before it failed, counted from its progress events: for the summary and report of a failed run. */
+class ExportTally {
+  /** The archive as planned (once every manifest was read). */
+  plan: { images: number; blobs: number; bytes: number } | undefined;
+  /** The images whose every blob is in the bundle. */
+  readonly imagesDone: { name: string; digest: string }[] = [];
+  blobsWritten = 0;
+  bytesWritten = 0;
+  blobsResumed = 0;
+
+  see(e: BundleEvent): void {
+    if (e.type === "bundle-plan") this.plan = { images: e.images, blobs: e.blobs, bytes: e.bytes };
+    else if (e.type === "image-done") this.imagesDone.push({ name: e.image, digest: e.digest });
+    else if (e.type === "blob-done") {
+      this.blobsWritten++;
+      this.bytesWritten += e.size;
+    } else if (e.type === "blob-skipped") this.blobsResumed++;
+  }
+
+  /** The report's fields. */
+  report(): Record<string, unknown> {
+    return { images: this.imagesDone, ...(this.plan ? { planned: this.plan } : {}), blobsWritten: this.blobsWritten, bytesWritten: this.bytesWritten, blobsResumed: this.blobsResumed };
+  }
+
+  /** One line: how far the export got. */
+  failedSummary(ms: number, failed: number): string {
+    const what = this.plan
+      ? `${this.imagesDone.length} of ${this.plan.images} image(s) done, ${this.blobsWritten} of ${this.plan.blobs} blob(s) written (${formatBytes(this.bytesWritten)} of ${formatBytes(this.plan.bytes)})` +
+        (this.blobsResumed ? `, ${this.blobsResumed} resumed from an earlier run` : "")
+      : "0 image(s) done, no blob moved (it failed while reading the images)";
+    const others = failed > 0 ? `; ${failed} image(s) could not be read (listed above)` : "";
+    return `Export failed after ${seconds(ms)}: ${what}${others}`;
+  }
 }
 
 /**
@@ -212,8 +327,9 @@ async function withSignatureLocations(images: ExportImage[], globals: Record<str
   });
 }
 
-function printExport(cli: CliContext, r: ExportResult, failures: ImageFailure[]): void {
-  for (const i of r.images) cli.stdout.write(`${i.name} ${i.digest}${i.sourceDigest ? ` (index rewritten for the platforms asked; source ${i.sourceDigest})` : ""}\n`);
+function printExport(cli: CliContext, r: ExportResult, lock: Lock, failures: ImageFailure[]): void {
+  const platformsOf = new Map(lock.images.map((i) => [i.name, i.platforms]));
+  for (const i of r.images) cli.stdout.write(`${i.name} ${i.digest}${i.sourceDigest ? ` (${indexRewriteNote(platformsList(platformsOf.get(i.name)), i.sourceDigest, i.digest)})` : ""}\n`);
   for (const v of r.volumes) cli.stdout.write(`${v.path} ${formatBytes(v.size)} sha256:${v.sha256}\n`);
   for (const t of r.tools ?? []) cli.stdout.write(`tool ${t.path} (${t.platform}) ${formatBytes(t.size)} ${t.digest}\n`);
   for (const f of failures) cli.stdout.write(`FAILED ${f.image}: ${f.error}\n`);

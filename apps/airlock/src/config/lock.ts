@@ -17,7 +17,7 @@ import {
   isAirlockError,
   isImageManifest,
   isManifestMediaType,
-  type Manifest,
+  Manifest,
   type ManifestMediaType,
   type Platform,
   parseDigest,
@@ -216,6 +216,21 @@ export function lockImage(image: PlannedImage, fetched: FetchedImage): LockedIma
 
 function isAttestation(d: Descriptor): boolean {
   return d.annotations?.["vnd.docker.reference.type"] === "attestation-manifest";
+}
+
+/**
+ * The index a bundle holds for a locked image whose platform list subsets the source's index
+ * (`keepIndex: false`): the source's index with only the child manifests the lock keeps, every
+ * other field as it was, so its digest differs from the source's. Undefined when the source's
+ * index moves as it is (`platforms: all`, `keepIndex: true`, an image manifest, or a list that
+ * keeps every child). `source` is the locked top-level manifest.
+ */
+export function bundleIndexOf(locked: LockedImage, source: Manifest): Manifest | undefined {
+  if (!source.isIndex || locked.platforms === "all" || locked.keepIndex || locked.manifests === undefined || source.digest !== locked.digest) return undefined;
+  const kept = new Set<string>(locked.manifests.map((m) => m.digest));
+  const entries = source.index.manifests.filter((d) => kept.has(d.digest));
+  if (entries.length === source.index.manifests.length) return undefined;
+  return Manifest.fromJSON({ ...source.index, manifests: entries }, source.mediaType);
 }
 
 /** The source to read a locked image from: a registry image by digest (`docker://REPO@DIGEST`), any other source as locked. */
