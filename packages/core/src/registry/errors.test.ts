@@ -45,6 +45,22 @@ describe("mapRegistryError", () => {
     expect(authed.message).toMatch(/may not access it/);
   });
 
+  it("names the caller's credentials setting, and airlock login only where auth files are read", () => {
+    const hints = { credentials: "--dest-creds USERNAME:PASSWORD" };
+    const missing = mapRegistryError({ ...base, status: 401, hints });
+    expect(missing.message).toContain('authentication is required: run "airlock login r.example" or use --dest-creds USERNAME:PASSWORD');
+    expect(missing.message).not.toContain("--creds");
+    const given = mapRegistryError({ ...base, status: 401, credentialsSent: true, hints: { credentials: "--dest-creds" }, authFilesConsulted: false });
+    expect(given.message).toContain("the registry rejected the credentials given with --dest-creds: check the username and password");
+    expect(given.message).not.toContain("airlock login");
+    const stored = mapRegistryError({ ...base, status: 401, credentialsSent: true, hints, authFile: "/run/auth.json" });
+    expect(stored.message).toContain('rejected the credentials stored by "airlock login --authfile /run/auth.json r.example": run it again with the right username and password, or use --dest-creds USERNAME:PASSWORD');
+    const scope = mapRegistryError({ ...base, status: 401, authError: "insufficient_scope", hints, authFilesConsulted: false });
+    expect(scope.message).toContain("check the name, or use --dest-creds USERNAME:PASSWORD");
+    // Without hints, the generic flags.
+    expect(mapRegistryError({ ...base, status: 401 }).message).toContain("pass --creds USERNAME:PASSWORD");
+  });
+
   it("parses error bodies of registries and token servers", () => {
     expect(parseRegistryErrors(body("DENIED", "no"))).toEqual([{ code: "DENIED", message: "no", detail: { name: "app" } }]);
     expect(parseRegistryErrors('{"details":"incorrect username or password"}')).toEqual([{ code: "UNKNOWN", message: "incorrect username or password" }]);

@@ -5,6 +5,7 @@
  * @see https://github.com/opencontainers/distribution-spec/blob/main/spec.md#error-codes
  */
 import { AirlockError, type ErrorCode } from "../errors.js";
+import type { RegistryHints } from "../transports/types.js";
 
 /** One entry of a registry's `{"errors": [...]}` response body. */
 export interface RegistryErrorEntry {
@@ -105,6 +106,15 @@ export interface FailedRequest {
   retryAfter?: string | undefined;
   /** The `error` parameter of a 401's bearer challenge, e.g. `insufficient_scope`. */
   authError?: string | undefined;
+  /** How the user gives this registry's credentials (default: the generic `--creds`). */
+  hints?: RegistryHints | undefined;
+  /**
+   * Whether the credentials come from auth files, so that `airlock login` helps (default true);
+   * false when they are given directly or anonymous access was asked for.
+   */
+  authFilesConsulted?: boolean | undefined;
+  /** The one auth file consulted, when one was named: `airlock login --authfile PATH HOST` writes there. */
+  authFile?: string | undefined;
 }
 
 const NOT_FOUND_REGISTRY_CODES = new Set(["MANIFEST_UNKNOWN", "NAME_UNKNOWN"]);
@@ -124,14 +134,14 @@ export function mapRegistryError(f: FailedRequest): RegistryError {
   if (f.status === 401 && f.authError === "insufficient_scope") {
     // Docker Hub and distribution answer so for a repository that does not exist as well.
     const why = f.credentialsSent
-      ? `the repository does not exist, or the credentials used may not access it; check the name, or log in as a user that may ("airlock login ${f.host}")`
-      : `the repository does not exist or requires authentication: check the name, or run "airlock login ${f.host}" or pass --creds USERNAME:PASSWORD`;
+      ? `the repository does not exist, or ${credentialsSent(f)} may not access it; check the name, or use those of a user that may`
+      : `the repository does not exist or requires authentication: check the name, or ${howToGiveCredentials(f)}`;
     return new RegistryError(f.credentialsSent ? "ERR_DENIED" : "ERR_UNAUTHORIZED", `${f.what}: requested access to the resource is denied: ${why} (${detail})`, opts);
   }
   if (f.status === 401 || codes.has("UNAUTHORIZED")) {
     const hint = f.credentialsSent
-      ? `the registry rejected the credentials: check the username and password (--creds, --username/--password, or run "airlock login ${f.host}" again)`
-      : `authentication is required: run "airlock login ${f.host}" or pass --creds USERNAME:PASSWORD (or --registry-token)`;
+      ? `the registry rejected ${credentialsSent(f)}: ${checkCredentials(f)}`
+      : `authentication is required: ${howToGiveCredentials(f)}`;
     return new RegistryError("ERR_UNAUTHORIZED", `${f.what}: ${hint} (${detail})`, opts);
   }
   if (f.status === 403 || codes.has("DENIED")) {
@@ -162,4 +172,29 @@ export function mapRegistryError(f: FailedRequest): RegistryError {
     return new RegistryError("ERR_UNSUPPORTED", `${f.what}: ${f.host} does not support this operation (${detail})`, opts);
   }
   return new RegistryError("ERR_REGISTRY", `${f.what}: ${f.host} refused the request (${detail})`, opts);
+}
+
+/** `airlock login [--authfile PATH] HOST`, when the credentials come from auth files. */
+function loginCommand(f: FailedRequest): string | undefined {
+  if (f.authFilesConsulted === false) return undefined;
+  return `airlock login ${f.authFile ? `--authfile ${f.authFile} ` : ""}${f.host}`;
+}
+
+/** What to do when a registry wants credentials and none were sent: `run "airlock login HOST" or use …`. */
+function howToGiveCredentials(f: FailedRequest): string {
+  const login = loginCommand(f);
+  const give = f.hints?.credentials !== undefined ? `use ${f.hints.credentials}` : "pass --creds USERNAME:PASSWORD (or --registry-token)";
+  return login ? `run "${login}" or ${give}` : give;
+}
+
+/** The credentials sent, named by where they came from: `the credentials given with --dest-creds`. */
+function credentialsSent(f: FailedRequest): string {
+  const login = loginCommand(f);
+  return login ? `the credentials stored by "${login}"` : `the credentials given with ${f.hints?.credentials ?? "--creds or --username/--password"}`;
+}
+
+/** What to do about credentials a registry refused. */
+function checkCredentials(f: FailedRequest): string {
+  if (!loginCommand(f)) return "check the username and password";
+  return `run it again with the right username and password, or use ${f.hints?.credentials ?? "--creds USERNAME:PASSWORD"}`;
 }

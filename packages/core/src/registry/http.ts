@@ -275,15 +275,23 @@ export class RegistryConnection {
     log?.(`${method} ${url.origin}${url.pathname} → ${status}`);
   }
 
+  /** What error messages say about this registry's credentials: the caller's hints, and whether `airlock login` helps. */
+  private credentialHints(): { hints: DockerContext["hints"]; authFilesConsulted: boolean; authFile: string | undefined } {
+    const c = this.ctx;
+    return { hints: c.hints, authFilesConsulted: !c.noCreds && c.credentials === undefined && c.registryToken === undefined, authFile: c.authFile };
+  }
+
   /** Maps a connection-level failure onto an actionable error (TLS hints, network faults). */
   private connectionError(err: unknown, what: string): AirlockError {
     if (err instanceof AirlockError) return err;
     const e = err as { code?: string; message?: string };
     const msg = e?.message ?? String(err);
+    const tlsVerify = this.ctx.hints?.tlsVerify ?? TLS_VERIFY_FLAG_HINT;
+    const certDir = this.ctx.hints?.certDir ?? CERT_DIR_FLAG_HINT;
     if (isPlainHttpResponse(err)) {
       return new AirlockError(
         "ERR_TLS",
-        `${what}: ${this.host} answered HTTPS with plain HTTP (http: server gave HTTP response to HTTPS client); if the registry really serves plain HTTP, pass ${TLS_VERIFY_FLAG_HINT}`,
+        `${what}: ${this.host} answered HTTPS with plain HTTP (http: server gave HTTP response to HTTPS client); if the registry really serves plain HTTP, use ${tlsVerify}`,
         { cause: err },
       );
     }
@@ -291,12 +299,12 @@ export class RegistryConnection {
       const dir = this.tls?.certDir ? ` (the CAs in ${this.tls.certDir} did not verify it)` : "";
       return new AirlockError(
         "ERR_TLS",
-        `${what}: the TLS certificate of ${this.host} could not be verified: ${msg}${dir}; if the registry uses a private CA, pass its certificate with ${CERT_DIR_FLAG_HINT} (a directory holding ca.crt) or install it in /etc/containers/certs.d/${this.host}/ca.crt; to skip verification pass ${TLS_VERIFY_FLAG_HINT}`,
+        `${what}: the TLS certificate of ${this.host} could not be verified: ${msg}${dir}; if the registry uses a private CA, give its certificate with ${certDir} (a directory holding ca.crt) or install it in /etc/containers/certs.d/${this.host}/ca.crt; to skip verification use ${tlsVerify}`,
         { cause: err },
       );
     }
     if (typeof e?.code === "string" && (e.code.startsWith("ERR_SSL") || e.code.startsWith("ERR_TLS") || e.code === "EPROTO")) {
-      return new AirlockError("ERR_TLS", `${what}: TLS with ${this.host} failed: ${msg}; check ${CERT_DIR_FLAG_HINT}, or pass ${TLS_VERIFY_FLAG_HINT}`, { cause: err });
+      return new AirlockError("ERR_TLS", `${what}: TLS with ${this.host} failed: ${msg}; check ${certDir}, or use ${tlsVerify}`, { cause: err });
     }
     const timeout = e?.code === "UND_ERR_CONNECT_TIMEOUT" || e?.code === "UND_ERR_HEADERS_TIMEOUT" || e?.code === "UND_ERR_BODY_TIMEOUT" || e?.code === "ETIMEDOUT";
     const retryable = isRetryableNetworkError(err);
@@ -458,6 +466,7 @@ export class RegistryConnection {
         credentialsSent,
         retryAfter: header(res.headers, "retry-after"),
         authError: challenge?.params.error,
+        ...this.credentialHints(),
       });
       if (retry && isRetryableStatus(status) && attempt < this.policy.retries) {
         await this.waitForRetry(attempt++, res.headers, err, req.signal);

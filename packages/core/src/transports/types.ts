@@ -65,6 +65,30 @@ export interface DockerContext {
    * signatures.
    */
   lookasideStaging?: string;
+  /**
+   * How the user sets this registry's credentials and TLS settings where the caller takes them
+   * from (a command's flags, a config file): error messages name these in place of the generic
+   * `--creds`, `--tls-verify=false` and `--cert-dir`. Unset: the generic text.
+   */
+  hints?: RegistryHints;
+}
+
+/**
+ * The names of the settings that give a registry's credentials and TLS settings, as the user writes
+ * them, for error messages: each is text to show (a flag, a config key with its file), never a
+ * value and never a credential.
+ */
+export interface RegistryHints {
+  /**
+   * Where credentials are given, e.g. `--dest-creds USERNAME:PASSWORD`, or
+   * `registries."HOST".credentials in images.yaml (images.yaml:4:3: the variables USER and PASS)`.
+   * Messages say "use …" or "the credentials given with …".
+   */
+  credentials?: string;
+  /** The setting that skips TLS verification and allows plain HTTP, e.g. `--dest-tls-verify=false`, or `registries."HOST".tlsVerify: false in images.yaml`. */
+  tlsVerify?: string;
+  /** The setting that names a directory holding the registry's CA (`ca.crt`), e.g. `--dest-cert-dir DIR`, or `registries."HOST".certDir in images.yaml`. */
+  certDir?: string;
 }
 
 /** A transport: a name (the part before the first colon) and a parser for the rest. */
