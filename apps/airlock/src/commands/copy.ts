@@ -19,6 +19,7 @@ import { type Command, Option } from "commander";
 import type { CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
 import { addImageFlags, addRetryFlags, addSkopeoCopyFlags, parseCount, platformFrom, systemContextFrom } from "../flags.js";
+import { withFlagHints } from "../registry-hints.js";
 import { addThrottleFlags, withThrottle } from "../throttle-flags.js";
 import { configuredLookasideStaging, loadRegistriesD, loadTrustPolicy, lookasideForReading, lookasideHint, keyFileSigner, policyChecker, type RegistriesD } from "../signing/index.js";
 
@@ -89,8 +90,8 @@ Exit status: 0 ok, 1 error, 2 the source image was not found.`,
     const multiArch: MultiArch = opts.all ? "all" : ((opts.multiArch as MultiArch | undefined) ?? "system");
     const src = parseImageName(srcName);
     const dst = parseImageName(dstName);
-    const sourceContext = systemContextFrom(opts, "src-", globals as Record<string, unknown>);
-    const destinationContext = systemContextFrom(opts, "dest-", globals as Record<string, unknown>);
+    const sourceContext = withFlagHints(systemContextFrom(opts, "src-", globals as Record<string, unknown>), opts, "src-");
+    const destinationContext = withFlagHints(systemContextFrom(opts, "dest-", globals as Record<string, unknown>), opts, "dest-");
     if (opts.destCompress && opts.destDecompress) throw new UsageError("--dest-compress and --dest-decompress cannot be used together");
     if (opts.destForceCompressFormat && !opts.destCompressFormat) throw new UsageError("--dest-force-compress-format needs --dest-compress-format FORMAT");
     if (opts.destDecompress && opts.destCompressFormat) throw new UsageError("--dest-decompress and --dest-compress-format cannot be used together");

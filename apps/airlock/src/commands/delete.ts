@@ -5,6 +5,7 @@ import { AirlockError, DockerImageReference, deleteImage, parseImageName } from 
 import type { Command } from "commander";
 import type { CliContext } from "../context.js";
 import { addImageFlags, addRetryFlags, systemContextFrom } from "../flags.js";
+import { withFlagHints } from "../registry-hints.js";
 
 /** Registers the `delete` verb. */
 export function registerDelete(program: Command, cli: CliContext): void {
@@ -27,6 +28,6 @@ at the same manifest, as the distribution API has no "untag". The registry must 
     if (!(ref instanceof DockerImageReference)) {
       throw new AirlockError("ERR_UNSUPPORTED", `airlock delete works on registry images (docker://…), not ${ref.transport.name}: ones; remove ${name} with the tools of that storage`);
     }
-    await deleteImage(ref, systemContextFrom(opts, "", cli.globals() as Record<string, unknown>), { signal: cli.signal });
+    await deleteImage(ref, withFlagHints(systemContextFrom(opts, "", cli.globals() as Record<string, unknown>), opts, ""), { signal: cli.signal });
   });
 }

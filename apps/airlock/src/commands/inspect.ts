@@ -8,6 +8,7 @@ import { type Command, Option } from "commander";
 import type { CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
 import { addImageFlags, addRetryFlags, platformFrom, systemContextFrom } from "../flags.js";
+import { withFlagHints } from "../registry-hints.js";
 import { renderTemplate } from "../template.js";
 
 /** Registers the `inspect` verb. */
@@ -41,7 +42,7 @@ Fields other than Digest describe the image for this platform (see --override-os
     const ref = parseImageName(name);
     const needsImage = !opts.raw || opts.config;
     const result = await inspectImage(ref, {
-      context: systemContextFrom(opts, "", globals),
+      context: withFlagHints(systemContextFrom(opts, "", globals), opts, ""),
       platform: platformFrom(globals),
       noTags: opts.tags === false || !needsImage || opts.config === true,
       signal: cli.signal,

@@ -6,6 +6,7 @@ import { AirlockError, DockerArchiveReference, getTransport, listDockerArchiveTa
 import type { Command } from "commander";
 import type { CliContext } from "../context.js";
 import { addDockerFlags, addRetryFlags, systemContextFrom } from "../flags.js";
+import { withFlagHints } from "../registry-hints.js";
 
 /** Registers the `list-tags` verb. */
 export function registerListTags(program: Command, cli: CliContext): void {
@@ -18,7 +19,7 @@ export function registerListTags(program: Command, cli: CliContext): void {
   addRetryFlags(cmd);
   cmd.addHelpText("after", "\nExample:\n  airlock list-tags docker://quay.io/prometheus/node-exporter | jq -r '.Tags[]'");
   cmd.action(async (name: string, opts: Record<string, unknown>) => {
-    const ctx = systemContextFrom(opts, "", cli.globals() as Record<string, unknown>);
+    const ctx = withFlagHints(systemContextFrom(opts, "", cli.globals() as Record<string, unknown>), opts, "");
     if (name.startsWith("docker-archive:")) {
       // As skopeo: no Repository, and a reference after the path is ignored.
       const tags = await listDockerArchiveTags(DockerArchiveReference.parse(name.slice("docker-archive:".length)), ctx);

@@ -26,6 +26,7 @@ import type { CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
 import { addDockerFlags, addRetryFlags, parseCount, systemContextFrom } from "../flags.js";
 import { formatBytes } from "../progress.js";
+import { withFlagHints } from "../registry-hints.js";
 import { configuredLookasideStaging, loadRegistriesD, loadTrustPolicy, policyChecker } from "../signing/index.js";
 import { addThrottleFlags, withThrottle } from "../throttle-flags.js";
 import { checkBundleSignature, listener, reportOptions, seconds, writeReport } from "./bundle-common.js";
@@ -132,7 +133,7 @@ Examples:
     const naming = (opts.naming as NamingMode | undefined) ?? lockNaming ?? "keep-path";
     const destinationFor = destinationMapper(to, naming);
     const globals = cli.globals() as Record<string, unknown>;
-    const ctx = systemContextFrom(opts, "dest-", globals);
+    const ctx = withFlagHints(systemContextFrom(opts, "dest-", globals), opts, "dest-");
     const trust = await loadTrustPolicy({ policy: globals.policy as string | undefined, insecurePolicy: globals.insecurePolicy === true });
     const registries = to.startsWith("oci:") || to.startsWith("dir:") ? undefined : await loadRegistriesD(globals["registries.d"] as string | undefined);
     const ctxFor = (name: string): SystemContext => {
@@ -169,7 +170,7 @@ Examples:
     await writeReport(opts, result);
     if (opts.receipt && !result.dryRun) {
       if (to.startsWith("oci:") || to.startsWith("dir:")) throw new UsageError("--receipt needs --to REGISTRY[/PREFIX]: an inventory is taken of a registry");
-      const ctx = systemContextFrom(opts, "dest-", cli.globals() as Record<string, unknown>);
+      const ctx = withFlagHints(systemContextFrom(opts, "dest-", cli.globals() as Record<string, unknown>), opts, "dest-");
       const receipt = await takeInventory(to, { ...(ctx.docker ? { docker: ctx.docker } : {}), signal: cli.signal });
       await writeReceipt(opts.receipt as string, receipt);
       cli.stdout.write(describeReceipt(receipt, opts.receipt as string));

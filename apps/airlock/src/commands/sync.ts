@@ -24,6 +24,7 @@ import {
   type SyncImage,
   type SyncImageResult,
   type SyncOptions,
+  type RegistryHints,
   type SystemContext,
 } from "@airlock/core";
 import { type Command, Option } from "commander";
@@ -31,10 +32,11 @@ import { regexProblem, selectTags } from "../config/tags.js";
 import type { CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
 import { addDockerFlags, addRetryFlags, addSkopeoCopyFlags, parseCount, platformFrom, systemContextFrom } from "../flags.js";
+import { withFlagHints } from "../registry-hints.js";
 import { addThrottleFlags, withThrottle } from "../throttle-flags.js";
 import { formatBytes } from "../progress.js";
 import { configuredLookasideStaging, loadRegistriesD, loadTrustPolicy, lookasideForReading, policyChecker } from "../signing/index.js";
-import { loadSyncYaml, registryContext, selectForEntry } from "../sync-yaml.js";
+import { loadSyncYaml, registryContext, selectForEntry, type SyncYamlRegistry } from "../sync-yaml.js";
 
 const SOURCES = ["docker", "dir", "oci", "yaml"] as const;
 const DESTINATIONS = ["docker", "dir", "oci"] as const;
@@ -144,8 +146,8 @@ async function runSyncCommand(cli: CliContext, source: string, destination: stri
     platform = undefined;
   }
 
-  const srcCtx = systemContextFrom(opts, "src-", globals);
-  const dstCtx = systemContextFrom(opts, "dest-", globals);
+  const srcCtx = withFlagHints(systemContextFrom(opts, "src-", globals), opts, "src-");
+  const dstCtx = withFlagHints(systemContextFrom(opts, "dest-", globals), opts, "dest-");
   const keepGoing = opts.keepGoing === true;
   const parallel = (opts.parallel as number | undefined) ?? 4;
   const maxPerRegistry = opts.maxPerRegistry as number | undefined;
@@ -287,7 +289,7 @@ async function enumerateYaml(file: string, o: EnumerateOptions): Promise<Enumera
   const yaml = await loadSyncYaml(file);
   for (const w of yaml.warnings) o.out.warning(w);
   const entries = yaml.registries.flatMap((reg) => {
-    const context = registryContext(o.srcCtx, reg);
+    const context = withYamlHints(registryContext(o.srcCtx, reg), reg, file);
     return reg.repositories.map((entry) => ({ entry, context }));
   });
   const lists: SyncImage[][] = entries.map(() => []);
@@ -316,6 +318,23 @@ async function enumerateYaml(file: string, o: EnumerateOptions): Promise<Enumera
   const images = lists.flat();
   if (images.length === 0 && failures.length === 0) throw new AirlockError("ERR_IMAGE_NOT_FOUND", `No images to sync found in ${JSON.stringify(file)}`);
   return { images, sources: lists.filter((l) => l.length > 0).length, failures };
+}
+
+/**
+ * `ctx` with hints that name the sync YAML's settings of `reg` (`"REGISTRY".credentials`,
+ * `.tls-verify`, `.cert-dir`), which take the place of the --src-* flags; where the YAML sets
+ * nothing, either helps.
+ */
+function withYamlHints(ctx: SystemContext, reg: SyncYamlRegistry, file: string): SystemContext {
+  const flags: RegistryHints = ctx.docker?.hints ?? {};
+  const key = (name: string) => `${JSON.stringify(reg.name)}.${name} in ${file}`;
+  const either = (flag: string | undefined, yaml: string) => (flag === undefined ? yaml : `${flag} or ${yaml}`);
+  const hints: RegistryHints = {
+    credentials: reg.credentials ? key("credentials") : either(flags.credentials, key("credentials: {username: USERNAME, password: PASSWORD}")),
+    tlsVerify: reg.tlsVerify !== undefined ? key("tls-verify: false") : either(flags.tlsVerify, key("tls-verify: false")),
+    certDir: reg.certDir !== undefined ? key("cert-dir") : either(flags.certDir, key("cert-dir: DIR")),
+  };
+  return { ...ctx, docker: { ...ctx.docker, hints } };
 }
 
 /** What `sync` prints on stderr: one line per image, warnings, the summary; NDJSON with --json. */

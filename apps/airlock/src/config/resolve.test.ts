@@ -1,7 +1,7 @@
 import { AirlockError, type DockerReference, getTransport, isAirlockError, parseImageName, registerTransport, type SystemContext } from "@airlock/core";
 import { describe, expect, it } from "vitest";
-import { parseImagesConfig } from "./images.js";
-import { type ResolveFailure, resolveImages } from "./resolve.js";
+import { parseImagesConfig, type RegistryImageEntry } from "./images.js";
+import { type ResolveFailure, resolveImages, systemContextFor } from "./resolve.js";
 
 // The docker:// transport lives in @airlock/core; until it is registered, a stand-in that only
 // parses (resolution does no I/O) lets these tests run.
@@ -108,7 +108,8 @@ images:
     const env = { EXAMPLE_USER: "robot", EXAMPLE_PASSWORD: "s3cret" };
     const planned = await resolveImages(config, { listTags: registry.listTags, env });
     const creds = { username: "robot", password: "s3cret" };
-    expect(planned.map((p) => p.systemContext)).toEqual([
+    const withoutHints = ({ docker, ...rest }: SystemContext) => (docker === undefined ? rest : { ...rest, docker: { ...docker, hints: undefined } });
+    expect(planned.map((p) => withoutHints(p.systemContext))).toEqual([
       { docker: { tlsVerify: false, certDir: "/srv/p/certs/example", credentials: creds } },
       { docker: { authFile: "/etc/auth.json" } },
       { docker: { noCreds: true } },
@@ -117,7 +118,24 @@ images:
     ]);
     expect(planned[0]?.bundleName).toBe("registry.example.com:5000/team/api:b");
     // listTags gets the same settings as the image.
-    expect(registry.calls[0]?.ctx).toEqual({ docker: { tlsVerify: false, certDir: "/srv/p/certs/example", credentials: creds } });
+    expect(registry.calls[0]?.ctx).toBe(planned[0]?.systemContext);
+    // Error messages name the settings of images.yaml, never a credential.
+    const hints = planned.map((p) => p.systemContext.docker?.hints);
+    expect(hints[0]).toEqual({
+      credentials: `registries."registry.example.com:5000".credentials at ${FILE}:3:3 (the environment variables EXAMPLE_USER and EXAMPLE_PASSWORD)`,
+      tlsVerify: `registries."registry.example.com:5000".tlsVerify: false at ${FILE}:3:3`,
+      certDir: `registries."registry.example.com:5000".certDir at ${FILE}:3:3`,
+    });
+    expect(hints[1]?.credentials).toBe(`registries."ghcr.io".credentials at ${FILE}:8:3 (the auth file /etc/auth.json)`);
+    expect(hints[2]?.credentials).toBe(`registries."docker.io".credentials at ${FILE}:10:3 (now none: true)`);
+    expect(hints[3]).toEqual({
+      credentials: `registries."quay.io".credentials in ${FILE} (env: {username: VAR, password: VAR} or authFile: PATH)`,
+      tlsVerify: `registries."quay.io".tlsVerify: false in ${FILE}`,
+      certDir: `registries."quay.io".certDir in ${FILE}`,
+    });
+    expect(JSON.stringify(hints)).not.toContain("s3cret");
+    // One value per registry: the images of a registry share one client.
+    expect(systemContextFor(config, config.images[0] as RegistryImageEntry, env).docker?.hints).toEqual(hints[0]);
   });
 
   it("names the variable and the image when a credential variable is not set", async () => {

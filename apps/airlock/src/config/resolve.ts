@@ -6,8 +6,8 @@
  * Nothing here fetches a manifest: digests are pinned by the lock (lock.ts). Credentials from
  * environment variables are read here, at resolve time, and only kept in the SystemContext.
  */
-import { AirlockError, type DockerReference, type ImageReference, isAirlockError, parseImageName, type SystemContext, formatPlatform } from "@airlock/core";
-import type { ImageEntry, ImagesConfig, PlatformSelection, RegistryImageEntry } from "./images.js";
+import { AirlockError, type DockerReference, type ImageReference, isAirlockError, parseImageName, type RegistryHints, type SystemContext, formatPlatform } from "@airlock/core";
+import type { ImageEntry, ImagesConfig, PlatformSelection, RegistryImageEntry, RegistrySettings } from "./images.js";
 import { splitBundleName } from "./naming.js";
 import { selectTags } from "./tags.js";
 
@@ -197,8 +197,9 @@ function bundleNameOf(entry: RegistryImageEntry, ref: DockerReference): string {
  */
 export function systemContextFor(config: ImagesConfig, entry: RegistryImageEntry, env: Readonly<Record<string, string | undefined>> = process.env): SystemContext {
   const settings = config.registries.get(entry.repository.domain);
-  if (settings === undefined) return { docker: {} };
-  const docker: NonNullable<SystemContext["docker"]> = {};
+  const hints = registryHints(config, entry.repository.domain, settings);
+  if (settings === undefined) return { docker: { hints } };
+  const docker: NonNullable<SystemContext["docker"]> = { hints };
   if (settings.tlsVerify !== undefined) docker.tlsVerify = settings.tlsVerify;
   if (settings.certDir !== undefined) docker.certDir = settings.certDir;
   const creds = settings.credentials;
@@ -215,6 +216,27 @@ export function systemContextFor(config: ImagesConfig, entry: RegistryImageEntry
     docker.credentials = { username: env[creds.usernameVar] as string, password: env[creds.passwordVar] as string };
   }
   return { docker };
+}
+
+/**
+ * What error messages name for a registry's credentials and TLS settings: its keys in images.yaml
+ * (`registries."HOST".credentials`, `.tlsVerify`, `.certDir`), where they are when set, and for
+ * credentials from the environment the names of the variables (never their values). One value per
+ * registry, so that its images share one registry client.
+ */
+export function registryHints(config: ImagesConfig, host: string, settings: RegistrySettings | undefined): RegistryHints {
+  const key = `registries.${q(host)}`;
+  const where = settings === undefined ? `in ${config.file}` : `at ${settings.at}`;
+  const creds = settings?.credentials;
+  const now =
+    creds?.kind === "env"
+      ? `the environment variables ${creds.usernameVar} and ${creds.passwordVar}`
+      : creds?.kind === "authFile"
+        ? `the auth file ${creds.path}`
+        : creds?.kind === "none"
+          ? "now none: true"
+          : "env: {username: VAR, password: VAR} or authFile: PATH";
+  return { credentials: `${key}.credentials ${where} (${now})`, tlsVerify: `${key}.tlsVerify: false ${where}`, certDir: `${key}.certDir ${where}` };
 }
 
 function sameMeaning(a: PlannedImage, b: PlannedImage): boolean {
