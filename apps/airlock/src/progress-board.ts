@@ -343,7 +343,7 @@ export class ProgressBoard {
     if (img.state === "waiting") return { ...base, bytes: total > 0 ? formatBytes(total) : "", rate: "", eta: "" };
     if (img.state === "done") {
       const secs = img.started !== undefined && img.finished !== undefined ? (img.finished - img.started) / 1000 : undefined;
-      return { ...base, fraction: 1, bytes: `${formatBytes(done)} / ${formatBytes(total)}`, rate: "", eta: secs !== undefined && img.blobs.moved > 0 ? `in ${secs < 10 ? `${secs.toFixed(1)}s` : formatDuration(secs)}` : "" };
+      return { ...base, fraction: 1, bytes: `${formatBytes(done)} / ${formatBytes(total)}`, rate: "", eta: secs !== undefined && secs >= 0.1 && img.blobs.moved > 0 ? `in ${secs < 10 ? `${secs.toFixed(1)}s` : formatDuration(secs)}` : "" };
     }
     // An image with no blob moving (its blobs queued behind others') has no rate of its own now.
     return { ...base, fraction: total > 0 ? done / total : 0, ...amounts(done, total, img.blobs.active > 0 ? img.rate.rate(t, img.blobs.moved) : undefined) };

@@ -238,6 +238,31 @@ describe("terminal display", () => {
     expect(tty.screen()).toEqual([expect.stringMatching(/^done {4}oci:fixtures\/oci:multi .* 2\.0 KiB \/ 2\.0 KiB/), expect.stringMatching(/^total {3}1\/1 image .* 2\.0 KiB \/ 2\.0 KiB$/)]);
   });
 
+  it("prints what others write to the stream above the display while it is live", () => {
+    const tty = fakeTty();
+    const p = ttyProgress(tty as unknown as NodeJS.WriteStream, { now: () => 0 });
+    const image = "oci:/tmp/src:app";
+    p.listener({ type: "blob-start", image, digest: dig("a"), size: MiB });
+    vi.advanceTimersByTime(250);
+    tty.write("Copying image ref 1/1 ");
+    tty.write("from=oci:/tmp/src:app\nsecond line\n");
+    tty.write("no newline yet");
+    p.listener({ type: "blob-progress", image, digest: dig("a"), bytes: MiB / 2, size: MiB });
+    vi.advanceTimersByTime(250);
+    expect(tty.screen()).toEqual([
+      "Copying image ref 1/1 from=oci:/tmp/src:app",
+      "second line",
+      expect.stringMatching(/^copying oci:\/tmp\/src:app +\[█+░+\] +512\.0 KiB \/ 1\.0 MiB$/),
+      expect.stringMatching(/^total   0\/1 image +\[█+░+\] +512\.0 KiB \/ 1\.0 MiB$/),
+    ]);
+    p.stop();
+    expect(tty.screen()[2]).toBe("no newline yet");
+    // The stream's own write is back.
+    const before = tty.raw.length;
+    tty.write("after\n");
+    expect(tty.raw.slice(before)).toBe("after\n");
+  });
+
   it("writes nothing when stopped before any event", () => {
     const tty = fakeTty();
     ttyProgress(tty as unknown as NodeJS.WriteStream).stop();

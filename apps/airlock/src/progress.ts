@@ -131,15 +131,31 @@ export interface TtyProgressOptions {
 /**
  * The live display of a terminal: a line per image in flight (state, name, bytes, rate, ETA), the
  * last few finished, counts for the rest, and a total line, at most about 12 lines (fewer on a
- * short terminal). cli-progress redraws the lines in place; warnings and failures are printed
- * above them and stay in the scrollback.
+ * short terminal). cli-progress redraws the lines in place; warnings, failures and whatever else
+ * is written to `out` meanwhile are printed above them and stay in the scrollback.
  */
 export function ttyProgress(out: NodeJS.WriteStream, options: TtyProgressOptions = {}): ProgressDisplay {
   const now = options.now ?? Date.now;
   const intervalMs = options.intervalMs ?? 200;
   const board = new ProgressBoard(now);
+  // While the display is live, what others write to `out` (sync's lines, --debug's requests) is
+  // printed above it, not over it: cli-progress draws through `terminal`, which keeps the
+  // stream's own write; `out.write` is replaced until stop().
+  const ownWrite = Object.hasOwn(out, "write");
+  const original = out.write;
+  const write = original.bind(out) as (chunk: string, cb?: (err?: Error | null) => void) => boolean;
+  const terminal = {
+    isTTY: true,
+    get columns() {
+      return out.columns;
+    },
+    get rows() {
+      return out.rows;
+    },
+    write,
+  } as unknown as NodeJS.WriteStream;
   const multi = new cliProgress.MultiBar({
-    stream: out,
+    stream: terminal,
     // Each bar is one line of the board, formatted by the board.
     format: (_options, _params, payload: { line?: string }) => payload.line ?? "",
     fps: 1000 / intervalMs,
@@ -153,32 +169,43 @@ export function ttyProgress(out: NodeJS.WriteStream, options: TtyProgressOptions
   const slots: cliProgress.SingleBar[] = [];
   let drawing = false;
   let stopped = false;
+  let partial = "";
+  // A message above the display: the rest of the screen is cleared first, so that a wrapped
+  // message leaves nothing of the old display beside it.
+  const print = (text: string) => {
+    if (drawing) multi.log(`\x1b[0J${text}`);
+    else write(text);
+  };
+  const intercept = (chunk: unknown, encoding?: unknown, cb?: unknown): boolean => {
+    const text = partial + (typeof chunk === "string" ? chunk : Buffer.from(chunk as Uint8Array).toString(typeof encoding === "string" ? (encoding as BufferEncoding) : "utf8"));
+    const end = text.lastIndexOf("\n") + 1;
+    partial = text.slice(end);
+    if (end > 0) print(text.slice(0, end));
+    const done = typeof encoding === "function" ? encoding : cb;
+    if (typeof done === "function") queueMicrotask(() => done());
+    return true;
+  };
   const draw = () => {
     const rows = out.rows || 24;
     const lines = board.lines({ columns: out.columns || 80, maxLines: Math.max(4, Math.min(12, rows - 2)), keepFinished: options.keepFinished ?? 3 });
+    if (!drawing) out.write = intercept as typeof out.write;
+    drawing = true;
     while (slots.length < lines.length) slots.push(multi.create(1, 0, { line: "" }));
     for (let i = 0; i < lines.length; i++) slots[i]?.update({ line: lines[i] });
     // Removing a slot redraws at once, with the lines already updated.
     while (slots.length > lines.length) multi.remove(slots.pop() as cliProgress.SingleBar);
-    drawing = true;
   };
   const timer = setInterval(() => {
     if (drawing) draw();
   }, intervalMs);
   timer.unref();
-  // A message above the display: the whole rest of the screen is cleared first, so that a wrapped
-  // message leaves nothing of the old display beside it.
-  const print = (text: string) => {
-    if (drawing) multi.log(`\x1b[0J${text}\n`);
-    else out.write(`${text}\n`);
-  };
   return {
     listener: (e) => {
       if (stopped) return;
       const event = e as BundleEvent;
       board.on(event);
-      if (event.type === "warning") print(`warning: ${event.message}`);
-      else if (event.type === "image-failed") print(`Failed ${event.image}: ${event.error}`);
+      if (event.type === "warning") print(`warning: ${event.message}\n`);
+      else if (event.type === "image-failed") print(`Failed ${event.image}: ${event.error}\n`);
       if (!drawing && (event.type === "image-start" || event.type === "blob-start" || event.type === "bundle-plan")) draw();
     },
     stop: () => {
@@ -186,9 +213,12 @@ export function ttyProgress(out: NodeJS.WriteStream, options: TtyProgressOptions
       stopped = true;
       clearInterval(timer);
       if (!drawing) return;
+      if (partial) print(`${partial}\n`);
       draw();
       multi.update();
       multi.stop();
+      if (ownWrite) out.write = original;
+      else delete (out as { write?: unknown }).write;
     },
   };
 }
