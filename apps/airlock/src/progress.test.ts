@@ -207,9 +207,9 @@ describe("terminal display", () => {
     // 24 rows: at most 12 lines, the last few finished, every image copying, a count of the rest.
     expect(screen).toEqual([
       expect.stringMatching(/^ +… 7 more finished$/),
-      ...[7, 8, 9].map((i) => expect.stringMatching(new RegExp(`^done +…/backend-${i}:1\\.${i} +1\\.0 MiB / 1\\.0 MiB  in 0\\.0s$`))),
-      ...[10, 11, 12, 13, 14].map((i) => expect.stringMatching(new RegExp(`^copying …/backend-${i}:1\\.${i} +0 B / 1\\.0 MiB$`))),
-      expect.stringMatching(/^waiting …\/backend-15:1\.15$/),
+      ...[7, 8, 9].map((i) => expect.stringMatching(new RegExp(`^done +…/services/backend-${i}:1\\.${i} +1\\.0 MiB / 1\\.0 MiB$`))),
+      ...[10, 11, 12, 13, 14].map((i) => expect.stringMatching(new RegExp(`^copying …/services/backend-${i}:1\\.${i} +0 B / 1\\.0 MiB$`))),
+      expect.stringMatching(/^waiting …\/services\/backend-15:1\.15$/),
       expect.stringMatching(/^ +… 14 more waiting$/),
       expect.stringMatching(/^total {3}10\/30 images +10\.0 MiB \/ 30\.0 MiB$/),
     ]);
@@ -253,7 +253,7 @@ describe("terminal display", () => {
       "Copying image ref 1/1 from=oci:/tmp/src:app",
       "second line",
       expect.stringMatching(/^copying oci:\/tmp\/src:app +\[█+░+\] +512\.0 KiB \/ 1\.0 MiB$/),
-      expect.stringMatching(/^total   0\/1 image +\[█+░+\] +512\.0 KiB \/ 1\.0 MiB$/),
+      expect.stringMatching(/^total {3}0\/1 image +\[█+░+\] +512\.0 KiB \/ 1\.0 MiB$/),
     ]);
     p.stop();
     expect(tty.screen()[2]).toBe("no newline yet");
