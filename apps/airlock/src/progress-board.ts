@@ -46,8 +46,8 @@ export function shortenName(name: string, max: number): string {
   return max <= 1 ? s.slice(0, max) : `…${s.slice(s.length - (max - 1))}`;
 }
 
-/** What an image on the board is doing. */
-export type ImageState = "waiting" | "copying" | "done" | "failed";
+/** What an image on the board is doing; "stopped": unfinished when the run ended (failed elsewhere or interrupted). */
+export type ImageState = "waiting" | "copying" | "done" | "failed" | "stopped";
 
 interface Blob {
   size: number;
@@ -260,13 +260,18 @@ export class ProgressBoard {
     }
   }
 
+  /** Marks the images still waiting or copying as stopped: the run ended without finishing them. */
+  stop(): void {
+    for (const img of this.images.values()) if (img.state === "waiting" || img.state === "copying") img.state = "stopped";
+  }
+
   /** The lines to draw now, top to bottom: images (finished, copying, waiting), then the total. */
   lines(layout: BoardLayout): string[] {
     const t = this.now();
     const copying: BoardImage[] = [];
     const waiting: BoardImage[] = [];
     for (const img of this.images.values()) {
-      if (img.state === "copying") copying.push(img);
+      if (img.state === "copying" || img.state === "stopped") copying.push(img);
       else if (img.state === "waiting") waiting.push(img);
     }
     const finished = this.finished;
@@ -345,6 +350,7 @@ export class ProgressBoard {
       const secs = img.started !== undefined && img.finished !== undefined ? (img.finished - img.started) / 1000 : undefined;
       return { ...base, fraction: 1, bytes: `${formatBytes(done)} / ${formatBytes(total)}`, rate: "", eta: secs !== undefined && secs >= 0.1 && img.blobs.moved > 0 ? `in ${secs < 10 ? `${secs.toFixed(1)}s` : formatDuration(secs)}` : "" };
     }
+    if (img.state === "stopped") return { ...base, fraction: total > 0 ? done / total : 0, ...amounts(done, total, undefined) };
     // An image with no blob moving (its blobs queued behind others') has no rate of its own now.
     return { ...base, fraction: total > 0 ? done / total : 0, ...amounts(done, total, img.blobs.active > 0 ? img.rate.rate(t, img.blobs.moved) : undefined) };
   }

@@ -263,6 +263,21 @@ describe("terminal display", () => {
     expect(tty.raw.slice(before)).toBe("after\n");
   });
 
+  it("shows the images a run left unfinished as stopped", () => {
+    const tty = fakeTty();
+    const p = ttyProgress(tty as unknown as NodeJS.WriteStream, { now: () => 0 });
+    p.listener({ type: "image-start", image: "team/a:1", bytes: 2 * KiB });
+    p.listener({ type: "image-start", image: "team/b:1", bytes: KiB });
+    p.listener({ type: "blob-start", image: "team/a:1", digest: dig("a"), size: 2 * KiB });
+    p.listener({ type: "blob-progress", image: "team/a:1", digest: dig("a"), bytes: KiB, size: 2 * KiB });
+    p.stop();
+    expect(tty.screen()).toEqual([
+      expect.stringMatching(/^stopped team\/a:1 +\[█+░+\] +1\.0 KiB \/ 2\.0 KiB$/),
+      expect.stringMatching(/^stopped team\/b:1 +\[░+\] +0 B \/ 1\.0 KiB$/),
+      expect.stringMatching(/^total {3}0\/2 images +\[█+░+\] +1\.0 KiB \/ 3\.0 KiB$/),
+    ]);
+  });
+
   it("writes nothing when stopped before any event", () => {
     const tty = fakeTty();
     ttyProgress(tty as unknown as NodeJS.WriteStream).stop();

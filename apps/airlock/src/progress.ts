@@ -214,6 +214,7 @@ export function ttyProgress(out: NodeJS.WriteStream, options: TtyProgressOptions
       clearInterval(timer);
       if (!drawing) return;
       if (partial) print(`${partial}\n`);
+      board.stop();
       draw();
       multi.update();
       multi.stop();
