@@ -152,7 +152,7 @@ describe("skopeo copy's flags, copy oci: → oci:", () => {
   });
 });
 
-describe("skopeo copy --dest-precompute-digests against docker-registry", () => {
+describe("against docker-registry (plain HTTP): copy --dest-precompute-digests, list-tags, delete, login, logout", () => {
   let reg: RunningRegistry;
   beforeAll(async () => {
     reg = await startRegistry({ mode: "plain" });
@@ -237,6 +237,11 @@ describe("skopeo login --compat-auth-file writes Docker's key for Docker Hub", (
 });
 
 describe("skopeo sync's flags, sync --src oci --dest oci", () => {
+  // A layout of one small image keeps each of the many runs short.
+  const layout = join(tmp, "sync-source");
+  beforeAll(async () => {
+    expect((await runCli(["copy", "-q", SINGLE, `oci:${layout}:single`])).code).toBe(0);
+  });
   const rows: Row[] = [
     { args: ["--authfile", authFile] },
     ...dockerFlags("src-"),
@@ -255,7 +260,7 @@ describe("skopeo sync's flags, sync --src oci --dest oci", () => {
     { args: ["--keep-going"] },
   ];
   it.each(rows.map((r) => [r.args.join(" "), r] as const))("sync %s", async (_, row) => {
-    expectRow(row, await runCli(["sync", "-q", "-s", "oci", "-d", "oci", ...row.args, `${FIX}/oci`, out("sync")]));
+    expectRow(row, await runCli(["sync", "-q", "-s", "oci", "-d", "oci", ...row.args, layout, out("sync")]));
   });
 
   it("sync --format v2s2 writes Docker manifests", async () => {
