@@ -5,13 +5,14 @@
  * stream made the process die with `Unhandled 'error' event … AbortError`). The partial bundle is
  * kept for a resume and does not look finished; once the blob is back, the same command resumes.
  * Run through the built binary: an unhandled 'error' event kills the process, which only a child
- * process shows.
+ * process shows. Sources: an OCI layout written here, and a real docker-registry that lost a blob.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, promises as fs, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RunningRegistry, startRegistry } from "../harness/registry.js";
 import { type CliRun, runBin } from "../support/cli.js";
 
 const LAYERS = 8;
@@ -68,7 +69,7 @@ afterAll(async () => {
 });
 
 /** Asserts the failure as the user must see it: exit 2, one `airlock:` line naming blob and image, no stack trace. */
-function expectOneLineNotFound(r: CliRun): void {
+function expectOneLineNotFound(r: CliRun, advice = "copy the image into it again"): void {
   expect(r.code, r.stderr).toBe(2);
   expect(r.stderr).not.toMatch(/Unhandled|node:events|AbortError|^\s+at /m);
   const lines = r.stderr.split("\n").filter((l) => l !== "");
@@ -78,7 +79,7 @@ function expectOneLineNotFound(r: CliRun): void {
   const line = errors[0] as string;
   expect(line).toContain(`blob ${missing.digest}`);
   expect(line).toContain("team/app:1.0");
-  expect(line).toContain("copy the image into it again");
+  expect(line).toContain(advice);
   expect(line).toContain(".partial");
 }
 
@@ -110,5 +111,36 @@ describe("export with a layer missing from an oci: source, several blobs in flig
     } finally {
       await fs.rm(missing.path, { force: true });
     }
+  });
+});
+
+describe("export from a docker:// source that lost a layer blob, several blobs in flight", () => {
+  let reg: RunningRegistry;
+  beforeAll(async () => {
+    reg = await startRegistry({ mode: "plain" });
+  });
+  afterAll(async () => {
+    await reg?.stop();
+  });
+
+  it("fails with one line and exit 2, keeping the partial bundle", async () => {
+    // The complete image into the registry, then the registry loses the largest layer.
+    await fs.writeFile(missing.path, missing.bytes);
+    try {
+      const pushed = await runBin(["copy", "--quiet", "--dest-tls-verify=false", `oci:${layout}:app`, `docker://${reg.host}/team/app:1.0`]);
+      expect(pushed.code, pushed.stderr).toBe(0);
+    } finally {
+      await fs.rm(missing.path, { force: true });
+    }
+    // Deleted through the API (the registry's descriptor cache would still vouch for a file removed underneath it).
+    const deleted = await fetch(`${reg.url}/v2/team/app/blobs/${missing.digest}`, { method: "DELETE" });
+    expect(deleted.status).toBe(202);
+    const yaml = join(work, "images-registry.yaml");
+    await fs.writeFile(yaml, `version: 1\nregistries:\n  ${JSON.stringify(reg.host)}:\n    tlsVerify: false\nimages:\n  - source: docker://${reg.host}/team/app:1.0\n    as: team/app:1.0\n`);
+    const out = join(work, "registry.tar");
+    const r = await runBin(["export", "-f", yaml, "-o", out, "--quiet"]);
+    expectOneLineNotFound(r, "push team/app:1.0 to the registry again");
+    expect(existsSync(out)).toBe(false);
+    expect(existsSync(`${out}.partial`)).toBe(true);
   });
 });
