@@ -211,11 +211,13 @@ export class TarFile {
     if (this.closed) throw new AirlockError("ERR_INVALID_ARGUMENT", `${this.what} was closed`);
     const length = entry.size - offset;
     // Read through the open handle, not the path: the data stays that of the file that was
-    // indexed even when the path is replaced meanwhile (an archive rewritten by a commit).
+    // indexed even when the path is replaced meanwhile (an archive rewritten by a commit). By its
+    // descriptor: a stream made from the FileHandle itself adds a 'close' listener to the handle
+    // that is never removed (Node warns of a leak past ten streams of one archive).
     const stream =
       length === 0
         ? Readable.from([])
-        : this.fh.createReadStream({ start: entry.dataOffset + offset, end: entry.dataOffset + entry.size - 1, highWaterMark: 1024 * 1024, autoClose: false });
+        : createReadStream("", { fd: this.fh.fd, start: entry.dataOffset + offset, end: entry.dataOffset + entry.size - 1, highWaterMark: 1024 * 1024, autoClose: false });
     if (options.signal) addAbortSignal(options.signal, stream);
     return stream;
   }
