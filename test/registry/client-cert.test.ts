@@ -56,18 +56,23 @@ describe("--cert-dir client certificates against docker-registry with clientcas"
     const copy = await runCli(["copy", "-q", "--dest-cert-dir", reg.certDir as string, `oci:${FIX}/oci:single`, `docker://${reg.host}/mtls/app:1.0`]);
     expect(copy.code).toBe(1);
     expect(copy.stderr).toContain(reg.host);
-    // Known gap (packages/core/src/registry/http.ts, doPing): on a loopback host the refused
-    // handshake makes airlock retry in plain HTTP, so the message is the server's "Client sent an
-    // HTTP request to an HTTPS server" rather than "TLS failed: certificate required".
+    // The server speaks TLS (its answer to plain HTTP says so; a TLS 1.2 server sends an alert):
+    // the TLS failure is reported, not the plain-HTTP fallback's 400, with what is missing and where it goes.
+    expect(copy.stderr).toMatch(/speaks HTTPS but ended the TLS connection .*: it probably requires a client certificate \(mutual TLS\), and no client certificate was given/);
+    expect(copy.stderr).toContain("client.cert and client.key");
+    expect(copy.stderr).toContain("--dest-cert-dir");
+    expect(copy.stderr).not.toMatch(/HTTP request to an HTTPS server/);
     const inspect = await runCli(["inspect", "--cert-dir", reg.certDir as string, `docker://${reg.host}/mtls/app:1.0`]);
     expect(inspect.code).toBe(1);
     expect(inspect.stderr).toContain(reg.host);
+    expect(inspect.stderr).toMatch(/requires a client certificate .*--cert-dir/);
   });
 
   it("a pair from a CA the registry does not trust is refused too", async () => {
     const r = await runCli(["copy", "-q", "--dest-cert-dir", otherPair, `oci:${FIX}/oci:single`, `docker://${reg.host}/mtls/app:1.0`]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(reg.host);
+    expect(r.stderr).toContain(`the client certificate in ${otherPair} may not be one it trusts`);
   });
 
   it("with client.cert and client.key in --cert-dir, copy, inspect and list-tags work", async () => {

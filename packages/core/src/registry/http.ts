@@ -17,7 +17,7 @@ import { lookupCredentials } from "./authfile.js";
 import { mapRegistryError, type RequestKind } from "./errors.js";
 import { abortError, DEFAULT_RETRIES, isRetryableNetworkError, isRetryableStatus, MAX_RETRY_WAIT_MS, parseRetryAfter, type RetryPolicy, retryDelay, sleep } from "./retry.js";
 import { undici } from "./undici.js";
-import { CERT_DIR_FLAG_HINT, isCertificateError, isPlainHttpResponse, loadTlsSettings, secureContextFor, TLS_VERIFY_FLAG_HINT, type TlsSettings } from "./tls.js";
+import { CERT_DIR_FLAG_HINT, isCertificateError, isClientCertificateRefused, isPlainHttpResponse, isTlsAlert, loadTlsSettings, secureContextFor, TLS_VERIFY_FLAG_HINT, type TlsSettings } from "./tls.js";
 
 /** HTTP methods the client uses. */
 export type HttpMethod = "GET" | "HEAD" | "PUT" | "POST" | "PATCH" | "DELETE";
@@ -86,6 +86,13 @@ const TOKEN_BODY_LIMIT = 1024 * 1024;
 const MAX_REDIRECTS = 10;
 
 const DEFAULT_USER_AGENT = "airlock";
+
+/** The HTTPS attempt failed against a server that answered plain HTTP saying it speaks HTTPS. */
+class TlsRefusedError extends Error {
+  constructor(cause: unknown) {
+    super("the server speaks HTTPS but the TLS connection failed", { cause });
+  }
+}
 
 let debugLogger: ((line: string) => void) | undefined;
 
@@ -216,18 +223,27 @@ export class RegistryConnection {
     const what = `pinging container registry ${this.domain}`;
     for (let attempt = 0; ; attempt++) {
       let res: Dispatcher.ResponseData;
+      let errorBody: string | undefined; // a body already read
       let base = new URL(`https://${this.host}`);
       try {
         try {
           res = await this.rawRequest(agent, "GET", new URL("/v2/", base), {}, undefined, signal);
         } catch (httpsErr) {
-          if (signal?.aborted || isCertificateError(httpsErr) || !allowHttp) throw httpsErr;
+          if (signal?.aborted || isCertificateError(httpsErr) || isTlsAlert(httpsErr) || !allowHttp) throw httpsErr;
           // An insecure (or loopback) registry may speak plain HTTP: try it right away.
           base = new URL(`http://${this.host}`);
           try {
             res = await this.rawRequest(agent, "GET", new URL("/v2/", base), {}, undefined, signal);
           } catch {
             throw httpsErr;
+          }
+          // The server says it speaks HTTPS (Go's and nginx's answers to plain HTTP on a TLS port):
+          // the TLS failure is the one to report. A server that wants a client certificate hangs
+          // up after a TLS 1.3 handshake, which a client sees only as a closed connection.
+          if (res.statusCode === 400) {
+            const body = (await readBody(res.body, ERROR_BODY_LIMIT)).toString("utf8");
+            if (/HTTP request to an HTTPS server|plain HTTP request was sent to HTTPS port/i.test(body)) throw new TlsRefusedError(httpsErr);
+            errorBody = body;
           }
         }
       } catch (err) {
@@ -249,7 +265,7 @@ export class RegistryConnection {
         this.challenge = pickChallenge(challenges);
         return;
       }
-      const body = (await readBody(res.body, ERROR_BODY_LIMIT)).toString("utf8");
+      const body = errorBody ?? (await readBody(res.body, ERROR_BODY_LIMIT)).toString("utf8");
       const err = mapRegistryError({ what, kind: "ping", host: this.domain, status, body, credentialsSent: false, retryAfter: header(res.headers, "retry-after") });
       if (isRetryableStatus(status) && attempt < this.policy.retries) {
         await this.waitForRetry(attempt, res.headers, err, signal);
@@ -300,6 +316,23 @@ export class RegistryConnection {
       return new AirlockError(
         "ERR_TLS",
         `${what}: the TLS certificate of ${this.host} could not be verified: ${msg}${dir}; if the registry uses a private CA, give its certificate with ${certDir} (a directory holding ca.crt) or install it in /etc/containers/certs.d/${this.host}/ca.crt; to skip verification use ${tlsVerify}`,
+        { cause: err },
+      );
+    }
+    if (err instanceof TlsRefusedError) {
+      const e2 = err.cause as { code?: string; message?: string };
+      const have = this.tls?.cert ? `the client certificate in ${this.tls.certDir} may not be one it trusts` : "no client certificate was given";
+      return new AirlockError(
+        "ERR_TLS",
+        `${what}: ${this.host} speaks HTTPS but ended the TLS connection (${e2?.message ?? e2?.code ?? "closed"}): it probably requires a client certificate (mutual TLS), and ${have}; put client.cert and client.key next to ca.crt in the directory given with ${certDir}, or in /etc/containers/certs.d/${this.host}/`,
+        { cause: err.cause },
+      );
+    }
+    if (isClientCertificateRefused(err)) {
+      const have = this.tls?.cert ? `the client certificate in ${this.tls.certDir} was refused` : "no client certificate was given";
+      return new AirlockError(
+        "ERR_TLS",
+        `${what}: ${this.host} requires a client certificate it trusts (mutual TLS) and ${have} (${e.code}); put its client.cert and client.key next to ca.crt in the directory given with ${certDir}, or in /etc/containers/certs.d/${this.host}/`,
         { cause: err },
       );
     }

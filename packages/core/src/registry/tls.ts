@@ -108,6 +108,22 @@ export function isCertificateError(err: unknown): boolean {
   return typeof code === "string" && CERT_ERRORS.has(code);
 }
 
+/**
+ * Reports whether `err` is a TLS alert the server sent during the handshake (OpenSSL's
+ * `ERR_SSL_…_ALERT_…` codes): the server speaks TLS and refused this client, so falling back to
+ * plain HTTP would only hide why.
+ */
+export function isTlsAlert(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === "string" && code.startsWith("ERR_SSL_") && code.includes("_ALERT_");
+}
+
+/** Reports whether `err` is the server refusing the client's certificate, or its absence (mutual TLS). */
+export function isClientCertificateRefused(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === "string" && /_ALERT_(BAD_CERTIFICATE|CERTIFICATE_REQUIRED|UNKNOWN_CA|CERTIFICATE_UNKNOWN|UNSUPPORTED_CERTIFICATE)$/.test(code);
+}
+
 /** Reports whether `err` means that a TLS client met a server that speaks plain HTTP. */
 export function isPlainHttpResponse(err: unknown): boolean {
   const e = err as { code?: unknown; message?: unknown };
