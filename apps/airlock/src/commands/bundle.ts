@@ -14,6 +14,7 @@ import {
   type DeltaBase,
   DockerImageReference,
   type ExportImage,
+  type ExportedImage,
   isAirlockError,
   loadDeltaBase,
   type SystemContext,
@@ -86,7 +87,8 @@ export function registerBundle(program: Command, cli: CliContext): void {
       .option("-o, --output <bundle>", "the bundle the export would write (for the free-space check)", "bundle.tar")
       .option("--split-size <size>", "volume size, e.g. 4G, fat32, dvd, bd25", parseSize)
       .option("--to <destination>", "the import's destination: for oci:DIR or dir:DIR, also check the space the imported images take there")
-      .option("--locked", "use images.lock.yaml and fail if anything drifted"),
+      .option("--locked", "use images.lock.yaml and fail if anything drifted")
+      .option("--format <format>", FORMAT_HELP, parseFormat),
   );
   addRetryFlags(planCmd);
   planCmd.action(async (opts: Record<string, unknown>) => {
@@ -103,6 +105,7 @@ export function registerBundle(program: Command, cli: CliContext): void {
       stage = `while reading the manifests of ${images} image(s)`;
       const result = await exportBundle(exportImagesFor(resolved.lock, resolved.planned, resolved.fetched), opts.output as string, {
         dryRun: true,
+        ...(opts.format ? { format: opts.format as "oci" } : {}),
         ...(opts.splitSize ? { splitSize: opts.splitSize as number } : {}),
         signal: cli.signal,
       });
@@ -115,7 +118,7 @@ export function registerBundle(program: Command, cli: CliContext): void {
         [
           ...result.images.flatMap((i) => [
             `  ${i.name}  ${i.digest}  (${i.source})`,
-            ...(i.sourceDigest ? [`    ${indexRewriteNote(platformsList(platformsOf.get(i.name)), i.sourceDigest, i.digest)}`] : []),
+            ...(i.sourceDigest ? [`    ${digestNote(i, platformsOf.get(i.name))}`] : []),
           ]),
           `${result.images.length} image(s), ${result.manifests} manifest(s), ${result.blobs} blob(s), ${formatBytes(result.blobBytes)} of blobs` +
             (result.duplicateBlobs ? `; ${result.duplicateBlobs} shared blob reference(s) (${formatBytes(result.duplicateBytes)}) stored once` : ""),
@@ -156,6 +159,7 @@ export function registerBundle(program: Command, cli: CliContext): void {
       .requiredOption("-o, --output <bundle>", "the bundle file to write, e.g. bundle.tar")
       .option("--locked", "export exactly images.lock.yaml; fail if images.yaml or the sources drifted from it")
       .option("--split-size <size>", "write volumes of at most this size (OUT.000, OUT.001, …): bytes, 4G, fat32, dvd, bd25", parseSize)
+      .option("--format <format>", FORMAT_HELP, parseFormat)
       .option("--concurrency <n>", "blobs downloaded at once (default 6)", (v) => parseCount(v, "--concurrency"))
       .option("--keep-going", "export the images that can be read; list the others and exit non-zero")
       .option("--no-resume", "start over instead of resuming an interrupted export of the same bundle")
@@ -199,6 +203,7 @@ Examples:
       if (lock.images.length === 0) throw failuresError(failures, `no image to export: ${failures.length} failed (${failures.map((f) => f.image).join(", ")})`);
       const images = await withSignatureLocations(exportImagesFor(lock, resolved.planned, resolved.fetched), cli.globals() as Record<string, unknown>);
       result = await exportBundle(images, out, {
+        ...(opts.format ? { format: opts.format as "oci" } : {}),
         ...(opts.splitSize ? { splitSize: opts.splitSize as number } : {}),
         ...(opts.concurrency ? { concurrency: opts.concurrency as number } : {}),
         ...withThrottle(opts),
@@ -259,6 +264,22 @@ function retryFrom(opts: Record<string, unknown>): RetrySettings {
 /** The error of a failed run, as its report gives it. */
 function errorReport(err: unknown): { error: string; code?: string } {
   return { error: err instanceof Error ? err.message : String(err), ...(isAirlockError(err) ? { code: err.code } : {}) };
+}
+
+const FORMAT_HELP =
+  "oci: convert images with Docker media types (v2s2 manifests, manifest lists) to OCI, so that every OCI tool reads every image of the bundle — skopeo skips Docker media types in an OCI layout; their digests change (both are printed). Default: every manifest kept as it is";
+
+/** Parses --format: only "oci" (the bundle is an OCI layout; converting to Docker v2s2 has no use there). */
+function parseFormat(v: string): "oci" {
+  if (v !== "oci") throw new UsageError(`--format takes "oci" (convert Docker-typed images to OCI), got ${JSON.stringify(v)}; leave it out to keep every manifest as it is`);
+  return v;
+}
+
+/** Why an exported image's digest differs from its source's: a platform subset, a conversion to OCI (--format oci), or both. */
+function digestNote(i: ExportedImage, platforms: "all" | string[] | undefined): string {
+  if (!i.converted) return indexRewriteNote(platformsList(platforms), i.sourceDigest ?? i.digest, i.digest);
+  const cut = platforms !== undefined && platforms !== "all" ? ` and its index cut to ${platforms.join(", ")}` : "";
+  return `converted to OCI (--format oci)${cut}, so the digest changes: ${i.sourceDigest} (source) → ${i.digest} (bundle); without --format oci the source's manifests and digest are kept`;
 }
 
 function platformsList(p: "all" | string[] | undefined): string[] {
@@ -329,7 +350,7 @@ async function withSignatureLocations(images: ExportImage[], globals: Record<str
 
 function printExport(cli: CliContext, r: ExportResult, lock: Lock, failures: ImageFailure[]): void {
   const platformsOf = new Map(lock.images.map((i) => [i.name, i.platforms]));
-  for (const i of r.images) cli.stdout.write(`${i.name} ${i.digest}${i.sourceDigest ? ` (${indexRewriteNote(platformsList(platformsOf.get(i.name)), i.sourceDigest, i.digest)})` : ""}\n`);
+  for (const i of r.images) cli.stdout.write(`${i.name} ${i.digest}${i.sourceDigest ? ` (${digestNote(i, platformsOf.get(i.name))})` : ""}\n`);
   for (const v of r.volumes) cli.stdout.write(`${v.path} ${formatBytes(v.size)} sha256:${v.sha256}\n`);
   for (const t of r.tools ?? []) cli.stdout.write(`tool ${t.path} (${t.platform}) ${formatBytes(t.size)} ${t.digest}\n`);
   for (const f of failures) cli.stdout.write(`FAILED ${f.image}: ${f.error}\n`);

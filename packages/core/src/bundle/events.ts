@@ -11,7 +11,7 @@ export type BundleOnlyEvent =
   /** The export's archive is planned: what it will hold and how large it will be. */
   | { type: "bundle-plan"; images: number; manifests: number; blobs: number; bytes: number; duplicateBlobs: number; duplicateBytes: number; volumes: number; size: number; resumed: boolean }
   /** A platform list subset an index: the bundle holds a new index whose digest differs from the source's. */
-  | { type: "index-rewritten"; image: string; sourceDigest: Digest; digest: Digest; platforms: string[] }
+  | { type: "index-rewritten"; image: string; sourceDigest: Digest; digest: Digest; platforms: string[]; converted?: true }
   /** A volume file is complete. */
   | { type: "volume-done"; volume: number; path: string; size: number; sha256: string }
   /** verifyBundle read `bytes` of `total`. */

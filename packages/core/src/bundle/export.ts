@@ -47,7 +47,7 @@ import {
   volumeFileName,
 } from "./format.js";
 import { type BundlePlan, type LayoutItem, type PlannedEntry, padJson, planLayout, volumeDescriptionBytes } from "./plan.js";
-import { type PlatformSelection, type ResolvedImage, resolveImage } from "./resolve.js";
+import { convertToOci, type PlatformSelection, type ResolvedImage, resolveImage } from "./resolve.js";
 import { VolumeHasher } from "./hasher.js";
 import { END_OF_ARCHIVE_SIZE, paddedSize } from "./tar.js";
 import { settleAll, linkedController } from "./util.js";
@@ -83,6 +83,12 @@ export interface ExportOptions {
   concurrency?: number;
   /** Run-wide limits on the downloads (`--max-parallel` per registry, `--rate-limit`); see throttle.ts. */
   throttle?: Throttle;
+  /**
+   * `"oci"`: Docker v2s2 manifests and manifest lists are converted to OCI ones, so that every OCI
+   * tool reads every image of the bundle (skopeo skips Docker media types in an OCI layout); the
+   * converted images' digests change (recorded as `sourceDigest`). Default: kept as they are.
+   */
+  format?: "oci";
   /** Largest size of a volume in bytes; the bundle is then written as OUT.000, OUT.001, … */
   splitSize?: number;
   signal?: AbortSignal;
@@ -124,8 +130,10 @@ export interface ExportedImage {
   /** Digest of the top-level manifest in the bundle. */
   digest: Digest;
   mediaType: string;
-  /** The source's index digest when a platform list subset it (then ≠ `digest`). */
+  /** The source's top-level digest when a platform list subset its index or `format` converted it (then ≠ `digest`). */
   sourceDigest?: Digest;
+  /** Set when its Docker-typed manifests were converted to OCI (`format: "oci"`). */
+  converted?: true;
 }
 
 /** A volume file written (or, in a dry run, planned). */
@@ -221,10 +229,12 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
             );
           }
           onProgress?.({ type: "image-start", image: img.name });
-          const r = await resolveImage(src, img.name, img.platforms ?? "all", signal, img.manifests);
+          const resolvedAsIs = await resolveImage(src, img.name, img.platforms ?? "all", signal, img.manifests);
+          const r = options.format === "oci" ? convertToOci(resolvedAsIs) : resolvedAsIs;
           if (r.sourceTop) {
-            const platforms = (r.platforms ?? []).map((p) => (p.platform ? formatPlatform(p.platform) : p.digest));
-            onProgress?.({ type: "index-rewritten", image: img.name, sourceDigest: r.sourceTop.digest, digest: r.top.digest, platforms });
+            // The platforms kept, when a platform list subset the index (a conversion alone keeps them all).
+            const platforms = resolvedAsIs.sourceTop ? (r.platforms ?? []).map((p) => (p.platform ? formatPlatform(p.platform) : p.digest)) : [];
+            onProgress?.({ type: "index-rewritten", image: img.name, sourceDigest: r.sourceTop.digest, digest: r.top.digest, platforms, ...(r.converted ? { converted: true as const } : {}) });
           }
           return { r, src, signatures: await readSignatures(src, r, signal) };
         }),
@@ -507,6 +517,7 @@ function bundleImage(r: ResolvedImage): BundleImage {
 function exportedImage(r: ResolvedImage): ExportedImage {
   const e: ExportedImage = { name: r.name, source: r.source.toString(), digest: r.top.digest, mediaType: r.top.mediaType };
   if (r.sourceTop) e.sourceDigest = r.sourceTop.digest;
+  if (r.converted) e.converted = true;
   return e;
 }
 

@@ -151,7 +151,7 @@ export interface BundleImage {
   digest: Digest;
   mediaType: string;
   size: number;
-  /** When a platform list subset the source's index: the source index's digest (which differs from `digest`). */
+  /** When a platform list subset the source's index, or `--format oci` converted its Docker manifests: the source's top-level digest (which differs from `digest`). */
   sourceDigest?: Digest;
   /** For an index: its image manifests, one per platform. */
   platforms?: BundlePlatformImage[];

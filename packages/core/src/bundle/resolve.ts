@@ -32,6 +32,8 @@ export interface ResolvedImage {
   blobs: Descriptor[];
   /** For an index: its image manifests, one per entry. */
   platforms?: BundlePlatformImage[];
+  /** Set when Docker-typed manifests were converted to OCI ({@link convertToOci}). */
+  converted?: true;
 }
 
 // buildx attaches provenance as index entries of platform unknown/unknown that point at the image they describe.
@@ -162,7 +164,7 @@ export function convertToOci(img: ResolvedImage): ResolvedImage {
   if (converted.size === 0) return img;
   const manifests = img.manifests.map((m) => converted.get(m.digest) ?? m);
   const top = converted.get(img.top.digest) ?? img.top;
-  const out: ResolvedImage = { ...img, top, manifests, blobs: manifests.flatMap((m) => (m.isIndex ? [] : m.blobs())) };
+  const out: ResolvedImage = { ...img, top, manifests, blobs: manifests.flatMap((m) => (m.isIndex ? [] : m.blobs())), converted: true };
   const sourceTop = img.sourceTop ?? img.top;
   if (sourceTop.digest !== top.digest) out.sourceTop = sourceTop;
   if (top.isIndex) {
