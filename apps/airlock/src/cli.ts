@@ -34,7 +34,7 @@ const MODULES: { verbs: string[]; load: () => Promise<Register> }[] = [
 ];
 
 /** Global options that take a value, so that the verb can be found in argv without parsing it. */
-const GLOBALS_WITH_VALUE = new Set(["--override-os", "--override-arch", "--override-variant", "--tmpdir", "--command-timeout", "--policy", "--registries.d"]);
+const GLOBALS_WITH_VALUE = new Set(["--override-os", "--override-arch", "--override-variant", "--tmpdir", "--command-timeout", "--policy", "--registries.d", "--registries-conf", "--user-agent-prefix", "--tls-details"]);
 
 /** The verb of `argv` (the first word that is not a global option or its value), if any. */
 export function verbOf(argv: string[]): string | undefined {
@@ -64,6 +64,10 @@ export async function buildProgram(cli: CliContext, verb?: string, versionOnly =
     .option("--policy <path>", "trust policy (policy.json) to enforce instead of the default one ($CONTAINERS_POLICY_JSON, ~/.config/containers/policy.json, /etc/containers/policy.json)")
     .option("--insecure-policy", "accept every image: read no trust policy")
     .option("--registries.d <dir>", "registries.d directory: where registry images keep signatures (lookaside storage)")
+    .option("--registries-conf <path>", "registries.conf to use instead of the default lookup ($CONTAINERS_REGISTRIES_CONF, ~/.config/containers/registries.conf, /etc/containers/registries.conf): insecure registries, blocked ones, locations and mirrors")
+    .option("--user-agent-prefix <prefix>", "put PREFIX before airlock's User-Agent in registry requests")
+    .option("--tls-details <path>", "containers-tls-details.yaml(5) file: minimum TLS version, cipher suites and key-exchange groups for every TLS connection")
+    .option("--require-signed", "refuse images whose trust policy requirement does not verify a signature (no insecureAcceptAnything)")
     .showHelpAfterError("(run with --help for usage)")
     .configureOutput({
       writeOut: (s) => cli.stdout.write(s),

@@ -13,6 +13,14 @@ export interface GlobalOptions {
   tmpdir?: string;
   commandTimeout?: number;
   insecurePolicy?: boolean;
+  /** `--registries-conf`: the registries.conf to read instead of the default lookup. */
+  registriesConf?: string;
+  /** `--user-agent-prefix`. */
+  userAgentPrefix?: string;
+  /** `--tls-details`: a containers-tls-details.yaml(5) file. */
+  tlsDetails?: string;
+  /** `--require-signed`. */
+  requireSigned?: boolean;
 }
 
 /** The environment a command runs in. Tests create one with their own streams. */

@@ -176,6 +176,9 @@ export function systemContextFrom(opts: Opts, prefix: "" | "src-" | "dest-", glo
   const daemonHost = get("daemonHost") as string | undefined;
   if (daemonHost !== undefined) ctx.dockerDaemonHost = daemonHost;
   if (globals.tmpdir) ctx.tmpDir = globals.tmpdir as string;
+  if (globals.userAgentPrefix) docker.userAgent = `${globals.userAgentPrefix as string} airlock`;
+  if (globals.registriesConf) docker.registriesConf = globals.registriesConf as string;
+  if (globals.tlsDetails) docker.tlsDetails = globals.tlsDetails as string;
   return ctx;
 }
 

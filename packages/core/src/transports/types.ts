@@ -51,8 +51,16 @@ export interface DockerContext {
   retryTimes?: number;
   /** `--retry-delay` in milliseconds (0 = exponential backoff). */
   retryDelayMs?: number;
-  /** User-Agent prefix. */
+  /** The User-Agent of registry requests (default `airlock`). */
   userAgent?: string;
+  /**
+   * The registries.conf(5) file to read (`--registries-conf`) instead of the default lookup
+   * ($CONTAINERS_REGISTRIES_CONF, then ~/.config/containers/registries.conf,
+   * /etc/containers/registries.conf, with their drop-in directories).
+   */
+  registriesConf?: string;
+  /** A containers-tls-details.yaml(5) file (`--tls-details`): TLS versions, cipher suites and groups. */
+  tlsDetails?: string;
   /**
    * Where this image's signatures are read: the lookaside base URL (`file://` or `http(s)://`) that
    * registries.d(5) configures for it (`lookaside`, or the built-in default); signatures are at
