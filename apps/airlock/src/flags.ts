@@ -5,6 +5,7 @@
 import type { DockerContext, Platform, SystemContext } from "@airlock/core";
 import { type Command, Option } from "commander";
 import { UsageError } from "./errors.js";
+import { loadTlsDetails } from "./tls-details.js";
 
 /** Flags that are optional booleans in skopeo (`--tls-verify` alone means true). */
 const OPTIONAL_BOOLS = /^--((src-|dest-)?tls-verify)$/;
@@ -178,7 +179,10 @@ export function systemContextFrom(opts: Opts, prefix: "" | "src-" | "dest-", glo
   if (globals.tmpdir) ctx.tmpDir = globals.tmpdir as string;
   if (globals.userAgentPrefix) docker.userAgent = `${globals.userAgentPrefix as string} airlock`;
   if (globals.registriesConf) docker.registriesConf = globals.registriesConf as string;
-  if (globals.tlsDetails) docker.tlsDetails = globals.tlsDetails as string;
+  if (globals.tlsDetails) {
+    docker.tlsDetails = globals.tlsDetails as string;
+    docker.baseTls = loadTlsDetails(docker.tlsDetails);
+  }
   return ctx;
 }
 

@@ -201,7 +201,10 @@ export class RegistryConnection {
 
   private async getAgent(): Promise<Agent> {
     if (this.agent) return this.agent;
-    this.tls ??= await loadTlsSettings(this.host, { certDir: this.ctx.certDir, tlsVerify: this.ctx.tlsVerify });
+    if (this.ctx.tlsDetails !== undefined && this.ctx.baseTls === undefined) {
+      throw new AirlockError("ERR_INVALID_ARGUMENT", `${this.ctx.tlsDetails}: the TLS details file was not parsed; callers setting DockerContext.tlsDetails must set baseTls too`);
+    }
+    this.tls ??= await loadTlsSettings(this.host, { certDir: this.ctx.certDir, tlsVerify: this.ctx.tlsVerify, base: this.ctx.baseTls });
     const t = this.options.timeouts ?? {};
     const connect: Record<string, unknown> = { rejectUnauthorized: this.tls.verify };
     // One secure context for every connection: parsing the CAs per connection is slow.
@@ -337,7 +340,8 @@ export class RegistryConnection {
       );
     }
     if (typeof e?.code === "string" && (e.code.startsWith("ERR_SSL") || e.code.startsWith("ERR_TLS") || e.code === "EPROTO")) {
-      return new AirlockError("ERR_TLS", `${what}: TLS with ${this.host} failed: ${msg}; check ${certDir}, or use ${tlsVerify}`, { cause: err });
+      const base = this.tls?.base ? `; the TLS versions, cipher suites or groups allowed by ${this.tls.base.source} (--tls-details) may be ones ${this.host} does not offer` : "";
+      return new AirlockError("ERR_TLS", `${what}: TLS with ${this.host} failed: ${msg}${base}; check ${certDir}, or use ${tlsVerify}`, { cause: err });
     }
     const timeout = e?.code === "UND_ERR_CONNECT_TIMEOUT" || e?.code === "UND_ERR_HEADERS_TIMEOUT" || e?.code === "UND_ERR_BODY_TIMEOUT" || e?.code === "ETIMEDOUT";
     const retryable = isRetryableNetworkError(err);

@@ -19,6 +19,7 @@ import type { Readable } from "node:stream";
 import type { Digest } from "../digest.js";
 import type { Descriptor, Manifest } from "../manifest.js";
 import type { ManifestMediaType } from "../mediatype.js";
+import type { BaseTlsOptions } from "../registry/tls.js";
 
 /** Settings a transport may need to reach an image: credentials, TLS, temp dirs. Plain data. */
 export interface SystemContext {
@@ -61,6 +62,12 @@ export interface DockerContext {
   registriesConf?: string;
   /** A containers-tls-details.yaml(5) file (`--tls-details`): TLS versions, cipher suites and groups. */
   tlsDetails?: string;
+  /**
+   * The TLS options of the `tlsDetails` file, already parsed by the caller (core reads no YAML; see
+   * `baseTlsOptions`): applied to every TLS connection to the registry. Required when `tlsDetails`
+   * is set.
+   */
+  baseTls?: BaseTlsOptions;
   /**
    * Where this image's signatures are read: the lookaside base URL (`file://` or `http(s)://`) that
    * registries.d(5) configures for it (`lookaside`, or the built-in default); signatures are at
