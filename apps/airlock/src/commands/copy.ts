@@ -161,7 +161,7 @@ async function prepareSignatures(
     throw new UsageError(`${dst} has no Docker reference to sign: name the identity with --sign-identity HOST/REPOSITORY:TAG`);
   }
   const options: SignatureOptions = { removeSignatures: opts.removeSignatures === true };
-  const trust = await loadTrustPolicy({ policy: globals.policy as string | undefined, insecurePolicy: globals.insecurePolicy === true });
+  const trust = await loadTrustPolicy({ policy: globals.policy as string | undefined, insecurePolicy: globals.insecurePolicy === true, requireSigned: globals.requireSigned === true });
   if (trust) options.checkPolicy = policyChecker(trust);
 
   let registries: RegistriesD | undefined;

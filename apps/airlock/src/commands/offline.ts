@@ -134,7 +134,7 @@ Examples:
     const destinationFor = destinationMapper(to, naming);
     const globals = cli.globals() as Record<string, unknown>;
     const ctx = withFlagHints(systemContextFrom(opts, "dest-", globals), opts, "dest-");
-    const trust = await loadTrustPolicy({ policy: globals.policy as string | undefined, insecurePolicy: globals.insecurePolicy === true });
+    const trust = await loadTrustPolicy({ policy: globals.policy as string | undefined, insecurePolicy: globals.insecurePolicy === true, requireSigned: globals.requireSigned === true });
     const registries = to.startsWith("oci:") || to.startsWith("dir:") ? undefined : await loadRegistriesD(globals["registries.d"] as string | undefined);
     const ctxFor = (name: string): SystemContext => {
       const ref = destinationFor(name);

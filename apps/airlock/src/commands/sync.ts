@@ -157,7 +157,7 @@ async function runSyncCommand(cli: CliContext, source: string, destination: stri
   const results: SyncImageResult[] = [];
   try {
     // As in copy: the trust policy is checked before any blob of a copied image is read.
-    const trust = await loadTrustPolicy({ policy: globals.policy as string | undefined, insecurePolicy: globals.insecurePolicy === true });
+    const trust = await loadTrustPolicy({ policy: globals.policy as string | undefined, insecurePolicy: globals.insecurePolicy === true, requireSigned: globals.requireSigned === true });
     if (dryRun) out.line("Running in dry-run mode: nothing will be written");
     const found = await enumerate(srcKind as (typeof SOURCES)[number], source, { srcCtx, cliSelect, keepGoing, parallel, maxPerRegistry, out, signal: cli.signal });
     const tasks = planSync(found.images, {

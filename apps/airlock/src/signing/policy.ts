@@ -23,6 +23,7 @@ import {
   policyPathCandidates,
   resolvePolicyPath,
 } from "@airlock/sign";
+import { UsageError } from "../errors.js";
 
 /** The global flags that choose the trust policy (skopeo's). */
 export interface PolicyFlags {
@@ -30,20 +31,33 @@ export interface PolicyFlags {
   policy?: string;
   /** `--insecure-policy`: accept anything, read no policy file. */
   insecurePolicy?: boolean;
+  /**
+   * `--require-signed`: each image must satisfy a requirement that verifies a signature;
+   * mutually exclusive with `insecurePolicy`, and a policy file must exist.
+   */
+  requireSigned?: boolean;
 }
 
 /** A trust policy in force, and the file it came from. */
 export interface TrustPolicy {
   policy: Policy;
   path: string;
+  /** Every image must have a verified signature (`--require-signed`). */
+  requireSigned?: boolean;
 }
 
 /**
  * The policy to enforce: none with `--insecure-policy` (it wins, as in skopeo) or when no policy
  * file exists anywhere (see this module's comment); else the `--policy` file or the default one.
+ * With `--require-signed` a policy file is always read (and `--insecure-policy` is a usage error).
  * Throws ERR_POLICY for a missing or invalid file.
  */
 export async function loadTrustPolicy(flags: PolicyFlags, lookup: PolicyLookup = {}): Promise<TrustPolicy | undefined> {
+  if (flags.requireSigned) {
+    if (flags.insecurePolicy) throw new UsageError("--require-signed and --insecure-policy are mutually exclusive");
+    // No leniency for a host without a policy file: signatures cannot be verified without one.
+    return { ...(await loadPolicy(flags.policy, lookup)), requireSigned: true };
+  }
   if (flags.insecurePolicy) return undefined;
   if (flags.policy !== undefined) return loadPolicy(flags.policy);
   const env = lookup.env ?? process.env;
@@ -75,6 +89,6 @@ export async function policyImageFor(check: PolicyCheck): Promise<PolicyImage> {
  */
 export function policyChecker(trust: TrustPolicy): (check: PolicyCheck) => Promise<void> {
   return async (check) => {
-    await evaluatePolicy(trust.policy, await policyImageFor(check));
+    await evaluatePolicy(trust.policy, await policyImageFor(check), trust.requireSigned ? { requireSignatureVerification: true } : {});
   };
 }

@@ -145,4 +145,16 @@ describe("evaluatePolicy", () => {
     );
     expect(err.message).toBe(`Source image rejected: key ${old.fingerprint} expired on 2021-03-01T01:00:00Z; a signature by an expired key is not accepted`);
   });
+
+  it("with requireSignatureVerification, needs a satisfied requirement that verified a signature", async () => {
+    const image = { transport: "docker", dockerReference: REF, manifest: MANIFEST, signatures: [byAlice] };
+    const insecure = policyWith([{ type: "insecureAcceptAnything" }]);
+    expect((await evaluatePolicy(insecure, image)).signatures).toEqual([]);
+    const err = await rejection(evaluatePolicy(insecure, image, { requireSignatureVerification: true }));
+    expect(err.message).toMatch(/^Source image rejected: Signature verification was required \(--require-signed\), but the policy for docker:registry.example.com\/team\/app:1 \(transports.docker\["registry.example.com"\]: insecureAcceptAnything\) has no requirement that verifies a signature/);
+    const readKey = keys({ "/keys/alice.asc": alice.publicKey });
+    const both = policyWith([{ type: "insecureAcceptAnything" }, signedBy()]);
+    expect((await evaluatePolicy(both, image, { readKey, requireSignatureVerification: true })).signatures).toHaveLength(1);
+    await rejection(evaluatePolicy(both, { ...image, signatures: [byBob] }, { readKey, requireSignatureVerification: true }));
+  });
 });

@@ -45,6 +45,12 @@ export interface EvaluatePolicyOptions {
   readKey?: (path: string) => Promise<Uint8Array>;
   /** The time at which keys must be valid; default now. */
   now?: Date;
+  /**
+   * Require that at least one requirement verified a signature (skopeo's `--require-signed`,
+   * c/image `PolicyContext.RequireSignatureVerification`): a scope whose requirements are all
+   * satisfied without one (`insecureAcceptAnything`) is rejected.
+   */
+  requireSignatureVerification?: boolean;
 }
 
 /** The outcome of an accepted evaluation. */
@@ -116,6 +122,12 @@ export async function evaluatePolicy(policy: Policy, image: PolicyImage, options
       if (err instanceof Unsatisfied) throw new PolicyRejectionError(err.message, scope, { cause: err.cause });
       throw err;
     }
+  }
+  if (options.requireSignatureVerification && accepted.length === 0) {
+    throw new PolicyRejectionError(
+      `Signature verification was required (--require-signed), but the policy for ${imageName} (${scope}: ${requirements.map((r) => r.type).join(", ")}) has no requirement that verifies a signature; add a signedBy requirement for it to the policy`,
+      scope,
+    );
   }
   return { scope, requirements, signatures: accepted };
 }
