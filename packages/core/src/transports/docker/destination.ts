@@ -9,6 +9,7 @@ import type { Digest } from "../../digest.js";
 import { AirlockError } from "../../errors.js";
 import type { Descriptor, Manifest } from "../../manifest.js";
 import { MANIFEST_MEDIA_TYPES } from "../../mediatype.js";
+import type { DockerReference } from "../../reference/docker.js";
 import type { RegistryClient, RegistryClientOptions, Repository } from "../../registry/client.js";
 import { BlobLocations } from "../../registry/blob-locations.js";
 import { acquireRegistryClient, type SharedRegistryClient } from "../../registry/shared.js";
@@ -34,21 +35,25 @@ export class DockerImageDestination implements ImageDestination, BlobMountTarget
   private readonly lookasideStaging: string | undefined;
   /** Where blobs were seen before, across runs (undefined when turned off). */
   private readonly locations = BlobLocations.shared();
+  /** Where the image is written: the reference, or registries.conf's `location` for it. */
+  private readonly location: DockerReference;
 
-  constructor(reference: DockerImageReference, ctx: SystemContext = {}, options: RegistryClientOptions = {}) {
+  /** Opens `reference` for writing at `location` (registries.conf's rewrite of it; default: the reference itself). */
+  constructor(reference: DockerImageReference, ctx: SystemContext = {}, options: RegistryClientOptions = {}, location: DockerReference = reference.ref) {
     this.reference = reference;
+    this.location = location;
     this.lookasideStaging = ctx.docker?.lookasideStaging;
     this.capabilities = { manifestMediaTypes: MANIFEST_MEDIA_TYPES, concurrentWrites: true, indexes: true, signatures: isWritableLookaside(this.lookasideStaging) };
-    this.lease = acquireRegistryClient(reference.ref.domain, ctx.docker ?? {}, options);
+    this.lease = acquireRegistryClient(location.domain, ctx.docker ?? {}, options);
     this.client = this.lease.client;
-    this.repository = this.client.repository(reference.ref.path, "push");
+    this.repository = this.client.repository(location.path, "push");
   }
 
   /** Mount blobs from `source` when it is another repository of the same registry. */
   setMountSource(source: ImageReference): void {
     if (!(source instanceof DockerImageReference)) return;
     const s = source.ref;
-    const d = this.reference.ref;
+    const d = this.location;
     this.mountFrom = s.domain === d.domain && s.path !== d.path ? s.path : undefined;
   }
 
@@ -63,7 +68,7 @@ export class DockerImageDestination implements ImageDestination, BlobMountTarget
    * refused mount is only a miss).
    */
   async tryReuseBlob(desc: Descriptor, signal?: AbortSignal): Promise<boolean> {
-    const { domain, path } = this.reference.ref;
+    const { domain, path } = this.location;
     const size = await this.repository.headBlob(desc.digest, signal);
     if (size !== undefined && (size < 0 || desc.size < 0 || size === desc.size)) return this.holds(desc.digest);
     if (this.mountFrom !== undefined && (await this.repository.mountBlob(desc.digest, this.mountFrom, signal))) return this.holds(desc.digest);
@@ -82,7 +87,7 @@ export class DockerImageDestination implements ImageDestination, BlobMountTarget
 
   /** Records that the repository now holds `digest`; returns true. */
   private holds(digest: Digest): true {
-    this.locations?.record(this.reference.ref.domain, this.reference.ref.path, digest);
+    this.locations?.record(this.location.domain, this.location.path, digest);
     return true;
   }
 

@@ -7,6 +7,7 @@ import { AirlockError } from "../../errors.js";
 import { DockerReference } from "../../reference/docker.js";
 import { RegistryClient, type RegistryClientOptions } from "../../registry/client.js";
 import { RegistryError } from "../../registry/errors.js";
+import { resolveRegistryEndpoints } from "../../registry/registries-conf.js";
 import type { SystemContext } from "../types.js";
 import { DockerImageReference } from "./reference.js";
 
@@ -42,8 +43,9 @@ export interface RepositoryOperationOptions extends RegistryClientOptions {
  * ERR_IMAGE_NOT_FOUND for an unknown repository.
  */
 export async function listTags(ref: DockerReference | DockerImageReference, ctx: SystemContext = {}, options: RepositoryOperationOptions = {}): Promise<string[]> {
-  const r = dockerRef(ref);
-  const client = new RegistryClient(r.domain, ctx.docker ?? {}, options);
+  const primary = (await resolveRegistryEndpoints(dockerRef(ref), ctx.docker ?? {}, "pull")).at(-1);
+  const r = primary?.ref ?? dockerRef(ref);
+  const client = new RegistryClient(r.domain, primary?.ctx ?? ctx.docker ?? {}, options);
   try {
     const list = { ...(options.pageSize === undefined ? {} : { pageSize: options.pageSize }), ...(options.signal ? { signal: options.signal } : {}) };
     return await client.repository(r.path, "pull").listTags(list);
@@ -78,8 +80,9 @@ export async function inspectRepoTags(
  * Returns the deleted digest. Throws ERR_IMAGE_NOT_FOUND when there is no such image.
  */
 export async function deleteImage(ref: DockerImageReference, ctx: SystemContext = {}, options: RepositoryOperationOptions = {}): Promise<string> {
-  const r = ref.ref;
-  const client = new RegistryClient(r.domain, ctx.docker ?? {}, options);
+  const [primary] = await resolveRegistryEndpoints(ref.ref, ctx.docker ?? {}, "push");
+  const r = primary?.ref ?? ref.ref;
+  const client = new RegistryClient(r.domain, primary?.ctx ?? ctx.docker ?? {}, options);
   try {
     const repo = client.repository(r.path, "delete");
     let digest: string | undefined = r.digest;

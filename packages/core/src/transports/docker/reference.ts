@@ -6,6 +6,7 @@
  */
 import { AirlockError } from "../../errors.js";
 import { DockerReference } from "../../reference/docker.js";
+import { resolveRegistryEndpoints } from "../../registry/registries-conf.js";
 import type { ImageDestination, ImageReference, ImageSource, SystemContext, Transport } from "../types.js";
 import { DockerImageDestination } from "./destination.js";
 import { DockerImageSource } from "./source.js";
@@ -54,13 +55,14 @@ export class DockerImageReference implements ImageReference {
     return (this.ref.digest ?? this.ref.tag) as string;
   }
 
-  /** Opens the image for reading. */
+  /** Opens the image for reading, where registries.conf sends pulls (its location, or the first mirror that has it). */
   async newSource(ctx: SystemContext = {}): Promise<ImageSource> {
-    return new DockerImageSource(this, ctx);
+    return DockerImageSource.open(this, ctx, await resolveRegistryEndpoints(this.ref, ctx.docker ?? {}, "pull"));
   }
 
-  /** Opens the repository for writing. */
+  /** Opens the repository for writing, at registries.conf's location for it (never a mirror). */
   async newDestination(ctx: SystemContext = {}): Promise<ImageDestination> {
-    return new DockerImageDestination(this, ctx);
+    const [primary] = await resolveRegistryEndpoints(this.ref, ctx.docker ?? {}, "push");
+    return primary ? new DockerImageDestination(this, { ...ctx, docker: primary.ctx }, {}, primary.ref) : new DockerImageDestination(this, ctx);
   }
 }

@@ -4,9 +4,11 @@
  */
 import type { Digest } from "../../digest.js";
 import type { Descriptor, Manifest } from "../../manifest.js";
+import type { DockerReference } from "../../reference/docker.js";
 import type { RegistryClient, RegistryClientOptions, Repository } from "../../registry/client.js";
 import { acquireRegistryClient, type SharedRegistryClient } from "../../registry/shared.js";
 import { RegistryError } from "../../registry/errors.js";
+import type { ResolvedEndpoint } from "../../registry/registries-conf.js";
 import type { BlobReader, GetBlobOptions, ImageSource, SignatureOptions, SignatureSource, SystemContext } from "../types.js";
 import { readLookasideSignatures } from "./lookaside.js";
 import type { DockerImageReference } from "./reference.js";
@@ -25,12 +27,36 @@ export class DockerImageSource implements ImageSource, SignatureSource {
   private topLevel: Promise<Manifest> | undefined;
   private readonly lookaside: string | undefined;
 
-  constructor(reference: DockerImageReference, ctx: SystemContext = {}, options: RegistryClientOptions = {}) {
+  /**
+   * Opens `reference`, read from `location` (where registries.conf sends it: a `location` rewrite
+   * or a mirror; default: the reference itself).
+   */
+  constructor(reference: DockerImageReference, ctx: SystemContext = {}, options: RegistryClientOptions = {}, location: DockerReference = reference.ref) {
     this.reference = reference;
     this.lookaside = ctx.docker?.lookaside;
-    this.lease = acquireRegistryClient(reference.ref.domain, ctx.docker ?? {}, options);
+    this.lease = acquireRegistryClient(location.domain, ctx.docker ?? {}, options);
     this.client = this.lease.client;
-    this.repository = this.client.repository(reference.ref.path, "pull");
+    this.repository = this.client.repository(location.path, "pull");
+  }
+
+  /**
+   * Opens `reference` from the first of `endpoints` (registries.conf's pull sources: mirrors, then
+   * the primary) whose registry has its top-level manifest; a mirror that fails in any way (not
+   * found, refused, unreachable) passes to the next, as in containers/image. The last endpoint (the
+   * primary) is opened without a probe, so that its errors come as they would without mirrors.
+   */
+  static async open(reference: DockerImageReference, ctx: SystemContext, endpoints: readonly ResolvedEndpoint[]): Promise<DockerImageSource> {
+    for (const [i, e] of endpoints.entries()) {
+      const src = new DockerImageSource(reference, { ...ctx, docker: e.ctx }, {}, e.ref);
+      if (i === endpoints.length - 1) return src;
+      try {
+        await src.getManifest();
+        return src;
+      } catch {
+        await src.close();
+      }
+    }
+    return new DockerImageSource(reference, ctx);
   }
 
   /**

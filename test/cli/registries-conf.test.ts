@@ -1,0 +1,158 @@
+/**
+ * registries.conf(5) end to end, against real docker-registry instances: `insecure = true` (plain
+ * HTTP under a non-loopback name, TLS with an unknown CA), `blocked = true`, `location` rewrites,
+ * and `[[registry.mirror]]` for pulls — given with `--registries-conf` or
+ * $CONTAINERS_REGISTRIES_CONF, as skopeo reads them (and skopeo agreeing on the same file).
+ */
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { networkInterfaces, tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RunningRegistry, startRegistry } from "../harness/registry.js";
+import { runBin, runCli } from "../support/cli.js";
+
+const FIX = join(import.meta.dirname, "../../fixtures");
+const SINGLE = "sha256:9e00bdbaa6fdb60b991640f0f15ff8dbef3929520e44e7e5ff8f28f47ca8e952";
+const tmp = mkdtempSync(join(tmpdir(), "airlock-regconf-cli-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+let n = 0;
+/** Writes a registries.conf into the temp dir; returns its path. */
+function conf(text: string): string {
+  const path = join(tmp, `registries-${++n}.conf`);
+  writeFileSync(path, text);
+  return path;
+}
+
+const digestOf = (stdout: string): string => JSON.parse(stdout).Digest;
+
+describe("registries.conf", () => {
+  let plain: RunningRegistry; // 127.0.0.1: the location and mirror targets
+  let primary: RunningRegistry; // 127.0.0.1: a mirrored registry's primary
+  let tls: RunningRegistry;
+  beforeAll(async () => {
+    [plain, primary, tls] = await Promise.all([startRegistry({ mode: "plain" }), startRegistry({ mode: "plain" }), startRegistry({ mode: "tls" })]);
+    for (const dest of [`${plain.host}/real/app:1`, `${plain.host}/mir/app:1`, `${primary.host}/prim/other:1`]) {
+      const r = await runCli(["copy", "-q", `oci:${FIX}/oci:single`, `docker://${dest}`]);
+      expect(r.stderr).toBe("");
+    }
+    const r = await runCli(["copy", "-q", "--dest-cert-dir", tls.certDir as string, `oci:${FIX}/oci:single`, `docker://${tls.host}/t/app:1`]);
+    expect(r.stderr).toBe("");
+  });
+  afterAll(async () => {
+    await Promise.all([plain?.stop(), primary?.stop(), tls?.stop()]);
+  });
+
+  it("insecure = true: a TLS registry with an unknown CA is read without verification; an explicit --tls-verify=true still verifies", async () => {
+    const ref = `docker://${tls.host}/t/app:1`;
+    const refused = await runCli(["inspect", ref]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/certificate/);
+    const file = conf(`[[registry]]\nlocation = "${tls.host}"\ninsecure = true\n`);
+    const ok = await runCli(["--registries-conf", file, "inspect", ref]);
+    expect(ok.stderr).toBe("");
+    expect(digestOf(ok.stdout)).toBe(SINGLE);
+    const explicit = await runCli(["--registries-conf", file, "inspect", "--tls-verify=true", ref]);
+    expect(explicit.code).toBe(1);
+    expect(explicit.stderr).toMatch(/certificate/);
+  });
+
+  it("insecure = true: a plain-HTTP registry under a non-loopback name is refused without it and works with it ($CONTAINERS_REGISTRIES_CONF too), as in skopeo", async (ctx) => {
+    const address = Object.values(networkInterfaces())
+      .flat()
+      .find((a) => a !== undefined && !a.internal && a.family === "IPv4")?.address;
+    if (address === undefined) return ctx.skip("this machine has no non-loopback IPv4 address to bind docker-registry to");
+    const remote = await startRegistry({ mode: "plain", address });
+    try {
+      const dest = `docker://${remote.host}/seed/x:1`;
+      const refused = await runCli(["copy", "-q", `oci:${FIX}/oci:single`, dest]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain("HTTP response to HTTPS client");
+      const file = conf(`[[registry]]\nprefix = "${remote.host}/seed"\nlocation = "${remote.host}/seed"\ninsecure = true\n`);
+      const pushed = await runCli(["--registries-conf", file, "copy", "-q", `oci:${FIX}/oci:single`, dest]);
+      expect(pushed.stderr).toBe("");
+      expect(pushed.code).toBe(0);
+      const viaEnv = await runBin(["inspect", "--no-tags", dest], { env: { CONTAINERS_REGISTRIES_CONF: file } });
+      expect(viaEnv.stderr).toBe("");
+      expect(digestOf(viaEnv.stdout)).toBe(SINGLE);
+      // Another repository of the same host is not under the prefix: still refused.
+      const other = await runCli(["--registries-conf", file, "inspect", `docker://${remote.host}/other/x:1`]);
+      expect(other.code).toBe(1);
+      // skopeo reads the same file the same way.
+      const sk = await promisify(execFile)("skopeo", ["--registries-conf", file, "inspect", "--no-tags", dest], { encoding: "utf8" });
+      expect(digestOf(sk.stdout)).toBe(SINGLE);
+    } finally {
+      await remote.stop();
+    }
+  });
+
+  it("blocked = true refuses copy (both sides) and inspect with skopeo's message", async () => {
+    const file = conf(`[[registry]]\nprefix = "${plain.host}/real"\nlocation = "${plain.host}/real"\nblocked = true\n`);
+    const msg = `registry ${plain.host}/real is blocked in ${file}`;
+    const inspect = await runCli(["--registries-conf", file, "inspect", `docker://${plain.host}/real/app:1`]);
+    expect(inspect.code).toBe(1);
+    expect(inspect.stderr).toContain(msg);
+    expect(inspect.stderr.trim().split("\n")).toHaveLength(1);
+    const push = await runCli(["--registries-conf", file, "copy", "-q", `oci:${FIX}/oci:single`, `docker://${plain.host}/real/new:1`]);
+    expect(push.code).toBe(1);
+    expect(push.stderr).toContain(msg);
+    const pull = await runCli(["--registries-conf", file, "copy", "-q", `docker://${plain.host}/real/app:1`, `oci:${join(tmp, "blocked")}:x`]);
+    expect(pull.code).toBe(1);
+    expect(pull.stderr).toContain(msg);
+    // skopeo refuses too.
+    const sk = await promisify(execFile)("skopeo", ["--registries-conf", file, "inspect", "--no-tags", `docker://${plain.host}/real/app:1`]).catch((e) => e);
+    expect(sk.stderr).toContain(`registry ${plain.host}/real is blocked in ${file}`);
+    // Outside the prefix, the same registry is reachable.
+    const outside = await runCli(["--registries-conf", file, "inspect", "--no-tags", `docker://${plain.host}/mir/app:1`]);
+    expect(outside.code).toBe(0);
+  });
+
+  it("location rewrites pulls and pushes (prefix replaced); skopeo reads the same", async () => {
+    // insecure: skopeo, unlike airlock, wants it for plain HTTP even on loopback.
+    const file = conf(`[[registry]]\nprefix = "example.invalid/team"\nlocation = "${plain.host}/real"\ninsecure = true\n`);
+    const r = await runCli(["--registries-conf", file, "inspect", "docker://example.invalid/team/app:1"]);
+    expect(r.stderr).toBe("");
+    const out = JSON.parse(r.stdout);
+    expect(out.Digest).toBe(SINGLE);
+    expect(out.RepoTags).toEqual(["1"]);
+    const sk = await promisify(execFile)("skopeo", ["--registries-conf", file, "inspect", "--no-tags", "docker://example.invalid/team/app:1"], { encoding: "utf8" });
+    expect(digestOf(sk.stdout)).toBe(SINGLE);
+    // skopeo 1.9 rewrites pulls only (a push, and inspect's RepoTags, go to example.invalid); airlock rewrites every access.
+    const pushed = await runCli(["--registries-conf", file, "copy", "-q", `oci:${FIX}/oci:single`, "docker://example.invalid/team/pushed:2"]);
+    expect(pushed.stderr).toBe("");
+    const there = await runCli(["inspect", "--no-tags", `docker://${plain.host}/real/pushed:2`]);
+    expect(digestOf(there.stdout)).toBe(SINGLE);
+  });
+
+  it("mirrors serve pulls (a failing or empty mirror falls through to the primary); pushes go to the primary only", async () => {
+    const file = conf(`
+[[registry]]
+prefix = "example.invalid/m"
+location = "${primary.host}/prim"
+[[registry.mirror]]
+location = "127.0.0.1:1/down"
+[[registry.mirror]]
+location = "${plain.host}/mir"
+`);
+    const run = (args: string[]) => runCli(["--registries-conf", file, ...args]);
+    // Only the mirror has app:1; the first mirror refuses connections.
+    const fromMirror = await run(["copy", "-q", "--retry-times", "0", "docker://example.invalid/m/app:1", `oci:${join(tmp, "mirrored")}:x`]);
+    expect(fromMirror.stderr).toBe("");
+    expect(fromMirror.code).toBe(0);
+    // Only the primary has other:1: both mirrors fail, the primary serves it.
+    const fromPrimary = await run(["inspect", "--no-tags", "--retry-times", "0", "docker://example.invalid/m/other:1"]);
+    expect(fromPrimary.stderr).toBe("");
+    expect(digestOf(fromPrimary.stdout)).toBe(SINGLE);
+    // Nowhere: the primary's not-found.
+    const missing = await run(["inspect", "--no-tags", "--retry-times", "0", "docker://example.invalid/m/none:1"]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain(`${primary.host}/prim/none`);
+    // A push lands on the primary, never on a mirror.
+    const pushed = await run(["copy", "-q", `oci:${FIX}/oci:single`, "docker://example.invalid/m/pushed:1"]);
+    expect(pushed.stderr).toBe("");
+    expect(digestOf((await runCli(["inspect", "--no-tags", `docker://${primary.host}/prim/pushed:1`])).stdout)).toBe(SINGLE);
+    expect((await runCli(["inspect", "--no-tags", `docker://${plain.host}/mir/pushed:1`])).code).toBe(2);
+  });
+});
