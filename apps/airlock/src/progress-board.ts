@@ -366,7 +366,7 @@ export class ProgressBoard {
       finished: this.finished.length,
       failed,
       done: this.blobs.done,
-      total: Math.max(this.plannedBytes, this.blobs.total + pending),
+      total: this.plannedBytes > 0 ? Math.max(this.plannedBytes, this.blobs.total) : this.blobs.total + pending, // a plan counts a shared blob once
     };
   }
 

@@ -4,7 +4,7 @@
  * so that the offline verbs load neither YAML nor semver.
  */
 import { readFile, writeFile } from "node:fs/promises";
-import { AirlockError, BUNDLE_METADATA_PATH, type BundleEvent, BundleReader } from "@airlock/core";
+import { AirlockError, BUNDLE_METADATA_PATH, type BundleEvent, BundleReader, isAirlockError } from "@airlock/core";
 import type { Command } from "commander";
 import { verifyBundleMetadataWithKeyFiles } from "../signing/index.js";
 
@@ -18,6 +18,11 @@ export const reportOptions = (cmd: Command) =>
 /** Writes the JSON report when asked. */
 export async function writeReport(opts: Record<string, unknown>, report: unknown): Promise<void> {
   if (opts.report) await writeFile(opts.report as string, `${JSON.stringify(report, null, 2)}\n`);
+}
+
+/** The error of a failed run, as its report gives it: the message and, for an AirlockError, its code. */
+export function errorReport(err: unknown): { error: string; code?: string } {
+  return { error: err instanceof Error ? err.message : String(err), ...(isAirlockError(err) ? { code: err.code } : {}) };
 }
 
 /** The detached signature of a bundle: `BUNDLE.sig` next to the bundle file (or its volumes' base name). */

@@ -15,7 +15,6 @@ import {
   DockerImageReference,
   type ExportImage,
   type ExportedImage,
-  isAirlockError,
   loadDeltaBase,
   type SystemContext,
   writeFileAtomic,
@@ -42,7 +41,7 @@ import { parseToolPlatform, toolsFor } from "../include-tool.js";
 import { formatBytes } from "../progress.js";
 import { loadRegistriesD, lookasideForReading, signBundleMetadataWithKeyFile } from "../signing/index.js";
 import { VERSION } from "../version.js";
-import { bundleMetadataBytes, listener, reportOptions, seconds, signaturePathFor, writeReport } from "./bundle-common.js";
+import { bundleMetadataBytes, errorReport, listener, reportOptions, seconds, signaturePathFor, writeReport } from "./bundle-common.js";
 
 /** Named volume sizes for `--split-size`. */
 const NAMED_SIZES: Record<string, number> = {
@@ -259,11 +258,6 @@ function retryFrom(opts: Record<string, unknown>): RetrySettings {
     ...(opts.retryTimes !== undefined ? { retryTimes: opts.retryTimes as number } : {}),
     ...(opts.retryDelay !== undefined ? { retryDelayMs: opts.retryDelay as number } : {}),
   };
-}
-
-/** The error of a failed run, as its report gives it. */
-function errorReport(err: unknown): { error: string; code?: string } {
-  return { error: err instanceof Error ? err.message : String(err), ...(isAirlockError(err) ? { code: err.code } : {}) };
 }
 
 const FORMAT_HELP =

@@ -6,6 +6,7 @@
 import { resolve } from "node:path";
 import {
   AirlockError,
+  type BundleEvent,
   BundleReader,
   DockerImageReference,
   DockerReference,
@@ -29,7 +30,7 @@ import { formatBytes } from "../progress.js";
 import { withFlagHints } from "../registry-hints.js";
 import { configuredLookasideStaging, loadRegistriesD, loadTrustPolicy, policyChecker } from "../signing/index.js";
 import { addThrottleFlags, withThrottle } from "../throttle-flags.js";
-import { checkBundleSignature, listener, reportOptions, seconds, writeReport } from "./bundle-common.js";
+import { checkBundleSignature, errorReport, listener, reportOptions, seconds, writeReport } from "./bundle-common.js";
 import { describeReceipt } from "./inventory.js";
 
 /** Registers verify and import. */
@@ -116,6 +117,36 @@ Examples:
   airlock import bundle.tar.* --to oci:/srv/images --dry-run`,
   );
   importCmd.action(async (paths: string[], opts: Record<string, unknown>) => {
+    const started = Date.now();
+    const tally = new ImportTally();
+    let result: ImportResult;
+    try {
+      result = await runImport(paths, opts, tally);
+    } catch (err) {
+      cli.stderr.write(`${tally.failedSummary(Date.now() - started)}\n`);
+      await writeReport(opts, { ok: false, ...errorReport(err), path: paths.join(" "), ...tally.report(), durationMs: Date.now() - started });
+      throw err;
+    }
+    for (const i of result.images) {
+      const sigs = i.signatures > 0 ? ` (${i.signatures} signature${i.signatures > 1 ? "s" : ""})` : "";
+      cli.stdout.write(`${i.status === "pushed" ? "pushed " : i.status === "present" ? "present" : "would push"} ${i.destination} ${i.digest}${sigs}\n`);
+    }
+    cli.stdout.write(
+      `${result.dryRun ? "Dry run: " : ""}${result.images.length} image(s); ${result.blobsPushed} blob(s) ${result.dryRun ? "to push" : "pushed"} (${formatBytes(result.bytesPushed)}), ${result.blobsSkipped} already present; ${result.manifestsPushed} manifest(s) in ${seconds(result.durationMs)}\n`,
+    );
+    await writeReport(opts, { ok: true, ...result });
+    const to = opts.to as string;
+    if (opts.receipt && !result.dryRun) {
+      if (to.startsWith("oci:") || to.startsWith("dir:")) throw new UsageError("--receipt needs --to REGISTRY[/PREFIX]: an inventory is taken of a registry");
+      const ctx = withFlagHints(systemContextFrom(opts, "dest-", cli.globals() as Record<string, unknown>), opts, "dest-");
+      const receipt = await takeInventory(to, { ...(ctx.docker ? { docker: ctx.docker } : {}), signal: cli.signal });
+      await writeReceipt(opts.receipt as string, receipt);
+      cli.stdout.write(describeReceipt(receipt, opts.receipt as string));
+    }
+  });
+
+  /** Checks the bundle and pushes it: everything of import up to its result. */
+  async function runImport(paths: string[], opts: Record<string, unknown>, tally: ImportTally): Promise<ImportResult> {
     const bundle = paths.length === 1 ? (paths[0] as string) : paths;
     const to = opts.to as string;
     if (opts.verifyKey) {
@@ -142,9 +173,9 @@ Examples:
       return staging === undefined ? ctx : { ...ctx, docker: { ...ctx.docker, lookasideStaging: staging } };
     };
     const progress = cli.progress({ json: opts.json as boolean, quiet: opts.quiet as boolean });
-    let result: ImportResult;
+    const show = listener(progress.listener);
     try {
-      result = await importBundle(bundle, {
+      return await importBundle(bundle, {
         destinationFor,
         ctx,
         ctxFor,
@@ -155,27 +186,48 @@ Examples:
         ...(opts.image ? { images: opts.image as string[] } : {}),
         dryRun: opts.dryRun === true,
         signal: cli.signal,
-        onProgress: listener(progress.listener),
+        onProgress: (e) => {
+          tally.see(e);
+          show(e);
+        },
       });
     } finally {
       progress.stop();
     }
-    for (const i of result.images) {
-      const sigs = i.signatures > 0 ? ` (${i.signatures} signature${i.signatures > 1 ? "s" : ""})` : "";
-      cli.stdout.write(`${i.status === "pushed" ? "pushed " : i.status === "present" ? "present" : "would push"} ${i.destination} ${i.digest}${sigs}\n`);
-    }
-    cli.stdout.write(
-      `${result.dryRun ? "Dry run: " : ""}${result.images.length} image(s); ${result.blobsPushed} blob(s) ${result.dryRun ? "to push" : "pushed"} (${formatBytes(result.bytesPushed)}), ${result.blobsSkipped} already present; ${result.manifestsPushed} manifest(s) in ${seconds(result.durationMs)}\n`,
-    );
-    await writeReport(opts, result);
-    if (opts.receipt && !result.dryRun) {
-      if (to.startsWith("oci:") || to.startsWith("dir:")) throw new UsageError("--receipt needs --to REGISTRY[/PREFIX]: an inventory is taken of a registry");
-      const ctx = withFlagHints(systemContextFrom(opts, "dest-", cli.globals() as Record<string, unknown>), opts, "dest-");
-      const receipt = await takeInventory(to, { ...(ctx.docker ? { docker: ctx.docker } : {}), signal: cli.signal });
-      await writeReceipt(opts.receipt as string, receipt);
-      cli.stdout.write(describeReceipt(receipt, opts.receipt as string));
-    }
-  });
+  }
+}
+
+/** What an import did before it failed, counted from its progress events: for the summary and report of a failed run. */
+class ImportTally {
+  /** What the bundle carries (its `bundle-plan` event), once it is checked. */
+  plan: { images: number; blobs: number; bytes: number } | undefined;
+  /** The images complete at the destination. */
+  readonly imagesDone: { name: string; digest: string }[] = [];
+  blobsPushed = 0;
+  bytesPushed = 0;
+  blobsSkipped = 0;
+
+  see(e: BundleEvent): void {
+    if (e.type === "bundle-plan") this.plan = { images: e.images, blobs: e.blobs, bytes: e.bytes };
+    else if (e.type === "image-done") this.imagesDone.push({ name: e.image, digest: e.digest });
+    else if (e.type === "blob-done") {
+      this.blobsPushed++;
+      this.bytesPushed += e.size;
+    } else if (e.type === "blob-skipped") this.blobsSkipped++;
+  }
+
+  /** The report's fields. */
+  report(): Record<string, unknown> {
+    return { images: this.imagesDone, ...(this.plan ? { planned: this.plan } : {}), blobsPushed: this.blobsPushed, bytesPushed: this.bytesPushed, blobsSkipped: this.blobsSkipped };
+  }
+
+  /** One line: how far the import got. */
+  failedSummary(ms: number): string {
+    const what = this.plan
+      ? `${this.imagesDone.length} of ${this.plan.images} image(s) done, ${this.blobsPushed} of ${this.plan.blobs} blob(s) pushed (${formatBytes(this.bytesPushed)} of ${formatBytes(this.plan.bytes)}), ${this.blobsSkipped} already present`
+      : "0 image(s) done, no blob pushed (it failed while checking the bundle)";
+    return `Import failed after ${seconds(ms)}: ${what}`;
+  }
 }
 
 /** The state of one volume verified on its own: `verify bundle.tar.003` with the other volumes absent. */

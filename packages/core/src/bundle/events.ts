@@ -8,8 +8,26 @@ import type { ProgressEvent } from "../progress.js";
 
 /** An event only bundle operations emit. */
 export type BundleOnlyEvent =
-  /** The export's archive is planned: what it will hold and how large it will be. */
-  | { type: "bundle-plan"; images: number; manifests: number; blobs: number; bytes: number; duplicateBlobs: number; duplicateBytes: number; volumes: number; size: number; resumed: boolean }
+  /**
+   * The export's archive is planned: what it will hold and how large it will be. An import emits
+   * it too (`operation: "import"`), once the bundle is checked and before anything is pushed: the
+   * images, manifests and distinct blobs it carries (`bytes` counts a blob shared by several
+   * images once), the bundle's volumes and their size; `resumed` is false.
+   */
+  | {
+      type: "bundle-plan";
+      images: number;
+      manifests: number;
+      blobs: number;
+      bytes: number;
+      duplicateBlobs: number;
+      duplicateBytes: number;
+      volumes: number;
+      size: number;
+      resumed: boolean;
+      /** Set by an import; absent for an export. */
+      operation?: "import";
+    }
   /** A platform list subset an index: the bundle holds a new index whose digest differs from the source's. */
   | { type: "index-rewritten"; image: string; sourceDigest: Digest; digest: Digest; platforms: string[]; converted?: true }
   /** A volume file is complete. */

@@ -22,7 +22,7 @@ import { destinationDigest, RegistryClientPool } from "../sync/present.js";
 import type { Throttle } from "../throttle.js";
 import type { PolicyCheck } from "../copy/copy.js";
 import { canStoreSignatures, type ImageDestination, type ImageReference, type SystemContext } from "../transports/types.js";
-import type { BundleListener } from "./events.js";
+import type { BundleEvent, BundleListener } from "./events.js";
 import { type BundleMetadata, blobPath } from "./format.js";
 import { BundleReader } from "./reader.js";
 import { ImportJournal, importJournalPath } from "./upload-journal.js";
@@ -183,6 +183,7 @@ export async function importBundle(path: string | string[], options: ImportOptio
       const all = [...blobs.values()];
       work.push({ name, ref: options.destinationFor(name), top, manifests, blobs: all.filter((b) => !isBase(b)), base: all.filter(isBase), signatures });
     }
+    onProgress?.(importPlan(work, reader));
     const result: ImportResult = { path: reader.path, images: [], blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0, manifestsPushed: 0, durationMs: 0, dryRun: options.dryRun ?? false };
     if (options.dryRun) {
       result.images = work.map((w) => ({ name: w.name, destination: w.ref.toString(), digest: w.top.digest, mediaType: w.top.mediaType, status: "planned", blobs: w.blobs.length, bytes: sum(w.blobs), signatures: countSignatures(w) }));
@@ -315,6 +316,36 @@ export async function importBundle(path: string | string[], options: ImportOptio
     await pool.close();
     await reader.close();
   }
+}
+
+/** The import's `bundle-plan` event: what the checked images carry, a blob shared by several images counted once. */
+function importPlan(work: ImageWork[], reader: BundleReader): BundleEvent {
+  const blobs = new Map<string, number>();
+  const manifests = new Set<string>();
+  let duplicateBlobs = 0;
+  let duplicateBytes = 0;
+  for (const w of work) {
+    for (const m of w.manifests) manifests.add(m.digest);
+    for (const b of w.blobs) {
+      if (blobs.has(b.digest)) {
+        duplicateBlobs++;
+        duplicateBytes += b.size;
+      } else blobs.set(b.digest, b.size);
+    }
+  }
+  return {
+    type: "bundle-plan",
+    operation: "import",
+    images: work.length,
+    manifests: manifests.size,
+    blobs: blobs.size,
+    bytes: [...blobs.values()].reduce((a, n) => a + n, 0),
+    duplicateBlobs,
+    duplicateBytes,
+    volumes: reader.volumes.length,
+    size: reader.volumes.reduce((a, v) => a + v.size, 0),
+    resumed: false,
+  };
 }
 
 /** `stream` under the run's rate limit, when there is one (re-read bytes of a retried chunk count too: they are sent again). */
