@@ -118,7 +118,9 @@ export async function copyImage(source: ImageReference, destination: ImageRefere
       // Within one registry, blobs are mounted from the source repository instead of uploaded.
       if (isBlobMountTarget(dst)) dst.setMountSource(source);
       const result = await copier.run(plan, dst);
-      await dst.commit(options.signal);
+      await dst.commit(options.signal).catch((err: unknown) => {
+        throw copier.commitFailed(err);
+      });
       return result;
     } finally {
       await dst.close();
@@ -410,6 +412,14 @@ class Copier {
     if (topLevel) this.writtenTop = m;
     this.result.manifests++;
     this.options.onProgress?.({ type: "manifest", image: this.name, digest: m.digest, mediaType: m.mediaType, topLevel });
+  }
+
+  /**
+   * The error to report when committing failed: a registry stores a tagged image's top-level
+   * manifest only then (pushed by its tag), so a refusal of that manifest surfaces here.
+   */
+  commitFailed(err: unknown): unknown {
+    return this.writtenTop?.isSchema1 ? this.schema1.refused(this.writtenTop, err) : err;
   }
 
   private skipped(desc: Descriptor, reason: string): void {
