@@ -3,7 +3,7 @@
  * policy must verify a signature of each image, for copy, sync and import; with the fixture keys
  * (made by gpg) signing through `airlock copy --sign-by-key`, which skopeo's tests accept.
  */
-import { existsSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.js";
@@ -79,6 +79,19 @@ describe("--require-signed", () => {
     expect(bad.stderr).toContain("Signature verification was required (--require-signed)");
     const dst = fresh();
     const ok = await runCli(["--policy", trustSigner, "--require-signed", "sync", "-q", "--src", "dir", "--dest", "dir", signed, dst]);
+    expect(ok, ok.stderr).toMatchObject({ code: 0 });
+  });
+
+  it("import: the bundle's signatures must satisfy a requirement that verifies them", async () => {
+    const yaml = join(work, "images.yaml");
+    writeFileSync(yaml, `version: 1\nimages:\n  - source: dir:${signed}\n    as: demo/app:1\n`);
+    const bundle = join(work, "signed.tar");
+    const e = await runCli(["--insecure-policy", "export", "-q", "-f", yaml, "-o", bundle]);
+    expect(e, e.stderr).toMatchObject({ code: 0 });
+    const bad = await runCli(["--policy", insecure, "--require-signed", "import", "-q", bundle, "--to", `oci:${fresh()}`]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain("Signature verification was required (--require-signed)");
+    const ok = await runCli(["--policy", trustSigner, "--require-signed", "import", "-q", bundle, "--to", `oci:${fresh()}`]);
     expect(ok, ok.stderr).toMatchObject({ code: 0 });
   });
 });
