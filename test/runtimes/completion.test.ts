@@ -32,7 +32,7 @@ describe("airlock completion", () => {
     const p = await program();
     for (const c of p.commands) {
       expect(r.stdout).toContain(`${c.name()}`);
-      for (const o of c.options) if (o.long) expect(r.stdout, `${c.name()} ${o.long}`).toContain(o.long);
+      for (const o of c.options) if (o.long && !o.hidden) expect(r.stdout, `${c.name()} ${o.long}`).toContain(o.long);
     }
     expect(bashComplete(r.stdout, ["airlock", "comp"])).toEqual(["completion"]);
     expect(bashComplete(r.stdout, ["airlock", "inspect", "--ra"])).toEqual(["--raw"]);
@@ -49,7 +49,7 @@ describe("airlock completion", () => {
     for (const c of p.commands) {
       expect(zsh.stdout).toContain(`'${c.name()}:`);
       expect(fish.stdout).toContain(`-a ${c.name()} -d`);
-      for (const o of c.options) if (o.long) expect(fish.stdout, `${c.name()} ${o.long}`).toContain(`__fish_seen_subcommand_from ${[c.name(), ...c.aliases()].join(" ")}' -l ${o.long.slice(2)}`);
+      for (const o of c.options) if (o.long && !o.hidden) expect(fish.stdout, `${c.name()} ${o.long}`).toContain(`__fish_seen_subcommand_from ${[c.name(), ...c.aliases()].join(" ")}' -l ${o.long.slice(2)}`);
     }
     for (const shell of ["zsh", "fish"]) {
       if (spawnSync("sh", ["-c", `command -v ${shell}`]).status === 0) expect(spawnSync(shell, ["-n"], { input: shell === "zsh" ? zsh.stdout : fish.stdout }).status).toBe(0);
@@ -69,7 +69,7 @@ describe("airlock help VERB", () => {
       const r = await runCli(["help", c.name()]);
       expect(r.code, c.name()).toBe(0);
       expect(r.stdout).toContain(`Usage: airlock ${c.name()}`);
-      for (const o of c.options) if (o.long) expect(r.stdout, `${c.name()} ${o.long}`).toContain(o.long);
+      for (const o of c.options) if (o.long && !o.hidden) expect(r.stdout, `${c.name()} ${o.long}`).toContain(o.long);
     }
   });
 });
