@@ -21,6 +21,7 @@ import { limiter } from "../progress.js";
 import { destinationDigest, RegistryClientPool } from "../sync/present.js";
 import type { Throttle } from "../throttle.js";
 import type { PolicyCheck } from "../copy/copy.js";
+import { DockerImageReference } from "../transports/docker/reference.js";
 import { canStoreSignatures, type ImageDestination, type ImageReference, type SystemContext } from "../transports/types.js";
 import type { BundleEvent, BundleListener } from "./events.js";
 import { type BundleMetadata, blobPath } from "./format.js";
@@ -281,7 +282,12 @@ export async function importBundle(path: string | string[], options: ImportOptio
     if (firstError !== undefined) throw firstError;
     signal?.throwIfAborted();
 
-    // 3. Manifests, children first, the top-level one last; then the tag. Images in parallel.
+    // 3. Manifests, children first, the top-level one last; then the tag. Images in parallel. A
+    // child manifest that several images of one repository share (an index and a platform subset
+    // of it) is pushed once, the others waiting for that push: the same manifest written twice at
+    // once races in distribution's filesystem storage, where an index being checked then reads
+    // its child's half-written link ("DIGEST_INVALID … MANIFEST_BLOB_UNKNOWN").
+    const childPushes = new Map<string, Promise<void>>();
     const done = await settleAll(
       work.map((w) =>
         open(async (): Promise<ImportedImage> => {
@@ -290,12 +296,26 @@ export async function importBundle(path: string | string[], options: ImportOptio
             onProgress?.({ type: "image-done", image: w.name, digest: w.top.digest });
             return { name: w.name, destination: w.ref.toString(), digest: w.top.digest, mediaType: w.top.mediaType, status: "present", blobs: w.blobs.length, bytes: sum(w.blobs), signatures: 0 };
           }
-          for (const m of w.manifests) {
-            const topLevel = m === w.top;
-            if (!topLevel && (w.present || (await dest.hasManifest(m.digest, signal)))) continue;
+          const push = async (m: Manifest, topLevel: boolean) => {
             await dest.putManifest(m, { topLevel, signal });
             result.manifestsPushed++;
             onProgress?.({ type: "manifest", image: w.name, digest: m.digest, mediaType: m.mediaType, topLevel });
+          };
+          for (const m of w.manifests) {
+            if (m === w.top) {
+              await push(m, true);
+              continue;
+            }
+            if (w.present) continue;
+            const key = `${repositoryOf(w.ref)}\n${m.digest}`;
+            let child = childPushes.get(key);
+            if (!child) {
+              child = (async () => {
+                if (!(await dest.hasManifest(m.digest, signal))) await push(m, false);
+              })();
+              childPushes.set(key, child);
+            }
+            await child;
           }
           // Signatures after the manifests they sign, before the commit (the transport contract's order).
           if (w.signatures.size > 0 && canStoreSignatures(dest)) {
@@ -346,6 +366,11 @@ function importPlan(work: ImageWork[], reader: BundleReader): BundleEvent {
     size: reader.volumes.reduce((a, v) => a + v.size, 0),
     resumed: false,
   };
+}
+
+/** The repository an image is written to (for a registry: host and path, without the tag). */
+function repositoryOf(ref: ImageReference): string {
+  return ref instanceof DockerImageReference ? `docker://${ref.ref.domain}/${ref.ref.path}` : ref.toString();
 }
 
 /** `stream` under the run's rate limit, when there is one (re-read bytes of a retried chunk count too: they are sent again). */
