@@ -5,7 +5,7 @@
  * $CONTAINERS_REGISTRIES_CONF, as skopeo reads them (and skopeo agreeing on the same file).
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -32,17 +32,20 @@ describe("registries.conf", () => {
   let plain: RunningRegistry; // 127.0.0.1: the location and mirror targets
   let primary: RunningRegistry; // 127.0.0.1: a mirrored registry's primary
   let tls: RunningRegistry;
+  let basic: RunningRegistry;
   beforeAll(async () => {
-    [plain, primary, tls] = await Promise.all([startRegistry({ mode: "plain" }), startRegistry({ mode: "plain" }), startRegistry({ mode: "tls" })]);
+    [plain, primary, tls, basic] = await Promise.all([startRegistry({ mode: "plain" }), startRegistry({ mode: "plain" }), startRegistry({ mode: "tls" }), startRegistry({ mode: "basic" })]);
     for (const dest of [`${plain.host}/real/app:1`, `${plain.host}/mir/app:1`, `${primary.host}/prim/other:1`]) {
       const r = await runCli(["copy", "-q", `oci:${FIX}/oci:single`, `docker://${dest}`]);
       expect(r.stderr).toBe("");
     }
     const r = await runCli(["copy", "-q", "--dest-cert-dir", tls.certDir as string, `oci:${FIX}/oci:single`, `docker://${tls.host}/t/app:1`]);
     expect(r.stderr).toBe("");
+    const b = await runCli(["copy", "-q", "--dest-creds", `${basic.username}:${basic.password}`, `oci:${FIX}/oci:single`, `docker://${basic.host}/b/app:1`]);
+    expect(b.stderr).toBe("");
   });
   afterAll(async () => {
-    await Promise.all([plain?.stop(), primary?.stop(), tls?.stop()]);
+    await Promise.all([plain?.stop(), primary?.stop(), tls?.stop(), basic?.stop()]);
   });
 
   it("insecure = true: a TLS registry with an unknown CA is read without verification; an explicit --tls-verify=true still verifies", async () => {
@@ -77,6 +80,12 @@ describe("registries.conf", () => {
       const viaEnv = await runBin(["inspect", "--no-tags", dest], { env: { CONTAINERS_REGISTRIES_CONF: file } });
       expect(viaEnv.stderr).toBe("");
       expect(digestOf(viaEnv.stdout)).toBe(SINGLE);
+      // sync checks what the destination holds before copying: that HEAD honours the file too.
+      for (let i = 0; i < 2; i++) {
+        const synced = await runCli(["--registries-conf", file, "sync", "-q", "--src", "docker", "--dest", "docker", `${plain.host}/real/app`, `${remote.host}/seed/synced`]);
+        expect(synced.stderr).toBe("");
+        expect(synced.code).toBe(0);
+      }
       // Another repository of the same host is not under the prefix: still refused.
       const other = await runCli(["--registries-conf", file, "inspect", `docker://${remote.host}/other/x:1`]);
       expect(other.code).toBe(1);
@@ -154,5 +163,33 @@ location = "${plain.host}/mir"
     expect(pushed.stderr).toBe("");
     expect(digestOf((await runCli(["inspect", "--no-tags", `docker://${primary.host}/prim/pushed:1`])).stdout)).toBe(SINGLE);
     expect((await runCli(["inspect", "--no-tags", `docker://${plain.host}/mir/pushed:1`])).code).toBe(2);
+  });
+
+  it("credential-helpers: docker-credential-NAME is asked for the registry (instead of the auth files when they are not listed); a missing helper is named", async () => {
+    // A credential helper speaking the Docker credential-helper protocol: `get`, the server on stdin, JSON out.
+    const bin = join(tmp, "bin");
+    mkdirSync(bin, { recursive: true });
+    const helper = join(bin, "docker-credential-airlocktest");
+    writeFileSync(helper, `#!/bin/sh\n[ "$1" = get ] || exit 1\ncat > "${join(tmp, "asked")}"\nprintf '{"ServerURL":"x","Username":"%s","Secret":"%s"}' "${basic.username}" "${basic.password}"\n`);
+    chmodSync(helper, 0o755);
+    const env = { PATH: `${bin}:${process.env.PATH}` };
+    const noAuth = ["--authfile", join(tmp, "no-auth.json")];
+    const ref = `docker://${basic.host}/b/app:1`;
+    const without = await runBin(["inspect", "--no-tags", ...noAuth, ref], { env });
+    expect(without.code).toBe(1);
+    const file = conf('credential-helpers = ["airlocktest"]\n');
+    const withHelper = await runBin(["--registries-conf", file, "inspect", "--no-tags", ...noAuth, ref], { env });
+    expect(withHelper.stderr).toBe("");
+    expect(digestOf(withHelper.stdout)).toBe(SINGLE);
+    expect(readFileSync(join(tmp, "asked"), "utf8")).toBe(basic.host);
+    // skopeo asks the same helper with the same file.
+    rmSync(join(tmp, "asked"));
+    const sk = await promisify(execFile)("skopeo", ["--registries-conf", file, "inspect", "--no-tags", "--cert-dir", tmp, "--tls-verify=false", ...noAuth, ref], { encoding: "utf8", env: { ...process.env, ...env } });
+    expect(digestOf(sk.stdout)).toBe(SINGLE);
+    expect(readFileSync(join(tmp, "asked"), "utf8")).toBe(basic.host);
+    const missing = conf('credential-helpers = ["airlock-missing-helper"]\n');
+    const r = await runBin(["--registries-conf", missing, "inspect", "--no-tags", ...noAuth, ref], { env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`docker-credential-airlock-missing-helper (credential-helpers in ${missing}) is not installed`);
   });
 });

@@ -13,6 +13,8 @@ import { join } from "node:path";
 import { AirlockError } from "../errors.js";
 import { DockerReference } from "../reference/docker.js";
 import type { DockerContext } from "../transports/types.js";
+import type { RegistryCredentials } from "./auth.js";
+import { lookupCredentials, runCredentialHelper } from "./authfile.js";
 
 /** When a mirror is used: for every pull, only for pulls by digest, or only for pulls by tag. */
 export type PullFromMirror = "all" | "digest-only" | "tag-only";
@@ -53,6 +55,8 @@ export interface RegistriesConf {
   registries: RegistryConfig[];
   /** `credential-helpers`: where credentials are looked up, in order (default `["containers-auth.json"]`). */
   credentialHelpers: string[];
+  /** The file that set `credential-helpers`, if any (for messages). */
+  credentialHelpersFile?: string;
 }
 
 /** Where to look for registries.conf: the process environment unless a test says otherwise. */
@@ -75,6 +79,7 @@ const PULL_FROM_MIRROR: readonly PullFromMirror[] = ["all", "digest-only", "tag-
 interface PartialConf {
   registries: RegistryConfig[];
   credentialHelpers: string[] | undefined;
+  credentialHelpersFile?: string;
 }
 
 /**
@@ -152,7 +157,7 @@ export async function parseRegistriesConf(text: string, file: string, options: {
     registries.push({ prefix, location, insecure: bool(r.insecure, key("insecure")), blocked: bool(r.blocked, key("blocked")), mirrorByDigestOnly, mirrors, file });
   }
   const helpers = doc["credential-helpers"] === undefined ? undefined : strings(doc["credential-helpers"], "credential-helpers");
-  return { registries, credentialHelpers: helpers !== undefined && helpers.length > 0 ? helpers : undefined };
+  return helpers !== undefined && helpers.length > 0 ? { registries, credentialHelpers: helpers, credentialHelpersFile: file } : { registries, credentialHelpers: undefined };
 }
 
 /** A location without its trailing slash; a URL scheme is refused, as containers/image does. */
@@ -173,7 +178,7 @@ function parsePrefix(prefix: string, bad: (what: string) => never): string {
 function merge(base: PartialConf, update: PartialConf): PartialConf {
   const byPrefix = new Map(base.registries.map((r) => [r.prefix, r]));
   for (const r of update.registries) byPrefix.set(r.prefix, r);
-  return { registries: [...byPrefix.values()], credentialHelpers: update.credentialHelpers ?? base.credentialHelpers };
+  return update.credentialHelpers ? { registries: [...byPrefix.values()], credentialHelpers: update.credentialHelpers, ...(update.credentialHelpersFile ? { credentialHelpersFile: update.credentialHelpersFile } : {}) } : { ...base, registries: [...byPrefix.values()] };
 }
 
 async function readIfExists(path: string): Promise<string | undefined> {
@@ -259,8 +264,16 @@ export async function readRegistriesConf(lookup: RegistriesConfLookup = {}): Pro
     const text = await readIfExists(override);
     if (text !== undefined) await apply(override, text, true);
   }
-  return { files, registries: conf.registries, credentialHelpers: conf.credentialHelpers ?? ["containers-auth.json"] };
+  return {
+    files,
+    registries: conf.registries,
+    credentialHelpers: conf.credentialHelpers ?? [AUTH_FILE_HELPER],
+    ...(conf.credentialHelpersFile ? { credentialHelpersFile: conf.credentialHelpersFile } : {}),
+  };
 }
+
+/** The `credential-helpers` entry that means the auth files (auth.json and its `credHelpers`). */
+export const AUTH_FILE_HELPER = "containers-auth.json";
 
 const cache = new Map<string, Promise<RegistriesConf>>();
 
@@ -374,12 +387,58 @@ export async function resolveRegistryEndpoints(ref: DockerReference, ctx: Docker
     throw new AirlockError("ERR_DENIED", `registry ${registry.prefix} is blocked in ${registry.file}: ${ref} cannot be ${operation === "push" ? "written" : "read"}; remove "blocked = true" from its [[registry]] there to allow it`);
   }
   return endpointsFor(registry, ref, operation).map((e) => {
-    let c = ctx;
-    if (e.insecure && c.tlsVerify !== true) c = { ...c, tlsVerify: false };
-    if (e.mirror && e.ref.domain !== ref.domain && (c.credentials !== undefined || c.registryToken !== undefined)) {
-      const { credentials: _c, registryToken: _t, ...rest } = c;
-      c = rest;
-    }
-    return { ...e, ctx: c };
+    const insecure = e.insecure && ctx.tlsVerify !== true;
+    const anonymous = e.mirror && e.ref.domain !== ref.domain && (ctx.credentials !== undefined || ctx.registryToken !== undefined);
+    return { ...e, ctx: adjusted(ctx, insecure, anonymous) };
   });
+}
+
+const variants = new WeakMap<DockerContext, Map<string, DockerContext>>();
+
+/**
+ * `ctx` with TLS verification off (`insecure`) and/or without `--creds`/`--registry-token`
+ * (`anonymous`): `ctx` itself when neither, else the same derived object for the same `ctx`, so
+ * that callers keying clients by context object (sync's client pool) share them.
+ */
+function adjusted(ctx: DockerContext, insecure: boolean, anonymous: boolean): DockerContext {
+  if (!insecure && !anonymous) return ctx;
+  const key = `${insecure}/${anonymous}`;
+  let m = variants.get(ctx);
+  if (!m) {
+    m = new Map();
+    variants.set(ctx, m);
+  }
+  let c = m.get(key);
+  if (!c) {
+    const { credentials: _c, registryToken: _t, ...rest } = ctx;
+    c = { ...(anonymous ? rest : ctx), ...(insecure ? { tlsVerify: false } : {}) };
+    m.set(key, c);
+  }
+  return c;
+}
+
+/**
+ * Finds stored credentials for the repository `name` (`domain/path`) as containers/image does,
+ * through registries.conf's `credential-helpers` in order: `containers-auth.json` is the auth files
+ * ({@link lookupCredentials}, honouring `ctx.authFile`), any other NAME runs
+ * `docker-credential-NAME get` for the registry's domain. The first credentials found win; a helper
+ * that fails is skipped, and its error thrown only when no other has credentials.
+ */
+export async function lookupConfiguredCredentials(name: string, ctx: DockerContext): Promise<RegistryCredentials | undefined> {
+  const conf = await loadRegistriesConf(ctx.registriesConf);
+  const domain = name.split("/")[0] ?? name;
+  let failure: unknown;
+  for (const helper of conf.credentialHelpers) {
+    try {
+      const creds = helper === AUTH_FILE_HELPER ? await lookupCredentials(name, ctx.authFile ? { authFile: ctx.authFile } : {}) : await runCredentialHelper(helper, domain);
+      if (creds) return creds;
+    } catch (err) {
+      const notInstalled = err instanceof AirlockError && err.message.includes("is not installed");
+      failure ??= notInstalled && helper !== AUTH_FILE_HELPER
+        ? new AirlockError("ERR_INVALID_ARGUMENT", `credential helper docker-credential-${helper} (credential-helpers in ${conf.credentialHelpersFile ?? "registries.conf"}) is not installed or not in PATH; install it or remove it from credential-helpers`, { cause: err })
+        : err;
+    }
+  }
+  if (failure !== undefined) throw failure;
+  return undefined;
 }

@@ -19,12 +19,13 @@ import { MAX_MANIFEST_SIZE } from "../manifest.js";
 import { isIndex, isManifestMediaType } from "../mediatype.js";
 import { hostPlatform, type Platform, platformMatches } from "../platform.js";
 import type { RegistryClient } from "../registry/client.js";
+import { resolveRegistryEndpoints } from "../registry/registries-conf.js";
 import { acquireRegistryClient, type SharedRegistryClient } from "../registry/shared.js";
 import { DirReference } from "../transports/dir/reference.js";
 import { DIR_MANIFEST_FILE } from "../transports/dir/format.js";
 import { DockerImageReference } from "../transports/docker/reference.js";
 import { OciReference } from "../transports/oci/reference.js";
-import type { ImageReference, SystemContext } from "../transports/types.js";
+import type { DockerContext, ImageReference, SystemContext } from "../transports/types.js";
 
 /**
  * The registry clients of a sync: one per registry and settings, shared (registry/shared.ts) with
@@ -32,18 +33,18 @@ import type { ImageReference, SystemContext } from "../transports/types.js";
  * per registry. {@link close} at the end.
  */
 export class RegistryClientPool {
-  private readonly byContext = new Map<SystemContext | undefined, Map<string, SharedRegistryClient>>();
+  private readonly byContext = new Map<DockerContext | undefined, Map<string, SharedRegistryClient>>();
 
-  /** The client for `domain` with the registry settings of `ctx`. */
-  get(domain: string, ctx: SystemContext | undefined): RegistryClient {
-    let m = this.byContext.get(ctx);
+  /** The client for `domain` with the registry settings `docker`. */
+  get(domain: string, docker: DockerContext | undefined): RegistryClient {
+    let m = this.byContext.get(docker);
     if (!m) {
       m = new Map();
-      this.byContext.set(ctx, m);
+      this.byContext.set(docker, m);
     }
     let c = m.get(domain);
     if (!c) {
-      c = acquireRegistryClient(domain, ctx?.docker ?? {});
+      c = acquireRegistryClient(domain, docker ?? {});
       m.set(domain, c);
     }
     return c.client;
@@ -94,8 +95,11 @@ export interface SourceDigest {
  * source costs one HEAD (plus one GET of the index in `system` mode); a local one, one read.
  */
 export async function sourceDigest(source: ImageReference, ctx: SystemContext | undefined, choice: InstanceChoice, pool: RegistryClientPool, signal?: AbortSignal): Promise<SourceDigest> {
-  if (source instanceof DockerImageReference) {
-    const repo = pool.get(source.ref.domain, ctx).repository(source.ref.path, "pull");
+  // registries.conf: blocked, insecure and location apply here too; with mirrors, the general path below.
+  const endpoints = source instanceof DockerImageReference ? await resolveRegistryEndpoints(source.ref, ctx?.docker ?? {}, "pull") : [];
+  if (source instanceof DockerImageReference && endpoints.length === 1 && endpoints[0]) {
+    const { ref, ctx: docker } = endpoints[0];
+    const repo = pool.get(ref.domain, docker).repository(ref.path, "pull");
     const head = await repo.headManifest(source.tagOrDigest, signal);
     if (head === undefined) throw new AirlockError("ERR_IMAGE_NOT_FOUND", `reading manifest ${source.tagOrDigest} of ${source.ref.name}: manifest unknown; check the tag or digest`);
     const headDigest = head.digest !== undefined && isDigest(head.digest) ? head.digest : undefined;
@@ -127,7 +131,9 @@ function pick(top: Manifest, choice: InstanceChoice): Digest | undefined {
  */
 export async function destinationDigest(destination: ImageReference, ctx: SystemContext | undefined, pool: RegistryClientPool, signal?: AbortSignal): Promise<Digest | undefined> {
   if (destination instanceof DockerImageReference) {
-    const repo = pool.get(destination.ref.domain, ctx).repository(destination.ref.path, "pull");
+    const [primary] = await resolveRegistryEndpoints(destination.ref, ctx?.docker ?? {}, "push");
+    const at = primary ?? { ref: destination.ref, ctx: ctx?.docker ?? {} };
+    const repo = pool.get(at.ref.domain, at.ctx).repository(at.ref.path, "pull");
     const head = await repo.headManifest(destination.tagOrDigest, signal);
     if (head === undefined) return undefined;
     if (destination.ref.digest !== undefined) return destination.ref.digest;
