@@ -220,7 +220,11 @@ export async function runCredentialHelper(helper: string, serverURL: string): Pr
   }
   const program = `docker-credential-${helper}`;
   const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(program, ["get"], { stdio: ["pipe", "pipe", "pipe"], timeout: HELPER_TIMEOUT_MS });
+    // Our own timer rather than spawn's `timeout`, which is not cleared when the program is missing
+    // (ENOENT) and then keeps the process alive for HELPER_TIMEOUT_MS.
+    const child = spawn(program, ["get"], { stdio: ["pipe", "pipe", "pipe"] });
+    const timer = setTimeout(() => child.kill(), HELPER_TIMEOUT_MS);
+    timer.unref?.();
     let out = "";
     let err = "";
     child.stdout.setEncoding("utf8").on("data", (s: string) => {
@@ -230,11 +234,15 @@ export async function runCredentialHelper(helper: string, serverURL: string): Pr
       err += s;
     });
     child.on("error", (e) => {
+      clearTimeout(timer);
       if ((e as NodeJS.ErrnoException).code === "ENOENT") {
         reject(new AirlockError("ERR_INVALID_ARGUMENT", `credential helper ${program} (configured in an auth file) is not installed or not in PATH; install it or remove it from credHelpers/credsStore`, { cause: e }));
       } else reject(e);
     });
-    child.on("close", (c) => resolve({ code: c, stdout: out, stderr: err }));
+    child.on("close", (c) => {
+      clearTimeout(timer);
+      resolve({ code: c, stdout: out, stderr: err });
+    });
     child.stdin.on("error", () => {});
     child.stdin.end(serverURL);
   });

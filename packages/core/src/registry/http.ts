@@ -13,7 +13,7 @@ import { AirlockError } from "../errors.js";
 import { isLoopbackHost } from "../reference/docker.js";
 import type { DockerContext } from "../transports/types.js";
 import { basicAuthorization, type Challenge, mergeScopes, parseTokenResponse, parseWWWAuthenticate, type RegistryCredentials, TokenCache } from "./auth.js";
-import { lookupCredentials } from "./authfile.js";
+import { lookupConfiguredCredentials } from "./registries-conf.js";
 import { mapRegistryError, type RequestKind } from "./errors.js";
 import { abortError, DEFAULT_RETRIES, isRetryableNetworkError, isRetryableStatus, MAX_RETRY_WAIT_MS, parseRetryAfter, type RetryPolicy, retryDelay, sleep } from "./retry.js";
 import { undici } from "./undici.js";
@@ -364,7 +364,7 @@ export class RegistryConnection {
       else if (this.ctx.credentials) p = Promise.resolve({ ...this.ctx.credentials });
       else {
         const name = repository ? `${this.domain}/${repository}` : this.domain;
-        p = this.options.lookupCredentials ? this.options.lookupCredentials(name) : lookupCredentials(name, { authFile: this.ctx.authFile });
+        p = this.options.lookupCredentials ? this.options.lookupCredentials(name) : lookupConfiguredCredentials(name, this.ctx);
       }
       this.credentials.set(key, p);
     }

@@ -1,10 +1,10 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { AirlockError } from "../errors.js";
 import { DockerReference } from "../reference/docker.js";
-import { endpointsFor, findRegistry, matchPrefix, parseRegistriesConf, type RegistriesConf, readRegistriesConf, resolveRegistryEndpoints } from "./registries-conf.js";
+import { endpointsFor, findRegistry, lookupConfiguredCredentials, matchPrefix, parseRegistriesConf, type RegistriesConf, readRegistriesConf, resolveRegistryEndpoints } from "./registries-conf.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "airlock-regconf-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -264,5 +264,33 @@ location = "mirrored.example/cache"
       ["mirrored.example/cache/app:1", true, undefined],
       ["mirrored.example/app:1", true, undefined],
     ]);
+  });
+});
+
+describe("lookupConfiguredCredentials (credential-helpers)", () => {
+  const bin = join(tmp, "helpers");
+  const authFile = write(join(tmp, "auth.json"), JSON.stringify({ auths: { "reg.example": { auth: Buffer.from("fromfile:pw").toString("base64") } } }));
+  write(join(bin, "docker-credential-good"), '#!/bin/sh\nread server\nprintf \'{"Username":"helper-%s","Secret":"pw"}\' "$server"\n');
+  write(join(bin, "docker-credential-broken"), "#!/bin/sh\necho boom >&2\nexit 3\n");
+  for (const h of ["good", "broken"]) chmodSync(join(bin, `docker-credential-${h}`), 0o755);
+  const withPath = async <T>(f: () => Promise<T>): Promise<T> => {
+    const saved = process.env.PATH;
+    process.env.PATH = `${bin}:${saved}`;
+    try {
+      return await f();
+    } finally {
+      process.env.PATH = saved;
+    }
+  };
+  const helpers = (list: string[]) => write(join(tmp, `helpers-${list.join("-")}.conf`), `credential-helpers = ${JSON.stringify(list)}\n`);
+
+  it("asks the helpers in order, the first with credentials wins; the auth files are the containers-auth.json entry", async () => {
+    const name = "reg.example/team/app";
+    expect(await withPath(() => lookupConfiguredCredentials(name, { registriesConf: helpers(["containers-auth.json", "good"]), authFile }))).toEqual({ username: "fromfile", password: "pw" });
+    expect(await withPath(() => lookupConfiguredCredentials(name, { registriesConf: helpers(["good", "containers-auth.json"]), authFile }))).toEqual({ username: "helper-reg.example", password: "pw" });
+    // A failing helper is passed over when another has credentials, and reported when none has.
+    expect(await withPath(() => lookupConfiguredCredentials(name, { registriesConf: helpers(["broken", "containers-auth.json"]), authFile }))).toEqual({ username: "fromfile", password: "pw" });
+    await expect(withPath(() => lookupConfiguredCredentials("other.example/app", { registriesConf: helpers(["broken", "containers-auth.json"]), authFile }))).rejects.toThrow(/docker-credential-broken failed for other\.example \(exit 3\): boom/);
+    expect(await withPath(() => lookupConfiguredCredentials("other.example/app", { registriesConf: helpers(["containers-auth.json"]), authFile }))).toBeUndefined();
   });
 });
