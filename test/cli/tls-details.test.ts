@@ -68,6 +68,17 @@ describe("--tls-details against docker-registry over TLS", () => {
     expect(r.stderr).toContain(`allowed by ${f} (--tls-details)`);
   });
 
+  it("applies to the registries of images.yaml too (lock and export)", async () => {
+    const yaml = join(dir, "images.yaml");
+    await fs.writeFile(yaml, `version: 1\nregistries:\n  "${reg.host}": { certDir: ${JSON.stringify(reg.certDir)} }\nimages:\n  - name: ${reg.host}/details/app\n    tags: [v1]\n`);
+    const ok = await runCli(["--tls-details", await details("min13b.yaml", 'minVersion: "1.3"\n'), "export", "-q", "-f", yaml, "-o", join(dir, "b.tar")]);
+    expect(ok.code).toBe(0);
+    const f = await details("x448b.yaml", "namedGroups: [x448]\n");
+    const r = await runCli(["--tls-details", f, "export", "-q", "--retry-times", "0", "-f", yaml, "-o", join(dir, "c.tar")]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`allowed by ${f} (--tls-details)`);
+  });
+
   it("refuses an unknown name, naming the file and the value", async () => {
     const f = await details("bad.yaml", "cipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA255]\n");
     const r = await runCli(["--tls-details", f, "inspect", "--cert-dir", reg.certDir!, image]);

@@ -67,13 +67,13 @@ export function failuresError(failures: readonly ImageFailure[], message: string
   return new AirlockError(code, message, { cause: (other ?? failures[0])?.cause });
 }
 
-/** The registry retry settings of `--retry-times` and `--retry-delay`. */
-export type RetrySettings = Pick<DockerContext, "retryTimes" | "retryDelayMs">;
+/** The registry settings of the command line for every image: `--retry-times`, `--retry-delay` and the global flags (user agent, registries.conf, TLS details). */
+export type CommandRegistrySettings = Pick<DockerContext, "retryTimes" | "retryDelayMs" | "userAgent" | "registriesConf" | "tlsDetails" | "baseTls">;
 
-/** `ctx` with `retry` applied to its registry settings (unchanged when `retry` sets nothing). */
-export function withRetry(ctx: SystemContext, retry: RetrySettings | undefined): SystemContext {
-  if (retry?.retryTimes === undefined && retry?.retryDelayMs === undefined) return ctx;
-  return { ...ctx, docker: { ...ctx.docker, ...retry } };
+/** `ctx` with the command line's registry settings applied (unchanged when they set nothing). */
+export function withCommandSettings(ctx: SystemContext, settings: CommandRegistrySettings | undefined): SystemContext {
+  if (settings === undefined || Object.values(settings).every((v) => v === undefined)) return ctx;
+  return { ...ctx, docker: { ...ctx.docker, ...settings } };
 }
 
 /** Everything resolved from an images.yaml: the config, the planned images, their lock. */
@@ -119,12 +119,12 @@ async function fetchTop(image: PlannedImage, signal?: AbortSignal): Promise<Fetc
  * Reads `imagesFile`, resolves tag selections against the registries, and pins every image in a
  * fresh lock. With `keepGoing`, images that fail are left out and reported in `failures`.
  */
-export async function resolveAndLock(imagesFile: string, options: { keepGoing?: boolean; retry?: RetrySettings; signal?: AbortSignal } = {}): Promise<Resolved> {
+export async function resolveAndLock(imagesFile: string, options: { keepGoing?: boolean; registry?: CommandRegistrySettings; signal?: AbortSignal } = {}): Promise<Resolved> {
   const config = await loadImagesFile(imagesFile);
   const failures: ImageFailure[] = [];
   const resolvedImages = await resolveImages(
     config,
-    { listTags: (repo, ctx: SystemContext) => listTags(repo, withRetry(ctx, options.retry), options.signal ? { signal: options.signal } : {}) },
+    { listTags: (repo, ctx: SystemContext) => listTags(repo, withCommandSettings(ctx, options.registry), options.signal ? { signal: options.signal } : {}) },
     options.keepGoing
       ? {
           onError: (f) =>
@@ -138,7 +138,7 @@ export async function resolveAndLock(imagesFile: string, options: { keepGoing?: 
         }
       : {},
   );
-  const planned = resolvedImages.map((p) => ({ ...p, systemContext: withRetry(p.systemContext, options.retry) }));
+  const planned = resolvedImages.map((p) => ({ ...p, systemContext: withCommandSettings(p.systemContext, options.registry) }));
   const fetched = new Map<string, FetchedImage>();
   const fetchAndKeep = async (image: PlannedImage) => {
     const f = await fetchTop(image, options.signal);

@@ -177,13 +177,23 @@ export function systemContextFrom(opts: Opts, prefix: "" | "src-" | "dest-", glo
   const daemonHost = get("daemonHost") as string | undefined;
   if (daemonHost !== undefined) ctx.dockerDaemonHost = daemonHost;
   if (globals.tmpdir) ctx.tmpDir = globals.tmpdir as string;
-  if (globals.userAgentPrefix) docker.userAgent = `${globals.userAgentPrefix as string} airlock`;
-  if (globals.registriesConf) docker.registriesConf = globals.registriesConf as string;
-  if (globals.tlsDetails) {
-    docker.tlsDetails = globals.tlsDetails as string;
-    docker.baseTls = loadTlsDetails(docker.tlsDetails);
-  }
+  Object.assign(docker, globalRegistrySettings(globals));
   return ctx;
+}
+
+/**
+ * The registry settings of the global flags, for every image of a run: --user-agent-prefix,
+ * --registries-conf and --tls-details (read here, once per process).
+ */
+export function globalRegistrySettings(globals: Opts): Pick<DockerContext, "userAgent" | "registriesConf" | "tlsDetails" | "baseTls"> {
+  const out: Pick<DockerContext, "userAgent" | "registriesConf" | "tlsDetails" | "baseTls"> = {};
+  if (globals.userAgentPrefix) out.userAgent = `${globals.userAgentPrefix as string} airlock`;
+  if (globals.registriesConf) out.registriesConf = globals.registriesConf as string;
+  if (globals.tlsDetails) {
+    out.tlsDetails = globals.tlsDetails as string;
+    out.baseTls = loadTlsDetails(out.tlsDetails);
+  }
+  return out;
 }
 
 /** Parses `USER[:PASSWORD]` as skopeo does (split at the first colon; empty user refused). */

@@ -29,13 +29,13 @@ import {
   type ImageFailure,
   indexRewriteNote,
   lockedImageLines,
-  type RetrySettings,
+  type CommandRegistrySettings,
   resolveAndLock,
 } from "../bundle-flow.js";
 import { type Lock, readLock, writeLock } from "../config/index.js";
 import type { CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
-import { addRetryFlags, parseCount } from "../flags.js";
+import { addRetryFlags, globalRegistrySettings, parseCount } from "../flags.js";
 import { addThrottleFlags, withThrottle } from "../throttle-flags.js";
 import { parseToolPlatform, toolsFor } from "../include-tool.js";
 import { formatBytes } from "../progress.js";
@@ -72,7 +72,7 @@ export function registerBundle(program: Command, cli: CliContext): void {
   addRetryFlags(lockCmd);
   lockCmd.addHelpText("after", "\nExample:\n  airlock lock -f images.yaml && git add images.lock.yaml").action(async (opts: Record<string, unknown>) => {
     const file = opts.file as string;
-    const resolved = await resolveAndLock(file, { retry: retryFrom(opts), signal: cli.signal });
+    const resolved = await resolveAndLock(file, { registry: registrySettingsFrom(opts, cli.globals() as Record<string, unknown>), signal: cli.signal });
     const out = (opts.output as string | undefined) ?? defaultLockPath(file);
     await writeLock(out, resolved.lock);
     for (const line of lockedImageLines(resolved.lock, resolved.fetched)) cli.stdout.write(`${line}\n`);
@@ -97,7 +97,7 @@ export function registerBundle(program: Command, cli: CliContext): void {
     let images: number | undefined;
     let reported = false;
     try {
-      const resolved = await resolveAndLock(file, { retry: retryFrom(opts), signal: cli.signal });
+      const resolved = await resolveAndLock(file, { registry: registrySettingsFrom(opts, cli.globals() as Record<string, unknown>), signal: cli.signal });
       images = resolved.lock.images.length;
       stage = `while checking ${images} image(s) against the lock`;
       if (opts.locked) await checkLocked(resolved, defaultLockPath(file));
@@ -196,7 +196,7 @@ Examples:
     let result: ExportResult | undefined;
     let reported = false;
     try {
-      const resolved = await resolveAndLock(file, { keepGoing: opts.keepGoing === true, retry: retryFrom(opts), signal: cli.signal });
+      const resolved = await resolveAndLock(file, { keepGoing: opts.keepGoing === true, registry: registrySettingsFrom(opts, cli.globals() as Record<string, unknown>), signal: cli.signal });
       failures = resolved.failures;
       const lock = opts.locked ? await checkLocked(resolved, defaultLockPath(file)) : resolved.lock;
       if (lock.images.length === 0) throw failuresError(failures, `no image to export: ${failures.length} failed (${failures.map((f) => f.image).join(", ")})`);
@@ -253,8 +253,9 @@ Examples:
 }
 
 /** `--retry-times` and `--retry-delay` as registry settings. */
-function retryFrom(opts: Record<string, unknown>): RetrySettings {
+function registrySettingsFrom(opts: Record<string, unknown>, globals: Record<string, unknown>): CommandRegistrySettings {
   return {
+    ...globalRegistrySettings(globals),
     ...(opts.retryTimes !== undefined ? { retryTimes: opts.retryTimes as number } : {}),
     ...(opts.retryDelay !== undefined ? { retryDelayMs: opts.retryDelay as number } : {}),
   };
