@@ -80,6 +80,12 @@ describe("registries.conf", () => {
       const viaEnv = await runBin(["inspect", "--no-tags", dest], { env: { CONTAINERS_REGISTRIES_CONF: file } });
       expect(viaEnv.stderr).toBe("");
       expect(digestOf(viaEnv.stdout)).toBe(SINGLE);
+      // skopeo login honours insecure too.
+      const loginArgs = ["login", "--authfile", join(tmp, "login.json"), "-u", "someone", "--password-stdin", `${remote.host}/seed`];
+      expect((await runBin(loginArgs, { input: "pw\n" })).code).toBe(1);
+      const loggedIn = await runBin(["--registries-conf", file, ...loginArgs], { input: "pw\n" });
+      expect(loggedIn.stderr).toBe("");
+      expect(loggedIn.stdout).toContain("Login Succeeded");
       // sync checks what the destination holds before copying: that HEAD honours the file too.
       for (let i = 0; i < 2; i++) {
         const synced = await runCli(["--registries-conf", file, "sync", "-q", "--src", "docker", "--dest", "docker", `${plain.host}/real/app`, `${remote.host}/seed/synced`]);
@@ -110,6 +116,9 @@ describe("registries.conf", () => {
     const pull = await runCli(["--registries-conf", file, "copy", "-q", `docker://${plain.host}/real/app:1`, `oci:${join(tmp, "blocked")}:x`]);
     expect(pull.code).toBe(1);
     expect(pull.stderr).toContain(msg);
+    const login = await runBin(["--registries-conf", file, "login", "--authfile", join(tmp, "blocked.json"), "-u", "x", "--password-stdin", `${plain.host}/real`], { input: "pw\n" });
+    expect(login.code).toBe(1);
+    expect(login.stderr).toContain(msg);
     // skopeo refuses too.
     const sk = await promisify(execFile)("skopeo", ["--registries-conf", file, "inspect", "--no-tags", `docker://${plain.host}/real/app:1`]).catch((e) => e);
     expect(sk.stderr).toContain(`registry ${plain.host}/real is blocked in ${file}`);

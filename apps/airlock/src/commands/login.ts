@@ -87,6 +87,7 @@ export function registerLogin(program: Command, cli: CliContext): void {
           authFile,
           ...(opts.tlsVerify === undefined ? {} : { tlsVerify: opts.tlsVerify as boolean }),
           ...(opts.certDir ? { certDir: opts.certDir as string } : {}),
+          ...(cli.globals().registriesConf ? { registriesConf: cli.globals().registriesConf as string } : {}),
           signal: cli.signal,
         },
       );

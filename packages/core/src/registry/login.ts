@@ -7,6 +7,7 @@ import type { RegistryCredentials } from "./auth.js";
 import { type AuthFileOptions, authKeyFor, findCredentials, primaryAuthFile, removeAllCredentials, removeCredentials, storeCredentials } from "./authfile.js";
 import { registryHostFor } from "./client.js";
 import { type ConnectionOptions, dumpBody, RegistryConnection } from "./http.js";
+import { findRegistry, loadRegistriesConf } from "./registries-conf.js";
 
 /** Options of {@link login}. */
 export interface LoginOptions extends AuthFileOptions, ConnectionOptions {
@@ -17,6 +18,8 @@ export interface LoginOptions extends AuthFileOptions, ConnectionOptions {
   userAgent?: string;
   retryTimes?: number;
   retryDelayMs?: number;
+  /** `--registries-conf`: the registries.conf(5) whose `insecure` and `blocked` apply to the registry (default: the usual lookup). */
+  registriesConf?: string;
   signal?: AbortSignal;
 }
 
@@ -48,8 +51,13 @@ export async function login(registry: string, credentials: RegistryCredentials, 
 export async function verifyCredentials(registry: string, credentials: RegistryCredentials, options: LoginOptions = {}): Promise<void> {
   const key = authKeyFor(registry);
   const domain = key.split("/")[0] as string;
+  // registries.conf, as for skopeo login: `blocked` refuses, `insecure` acts as --tls-verify=false unless it was given.
+  const conf = await loadRegistriesConf(options.registriesConf);
+  const configured = findRegistry(conf, key);
+  if (configured?.blocked) throw new AirlockError("ERR_DENIED", `registry ${configured.prefix} is blocked in ${configured.file}: cannot log in to ${key}; remove "blocked = true" from its [[registry]] there to allow it`);
+  const tlsVerify = options.tlsVerify ?? (configured?.insecure ? false : undefined);
   const ctx = {
-    ...(options.tlsVerify === undefined ? {} : { tlsVerify: options.tlsVerify }),
+    ...(tlsVerify === undefined ? {} : { tlsVerify }),
     ...(options.certDir === undefined ? {} : { certDir: options.certDir }),
     ...(options.userAgent === undefined ? {} : { userAgent: options.userAgent }),
     ...(options.retryTimes === undefined ? {} : { retryTimes: options.retryTimes }),
