@@ -167,6 +167,7 @@ location = "${plain.host}/mir"
     const missing = await run(["inspect", "--no-tags", "--retry-times", "0", "docker://example.invalid/m/none:1"]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain(`${primary.host}/prim/none`);
+    expect(missing.stderr).toMatch(/mirrors also failed: 127\.0\.0\.1:1\/down\/none: .*; 127\.0\.0\.1:\d+\/mir\/none: /);
     // A push lands on the primary, never on a mirror.
     const pushed = await run(["copy", "-q", `oci:${FIX}/oci:single`, "docker://example.invalid/m/pushed:1"]);
     expect(pushed.stderr).toBe("");

@@ -42,18 +42,26 @@ export class DockerImageSource implements ImageSource, SignatureSource {
   /**
    * Opens `reference` from the first of `endpoints` (registries.conf's pull sources: mirrors, then
    * the primary) whose registry has its top-level manifest; a mirror that fails in any way (not
-   * found, refused, unreachable) passes to the next, as in containers/image. The last endpoint (the
-   * primary) is opened without a probe, so that its errors come as they would without mirrors.
+   * found, refused, unreachable) passes to the next, as in containers/image. Without mirrors the
+   * primary is opened lazily, as always; after failed mirrors it is probed too, and its error
+   * also says how the mirrors failed.
    */
   static async open(reference: DockerImageReference, ctx: SystemContext, endpoints: readonly ResolvedEndpoint[]): Promise<DockerImageSource> {
+    const failures: string[] = [];
     for (const [i, e] of endpoints.entries()) {
       const src = new DockerImageSource(reference, { ...ctx, docker: e.ctx }, {}, e.ref);
-      if (i === endpoints.length - 1) return src;
+      if (i === endpoints.length - 1 && failures.length === 0) return src;
       try {
         await src.getManifest();
         return src;
-      } catch {
+      } catch (err) {
         await src.close();
+        if (i === endpoints.length - 1) {
+          // The primary's own error (its class, code and status kept), told how the mirrors failed.
+          if (err instanceof Error) err.message += ` (mirrors also failed: ${failures.join("; ")})`;
+          throw err;
+        }
+        failures.push(`${e.ref.name}: ${(err as Error).message}`);
       }
     }
     return new DockerImageSource(reference, ctx);
