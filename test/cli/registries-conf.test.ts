@@ -127,7 +127,7 @@ describe("registries.conf", () => {
     expect(outside.code).toBe(0);
   });
 
-  it("location rewrites pulls and pushes (prefix replaced); skopeo reads the same", async () => {
+  it("location rewrites pulls (prefix replaced), not pushes, as in skopeo; skopeo reads the same", async () => {
     // insecure: skopeo, unlike airlock, wants it for plain HTTP even on loopback.
     const file = conf(`[[registry]]\nprefix = "example.invalid/team"\nlocation = "${plain.host}/real"\ninsecure = true\n`);
     const r = await runCli(["--registries-conf", file, "inspect", "docker://example.invalid/team/app:1"]);
@@ -137,11 +137,11 @@ describe("registries.conf", () => {
     expect(out.RepoTags).toEqual(["1"]);
     const sk = await promisify(execFile)("skopeo", ["--registries-conf", file, "inspect", "--no-tags", "docker://example.invalid/team/app:1"], { encoding: "utf8" });
     expect(digestOf(sk.stdout)).toBe(SINGLE);
-    // skopeo 1.9 rewrites pulls only (a push, and inspect's RepoTags, go to example.invalid); airlock rewrites every access.
-    const pushed = await runCli(["--registries-conf", file, "copy", "-q", `oci:${FIX}/oci:single`, "docker://example.invalid/team/pushed:2"]);
-    expect(pushed.stderr).toBe("");
-    const there = await runCli(["inspect", "--no-tags", `docker://${plain.host}/real/pushed:2`]);
-    expect(digestOf(there.stdout)).toBe(SINGLE);
+    // A push goes where its reference says (containers/image rewrites pulls only): example.invalid does not resolve.
+    const pushed = await runCli(["--registries-conf", file, "copy", "-q", "--retry-times", "0", `oci:${FIX}/oci:single`, "docker://example.invalid/team/pushed:2"]);
+    expect(pushed.code).toBe(1);
+    expect(pushed.stderr).toContain("example.invalid");
+    expect((await runCli(["inspect", "--no-tags", `docker://${plain.host}/real/pushed:2`])).code).toBe(2);
   });
 
   it("mirrors serve pulls (a failing or empty mirror falls through to the primary); pushes go to the primary only", async () => {
@@ -168,8 +168,9 @@ location = "${plain.host}/mir"
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain(`${primary.host}/prim/none`);
     expect(missing.stderr).toMatch(/mirrors also failed: 127\.0\.0\.1:1\/down\/none: .*; 127\.0\.0\.1:\d+\/mir\/none: /);
-    // A push lands on the primary, never on a mirror.
-    const pushed = await run(["copy", "-q", `oci:${FIX}/oci:single`, "docker://example.invalid/m/pushed:1"]);
+    // A push lands where its reference says, never on a mirror.
+    const direct = conf(`[[registry]]\nprefix = "${primary.host}/prim"\n[[registry.mirror]]\nlocation = "${plain.host}/mir"\n`);
+    const pushed = await runCli(["--registries-conf", direct, "copy", "-q", `oci:${FIX}/oci:single`, `docker://${primary.host}/prim/pushed:1`]);
     expect(pushed.stderr).toBe("");
     expect(digestOf((await runCli(["inspect", "--no-tags", `docker://${primary.host}/prim/pushed:1`])).stdout)).toBe(SINGLE);
     expect((await runCli(["inspect", "--no-tags", `docker://${plain.host}/mir/pushed:1`])).code).toBe(2);

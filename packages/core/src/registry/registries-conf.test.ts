@@ -176,7 +176,8 @@ location = "m.local"
     const names = (r: string, op: "pull" | "push") => endpointsFor(findRegistry(c, ref(r).name), ref(r), op).map((e) => `${e.mirror ? "mirror " : ""}${e.ref.toString()}`);
     expect(names("example.com/app:1", "pull")).toEqual(["mirror all.local/m/app:1", "mirror tag.local/app:1", "primary.local/app:1"]);
     expect(names(`example.com/app@${D}`, "pull")).toEqual([`mirror all.local/m/app@${D}`, `mirror digest.local/app@${D}`, `primary.local/app@${D}`]);
-    expect(names("example.com/app:1", "push")).toEqual(["primary.local/app:1"]);
+    // A push (and list-tags, delete) goes where the reference says, as in skopeo: no location rewrite, no mirror.
+    expect(names("example.com/app:1", "push")).toEqual(["example.com/app:1"]);
     expect(names("byd.example/app:1", "pull")).toEqual(["byd.example/app:1"]);
     expect(names(`byd.example/app@${D}`, "pull")).toEqual([`mirror m.local/app@${D}`, `byd.example/app@${D}`]);
   });

@@ -348,21 +348,20 @@ function rewrite(ref: DockerReference, registry: RegistryConfig, location: strin
 
 /**
  * The places to try for `ref` under `registry` (containers/image `PullSourcesFromReference`): for
- * a pull, the mirrors that apply (all, or by `mirror-by-digest-only` / `pull-from-mirror` only
- * those for a reference by digest or by tag), then the primary location; for a push, the primary
- * location alone.
+ * a pull (reading an image), the mirrors that apply (all, or by `mirror-by-digest-only` /
+ * `pull-from-mirror` only those for a reference by digest or by tag), then the primary location;
+ * for anything else — a push, list-tags, delete — `ref` itself, as skopeo does (containers/image
+ * rewrites and mirrors pulls only), with the registry's `insecure`.
  */
-export function endpointsFor(registry: RegistryConfig | undefined, ref: DockerReference, operation: "pull" | "push"): RegistryEndpoint[] {
+export function endpointsFor(registry: RegistryConfig | undefined, ref: DockerReference, operation: "pull" | "push" | "use"): RegistryEndpoint[] {
   if (!registry) return [{ ref, insecure: false, mirror: false }];
+  if (operation !== "pull") return [{ ref, insecure: registry.insecure, mirror: false }];
   const byDigest = ref.digest !== undefined;
-  const mirrors =
-    operation === "push"
-      ? []
-      : registry.mirrorByDigestOnly
-        ? byDigest
-          ? registry.mirrors
-          : []
-        : registry.mirrors.filter((m) => m.pullFromMirror === "all" || (m.pullFromMirror === "digest-only") === byDigest);
+  const mirrors = registry.mirrorByDigestOnly
+    ? byDigest
+      ? registry.mirrors
+      : []
+    : registry.mirrors.filter((m) => m.pullFromMirror === "all" || (m.pullFromMirror === "digest-only") === byDigest);
   return [
     ...mirrors.map((m) => ({ ref: rewrite(ref, registry, m.location), insecure: m.insecure, mirror: true })),
     { ref: rewrite(ref, registry, registry.location), insecure: registry.insecure, mirror: false },
@@ -380,11 +379,11 @@ export interface ResolvedEndpoint extends RegistryEndpoint {
  * the places to try, in order. Throws ERR_DENIED when the registry is `blocked`, for any
  * operation, with skopeo's message ("registry X is blocked in FILE").
  */
-export async function resolveRegistryEndpoints(ref: DockerReference, ctx: DockerContext, operation: "pull" | "push"): Promise<ResolvedEndpoint[]> {
+export async function resolveRegistryEndpoints(ref: DockerReference, ctx: DockerContext, operation: "pull" | "push" | "use"): Promise<ResolvedEndpoint[]> {
   const conf = await loadRegistriesConf(ctx.registriesConf);
   const registry = findRegistry(conf, ref.name);
   if (registry?.blocked) {
-    throw new AirlockError("ERR_DENIED", `registry ${registry.prefix} is blocked in ${registry.file}: ${ref} cannot be ${operation === "push" ? "written" : "read"}; remove "blocked = true" from its [[registry]] there to allow it`);
+    throw new AirlockError("ERR_DENIED", `registry ${registry.prefix} is blocked in ${registry.file}: ${ref} cannot be ${operation === "push" ? "written" : operation === "pull" ? "read" : "used"}; remove "blocked = true" from its [[registry]] there to allow it`);
   }
   return endpointsFor(registry, ref, operation).map((e) => {
     const insecure = e.insecure && ctx.tlsVerify !== true;

@@ -43,7 +43,7 @@ export interface RepositoryOperationOptions extends RegistryClientOptions {
  * ERR_IMAGE_NOT_FOUND for an unknown repository.
  */
 export async function listTags(ref: DockerReference | DockerImageReference, ctx: SystemContext = {}, options: RepositoryOperationOptions = {}): Promise<string[]> {
-  const primary = (await resolveRegistryEndpoints(dockerRef(ref), ctx.docker ?? {}, "pull")).at(-1);
+  const [primary] = await resolveRegistryEndpoints(dockerRef(ref), ctx.docker ?? {}, "use");
   const r = primary?.ref ?? dockerRef(ref);
   const client = new RegistryClient(r.domain, primary?.ctx ?? ctx.docker ?? {}, options);
   try {

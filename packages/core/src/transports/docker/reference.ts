@@ -60,7 +60,7 @@ export class DockerImageReference implements ImageReference {
     return DockerImageSource.open(this, ctx, await resolveRegistryEndpoints(this.ref, ctx.docker ?? {}, "pull"));
   }
 
-  /** Opens the repository for writing, at registries.conf's location for it (never a mirror). */
+  /** Opens the repository for writing, where the reference says (registries.conf's `insecure` and `blocked` apply; its `location` and mirrors are for pulls only, as in skopeo). */
   async newDestination(ctx: SystemContext = {}): Promise<ImageDestination> {
     const [primary] = await resolveRegistryEndpoints(this.ref, ctx.docker ?? {}, "push");
     return primary ? new DockerImageDestination(this, { ...ctx, docker: primary.ctx }, {}, primary.ref) : new DockerImageDestination(this, ctx);
