@@ -237,7 +237,8 @@ Examples:
       progress.stop();
       if (result === undefined) {
         for (const f of failures) cli.stdout.write(`FAILED ${f.image}: ${f.error}\n`);
-        cli.stderr.write(`${tally.failedSummary(Date.now() - started, failures.length)}\n`);
+        // How far it got, when it got anywhere; a run refused before it moved anything says only why.
+        if (tally.movedAnything() || failures.length > 0) cli.stderr.write(`${tally.failedSummary(Date.now() - started, failures.length)}\n`);
       }
       await writeReport(opts, {
         ok: false,
@@ -303,6 +304,11 @@ class ExportTally {
   /** The report's fields. */
   report(): Record<string, unknown> {
     return { images: this.imagesDone, ...(this.plan ? { planned: this.plan } : {}), blobsWritten: this.blobsWritten, bytesWritten: this.bytesWritten, blobsResumed: this.blobsResumed };
+  }
+
+  /** Whether any image or blob got into the bundle. */
+  movedAnything(): boolean {
+    return this.imagesDone.length > 0 || this.blobsWritten > 0 || this.blobsResumed > 0;
   }
 
   /** One line: how far the export got. */

@@ -123,7 +123,8 @@ Examples:
     try {
       result = await runImport(paths, opts, tally);
     } catch (err) {
-      cli.stderr.write(`${tally.failedSummary(Date.now() - started)}\n`);
+      // How far it got, when it got anywhere; a run refused before it moved anything says only why.
+      if (tally.movedAnything()) cli.stderr.write(`${tally.failedSummary(Date.now() - started)}\n`);
       await writeReport(opts, { ok: false, ...errorReport(err), path: paths.join(" "), ...tally.report(), durationMs: Date.now() - started });
       throw err;
     }
@@ -222,6 +223,11 @@ class ImportTally {
   }
 
   /** One line: how far the import got. */
+  /** Whether any image or blob got to the destination. */
+  movedAnything(): boolean {
+    return this.imagesDone.length > 0 || this.blobsPushed > 0;
+  }
+
   failedSummary(ms: number): string {
     const what = this.plan
       ? `${this.imagesDone.length} of ${this.plan.images} image(s) done, ${this.blobsPushed} of ${this.plan.blobs} blob(s) pushed (${formatBytes(this.bytesPushed)} of ${formatBytes(this.plan.bytes)}), ${this.blobsSkipped} already present`
