@@ -5,7 +5,7 @@
 import { Command, CommanderError } from "commander";
 import { type CliContext, defaultContext, type GlobalOptions } from "./context.js";
 import { EXIT_ERROR, EXIT_OK, exitCodeFor, formatError, UsageError } from "./errors.js";
-import { normalizeArgv, parseDuration } from "./flags.js";
+import { normalizeArgv, parseDuration } from "./argv.js";
 import { VERSION } from "./version.js";
 
 type Register = (program: Command, cli: CliContext) => void;
@@ -107,7 +107,9 @@ export async function main(argv: string[], make: (signal: AbortSignal, globals: 
   process.once("SIGTERM", onSignal);
   let timer: NodeJS.Timeout | undefined;
   program.hook("preAction", async () => {
-    const { commandTimeout: ms, debug } = (program?.opts() ?? {}) as GlobalOptions;
+    const { commandTimeout: ms, debug, tlsDetails } = (program?.opts() ?? {}) as GlobalOptions;
+    // --tls-details: parsed once, here, so that the verbs' modules need no YAML parser.
+    if (tlsDetails) program?.setOptionValue("baseTls", (await import("./tls-details.js")).loadTlsDetails(tlsDetails));
     if (ms) timer = setTimeout(() => controller.abort(new Error(`--command-timeout of ${ms} ms expired`)), ms);
     // As skopeo's --debug: one line per registry request (method, URL without its query, status;
     // never credentials or headers), on stderr.

@@ -19,6 +19,8 @@ export interface GlobalOptions {
   userAgentPrefix?: string;
   /** `--tls-details`: a containers-tls-details.yaml(5) file. */
   tlsDetails?: string;
+  /** The TLS options `--tls-details` gives (set by the CLI once it read the file). */
+  baseTls?: unknown;
   /** `--require-signed`. */
   requireSigned?: boolean;
 }

@@ -5,18 +5,10 @@
 import type { DockerContext, Platform, SystemContext } from "@airlock/core";
 import { type Command, Option } from "commander";
 import { UsageError } from "./errors.js";
-import { loadTlsDetails } from "./tls-details.js";
 
-/** Flags that are optional booleans in skopeo (`--tls-verify` alone means true). */
-const OPTIONAL_BOOLS = /^--((src-|dest-)?tls-verify)$/;
+import { parseDuration } from "./argv.js";
 
-/**
- * Rewrites skopeo's optional-boolean flags so the parser sees a value: `--tls-verify` alone
- * becomes `--tls-verify=true`; `--tls-verify=false` stays as it is.
- */
-export function normalizeArgv(argv: string[]): string[] {
-  return argv.map((a) => (OPTIONAL_BOOLS.test(a) ? `${a}=true` : a));
-}
+export { normalizeArgv, parseDuration } from "./argv.js";
 
 /** Parses a skopeo boolean flag value. */
 export function parseBool(value: string): boolean {
@@ -120,20 +112,6 @@ export function parseCount(v: string, flag: string): number {
   return n;
 }
 
-/** Parses a Go-style duration (`500ms`, `2s`, `1m30s`) into milliseconds. */
-export function parseDuration(v: string): number {
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
-  let total = 0;
-  let matched = "";
-  for (const m of v.matchAll(re)) {
-    const n = Number(m[1]);
-    total += n * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const)[m[2] as "ms" | "s" | "m" | "h"];
-    matched += m[0];
-  }
-  if (matched !== v || v === "") throw new UsageError(`invalid duration ${JSON.stringify(v)}: use e.g. 500ms, 2s, 1m30s`);
-  return total;
-}
-
 type Opts = Record<string, unknown>;
 
 function camel(flag: string): string {
@@ -183,7 +161,7 @@ export function systemContextFrom(opts: Opts, prefix: "" | "src-" | "dest-", glo
 
 /**
  * The registry settings of the global flags, for every image of a run: --user-agent-prefix,
- * --registries-conf and --tls-details (read here, once per process).
+ * --registries-conf and --tls-details (its file parsed into `globals.baseTls` by the CLI).
  */
 export function globalRegistrySettings(globals: Opts): Pick<DockerContext, "userAgent" | "registriesConf" | "tlsDetails" | "baseTls"> {
   const out: Pick<DockerContext, "userAgent" | "registriesConf" | "tlsDetails" | "baseTls"> = {};
@@ -191,7 +169,9 @@ export function globalRegistrySettings(globals: Opts): Pick<DockerContext, "user
   if (globals.registriesConf) out.registriesConf = globals.registriesConf as string;
   if (globals.tlsDetails) {
     out.tlsDetails = globals.tlsDetails as string;
-    out.baseTls = loadTlsDetails(out.tlsDetails);
+    // Read by the CLI before the verb runs (cli.ts), so that YAML is loaded only when asked for.
+    if (globals.baseTls === undefined) throw new UsageError(`--tls-details ${out.tlsDetails}: the file was not read (internal error)`);
+    out.baseTls = globals.baseTls as DockerContext["baseTls"];
   }
   return out;
 }
