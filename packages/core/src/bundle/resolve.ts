@@ -86,13 +86,7 @@ export async function resolveImage(src: ImageSource, name: string, platforms: Pl
   await visit(top);
   const out: ResolvedImage = { name, source: src.reference, top, manifests, blobs };
   if (top !== sourceTop) out.sourceTop = sourceTop;
-  if (top.isIndex) {
-    out.platforms = top.index.manifests.map((d) => {
-      const p: BundlePlatformImage = { digest: d.digest, mediaType: d.mediaType, size: d.size };
-      if (d.platform) p.platform = d.platform;
-      return p;
-    });
-  }
+  if (top.isIndex) out.platforms = platformImages(top);
   return out;
 }
 
@@ -167,14 +161,17 @@ export function convertToOci(img: ResolvedImage): ResolvedImage {
   const out: ResolvedImage = { ...img, top, manifests, blobs: manifests.flatMap((m) => (m.isIndex ? [] : m.blobs())), converted: true };
   const sourceTop = img.sourceTop ?? img.top;
   if (sourceTop.digest !== top.digest) out.sourceTop = sourceTop;
-  if (top.isIndex) {
-    out.platforms = top.index.manifests.map((d) => {
-      const p: BundlePlatformImage = { digest: d.digest, mediaType: d.mediaType, size: d.size };
-      if (d.platform) p.platform = d.platform;
-      return p;
-    });
-  }
+  if (top.isIndex) out.platforms = platformImages(top);
   return out;
+}
+
+/** An index's image manifests, one per entry, as bundle.json lists them. */
+function platformImages(index: Manifest): BundlePlatformImage[] {
+  return index.index.manifests.map((d) => {
+    const p: BundlePlatformImage = { digest: d.digest, mediaType: d.mediaType, size: d.size };
+    if (d.platform) p.platform = d.platform;
+    return p;
+  });
 }
 
 /** The digest of the manifest list an image's blobs come from, for messages. */
