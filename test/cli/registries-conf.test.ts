@@ -6,12 +6,13 @@
  */
 import { execFile } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { networkInterfaces, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningRegistry, startRegistry } from "../harness/registry.js";
 import { runBin, runCli } from "../support/cli.js";
+import { nonLoopbackIPv4 } from "../support/tools.js";
 
 const FIX = join(import.meta.dirname, "../../fixtures");
 const SINGLE = "sha256:9e00bdbaa6fdb60b991640f0f15ff8dbef3929520e44e7e5ff8f28f47ca8e952";
@@ -63,9 +64,7 @@ describe("registries.conf", () => {
   });
 
   it("insecure = true: a plain-HTTP registry under a non-loopback name is refused without it and works with it ($CONTAINERS_REGISTRIES_CONF too), as in skopeo", async (ctx) => {
-    const address = Object.values(networkInterfaces())
-      .flat()
-      .find((a) => a !== undefined && !a.internal && a.family === "IPv4")?.address;
+    const address = nonLoopbackIPv4();
     if (address === undefined) return ctx.skip("this machine has no non-loopback IPv4 address to bind docker-registry to");
     const remote = await startRegistry({ mode: "plain", address });
     try {

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningRegistry, type RegistryMode, startRegistry } from "../harness/registry.js";
 import { runBin, runCli } from "../support/cli.js";
+import { nonLoopbackIPv4 } from "../support/tools.js";
 
 const FIX = join(import.meta.dirname, "../../fixtures");
 const SINGLE = "sha256:9e00bdbaa6fdb60b991640f0f15ff8dbef3929520e44e7e5ff8f28f47ca8e952";
@@ -165,10 +166,7 @@ describe("failures users meet", () => {
   it("a plain-HTTP registry under a non-loopback name needs --tls-verify=false, and then works (skopeo's 'HTTP response to HTTPS client')", async (ctx) => {
     // airlock allows plain HTTP to loopback without flags (as Docker does), so this needs the
     // registry on an address of this machine that is not loopback; CI runners may have none.
-    const { networkInterfaces } = await import("node:os");
-    const address = Object.values(networkInterfaces())
-      .flat()
-      .find((a) => a !== undefined && !a.internal && a.family === "IPv4")?.address;
+    const address = nonLoopbackIPv4();
     if (address === undefined) return ctx.skip("this machine has no non-loopback IPv4 address to bind docker-registry to");
     const remote = await startRegistry({ mode: "plain", address });
     try {
