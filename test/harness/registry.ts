@@ -27,6 +27,12 @@ export interface StartRegistryOptions {
   /** Token mode: the JSON field the token server puts the token in (default `token`). */
   tokenField?: "token" | "access_token";
   /**
+   * Token mode: repositories (names without the host) the user may pull from but not push to — the
+   * token server leaves `push` (and `*`) out of their grants, so the registry denies the push
+   * (default: none).
+   */
+  denyPush?: string[];
+  /**
    * The address to listen on (default `127.0.0.1`), e.g. one of this machine's non-loopback
    * addresses, to reach the registry under a name that is not loopback. TLS mode's certificate
    * names 127.0.0.1 and localhost only.
@@ -131,6 +137,7 @@ async function startIn(dir: string, options: StartRegistryOptions, cleanups: (()
       certPem: await fs.readFile(join(dir, "token-cert.pem"), "utf8"),
       keyPem: await fs.readFile(join(dir, "token-key.pem"), "utf8"),
       tokenField: options.tokenField ?? "token",
+      denyPush: options.denyPush ?? [],
     });
     cleanups.push(ts.stop);
     result.refreshToken = ts.refreshToken;
@@ -265,6 +272,8 @@ interface TokenServerOptions {
   certPem: string;
   keyPem: string;
   tokenField: "token" | "access_token";
+  /** Repositories whose grants never include push. */
+  denyPush: string[];
 }
 
 interface TokenServer {
@@ -294,7 +303,12 @@ async function startTokenServer(options: TokenServerOptions): Promise<TokenServe
 
   const issue = (subject: string, scopes: string[], granted: boolean): string => {
     const now = Math.floor(Date.now() / 1000);
-    const access = granted ? scopes.map(parseScope).filter((a) => a !== undefined) : [];
+    const access = granted
+      ? scopes
+          .map(parseScope)
+          .filter((a) => a !== undefined)
+          .map((a) => (a.type === "repository" && options.denyPush.includes(a.name) ? { ...a, actions: a.actions.filter((x) => x !== "push" && x !== "*") } : a))
+      : [];
     const header = { typ: "JWT", alg: "RS256", x5c: [der.toString("base64")] };
     const claims = { iss: ISSUER, sub: subject, aud: SERVICE, exp: now + 300, nbf: now - 10, iat: now, jti: randomUUID(), access };
     const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;

@@ -4,7 +4,7 @@
  * so that the offline verbs load neither YAML nor semver.
  */
 import { readFile, writeFile } from "node:fs/promises";
-import { AirlockError, BUNDLE_METADATA_PATH, type BundleEvent, BundleReader, isAirlockError } from "@airlock/core";
+import { AirlockError, BUNDLE_METADATA_PATH, type BundleEvent, BundleReader, type ErrorCode, isAirlockError, isNotFound } from "@airlock/core";
 import type { Command } from "commander";
 import { verifyBundleMetadataWithKeyFiles } from "../signing/index.js";
 
@@ -66,4 +66,16 @@ export const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 /** Adapts the core listener (bundle events are a superset of progress events). */
 export function listener(l: (e: never) => void): (e: BundleEvent) => void {
   return l as (e: BundleEvent) => void;
+}
+
+/**
+ * The error that ends a `--keep-going` run some of whose images failed (`errors`: their errors):
+ * ERR_IMAGE_NOT_FOUND (exit status 2) only when every failure is an image that does not exist,
+ * else the code of the first other failure (exit status 1; ERR_IO for an error without a code) —
+ * the rule of `export --keep-going`.
+ */
+export function keepGoingError(errors: readonly unknown[], message: string): AirlockError {
+  const other = errors.find((e) => !isNotFound(e));
+  const code: ErrorCode = other === undefined ? "ERR_IMAGE_NOT_FOUND" : isAirlockError(other) ? other.code : "ERR_IO";
+  return new AirlockError(code, message, { cause: other ?? errors[0] });
 }

@@ -13,6 +13,7 @@ import {
   type ImageReference,
   importBundle,
   type ImportResult,
+  isAirlockError,
   type PolicyCheck,
   parseImageName,
   type SystemContext,
@@ -30,7 +31,7 @@ import { formatBytes } from "../progress.js";
 import { withFlagHints } from "../registry-hints.js";
 import { configuredLookasideStaging, loadRegistriesD, loadTrustPolicy, policyChecker } from "../signing/index.js";
 import { addThrottleFlags, withThrottle } from "../throttle-flags.js";
-import { checkBundleSignature, errorReport, listener, reportOptions, seconds, writeReport } from "./bundle-common.js";
+import { checkBundleSignature, errorReport, keepGoingError, listener, reportOptions, seconds, writeReport } from "./bundle-common.js";
 import { describeReceipt } from "./inventory.js";
 
 /** Registers verify and import. */
@@ -94,7 +95,8 @@ export function registerOffline(program: Command, cli: CliContext): void {
       .option("--verify-key <file...>", "refuse the bundle unless BUNDLE.sig is a valid signature by one of these OpenPGP public keys; the whole bundle is then verified before anything is pushed")
       .option("--signature <file>", "the bundle's signature file (default: BUNDLE.sig)")
       .option("--remove-signatures", "do not store the image signatures the bundle carries (they are still checked by the trust policy)")
-      .option("--require-signatures", "fail before pushing anything when a destination cannot store the image signatures the bundle carries (default: warn and import without them)"),
+      .option("--require-signatures", "fail before pushing anything when a destination cannot store the image signatures the bundle carries (default: warn and import without them)")
+      .option("--keep-going", "when an image fails at the destination (e.g. push denied for its repository), push the others and list the failures (a damaged bundle still stops everything)"),
   );
   addDockerFlags(importCmd, "dest-");
   addRetryFlags(importCmd);
@@ -111,6 +113,11 @@ registries.d). The trust policy (--policy FILE, else the default policy.json) is
 image, with the signatures in the bundle, before anything is pushed; an image named by a full
 Docker reference (registry.example.com/app:1) is checked under that docker scope, any other name
 under the policy's default.
+
+With --keep-going, an image that fails at the destination is listed as FAILED NAME: reason, the
+others are pushed completely, and the summary and --report list the failures; the exit status is
+then 2 when every failed image does not exist, else 1. A bundle that is damaged or tampered with
+still stops the whole import before anything wrong is pushed.
 
 Examples:
   airlock import bundle.tar --to registry.airgap.local:5000/mirror
@@ -132,10 +139,14 @@ Examples:
       const sigs = i.signatures > 0 ? ` (${i.signatures} signature${i.signatures > 1 ? "s" : ""})` : "";
       cli.stdout.write(`${i.status === "pushed" ? "pushed " : i.status === "present" ? "present" : "would push"} ${i.destination} ${i.digest}${sigs}\n`);
     }
+    for (const f of result.failures) cli.stdout.write(`FAILED ${f.name}: ${f.error.message}\n`);
     cli.stdout.write(
-      `${result.dryRun ? "Dry run: " : ""}${result.images.length} image(s); ${result.blobsPushed} blob(s) ${result.dryRun ? "to push" : "pushed"} (${formatBytes(result.bytesPushed)}), ${result.blobsSkipped} already present; ${result.manifestsPushed} manifest(s) in ${seconds(result.durationMs)}\n`,
+      `${result.dryRun ? "Dry run: " : ""}${result.images.length} image(s)${result.failures.length > 0 ? `, ${result.failures.length} FAILED` : ""}; ${result.blobsPushed} blob(s) ${result.dryRun ? "to push" : "pushed"} (${formatBytes(result.bytesPushed)}), ${result.blobsSkipped} already present; ${result.manifestsPushed} manifest(s) in ${seconds(result.durationMs)}\n`,
     );
-    await writeReport(opts, { ok: true, ...result });
+    const failures = result.failures.map((f) => ({ image: f.name, destination: f.destination, error: f.error.message, ...(isAirlockError(f.error) ? { code: f.error.code } : {}) }));
+    const failed = failures.length > 0 ? keepGoingError(result.failures.map((f) => f.error), `${failures.length} image(s) could not be imported (listed above: ${failures.map((f) => f.image).join(", ")}); the others were pushed`) : undefined;
+    await writeReport(opts, { ok: failed === undefined, ...(failed ? errorReport(failed) : {}), ...result, failures });
+    if (failed) throw failed;
     const to = opts.to as string;
     if (opts.receipt && !result.dryRun) {
       if (to.startsWith("oci:") || to.startsWith("dir:")) throw new UsageError("--receipt needs --to REGISTRY[/PREFIX]: an inventory is taken of a registry");
@@ -186,6 +197,7 @@ Examples:
         ...withThrottle(opts),
         ...(opts.image ? { images: opts.image as string[] } : {}),
         dryRun: opts.dryRun === true,
+        keepGoing: opts.keepGoing === true,
         signal: cli.signal,
         onProgress: (e) => {
           tally.see(e);

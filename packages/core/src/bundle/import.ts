@@ -11,6 +11,16 @@
  *      already has are skipped;
  *   3. only when every blob arrived: per image, child manifests, then the top-level one, then
  *      commit (the tag).
+ *
+ * With `keepGoing`, a failure at the destination (opening it, the presence check, a blob or
+ * manifest push, the commit — e.g. push denied for one repository) fails only the image it
+ * happened for: the other images are pushed completely and the failed ones are listed in the
+ * result's `failures`. The rule telling the two sides apart: an error raised while reading the
+ * archive (its stream fails) or while verifying what was read (ERR_DIGEST_MISMATCH,
+ * ERR_SIZE_MISMATCH) is the bundle's and still stops everything before any manifest is written;
+ * so do the checks of step 1, a delta's missing base, `signatures: "require"` refusing a
+ * destination, and cancellation. Everything else raised for an image in steps 2 and 3 is the
+ * destination's.
  */
 import type { Readable } from "node:stream";
 import type { Digest } from "../digest.js";
@@ -70,6 +80,22 @@ export interface ImportOptions {
    * signatures; `remove` leaves them out.
    */
   signatures?: "copy" | "require" | "remove";
+  /**
+   * Keep going when an image fails at its destination: the image is listed in the result's
+   * `failures` instead of aborting the run (see the module comment for which failures count as the
+   * destination's; the bundle's own still stop everything).
+   */
+  keepGoing?: boolean;
+}
+
+/** An image that failed at its destination with {@link ImportOptions.keepGoing}. */
+export interface ImportFailure {
+  /** The image's bundle name. */
+  name: string;
+  /** Where it was going. */
+  destination: string;
+  /** What failed (an AirlockError with its code, or the underlying Error). */
+  error: Error;
 }
 
 /** An image as imported. */
@@ -90,6 +116,8 @@ export interface ImportedImage {
 export interface ImportResult {
   path: string;
   images: ImportedImage[];
+  /** Images that failed at their destination ({@link ImportOptions.keepGoing}; otherwise always empty): not in `images`. */
+  failures: ImportFailure[];
   blobsPushed: number;
   blobsSkipped: number;
   bytesPushed: number;
@@ -112,9 +140,22 @@ interface ImageWork {
   signatures: Map<Digest, Uint8Array[]>;
   dest?: ImageDestination;
   present?: boolean;
+  /** With keepGoing: the first failure of this image at its destination; nothing more is done for it. */
+  failure?: Error;
 }
 
 const DEFAULT_CONCURRENCY = 6;
+
+/** Errors that are the bundle's, not the destination's: never kept going past (see the module comment). */
+const bundleSide = new WeakSet<object>();
+
+/** Marks `err` as the bundle's (or otherwise run-wide), so that keepGoing does not pass it; returns it. */
+function fatal<T>(err: T): T {
+  if (typeof err === "object" && err !== null) bundleSide.add(err);
+  return err;
+}
+
+const VERIFY_CODES = ["ERR_DIGEST_MISMATCH", "ERR_SIZE_MISMATCH"] as const;
 
 /**
  * Imports the bundle at `path` (a file, or the base name of its volumes): checks it, then pushes
@@ -185,13 +226,26 @@ export async function importBundle(path: string | string[], options: ImportOptio
       work.push({ name, ref: options.destinationFor(name), top, manifests, blobs: all.filter((b) => !isBase(b)), base: all.filter(isBase), signatures });
     }
     onProgress?.(importPlan(work, reader));
-    const result: ImportResult = { path: reader.path, images: [], blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0, manifestsPushed: 0, durationMs: 0, dryRun: options.dryRun ?? false };
+    const result: ImportResult = { path: reader.path, images: [], failures: [], blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0, manifestsPushed: 0, durationMs: 0, dryRun: options.dryRun ?? false };
     if (options.dryRun) {
       result.images = work.map((w) => ({ name: w.name, destination: w.ref.toString(), digest: w.top.digest, mediaType: w.top.mediaType, status: "planned", blobs: w.blobs.length, bytes: sum(w.blobs), signatures: countSignatures(w) }));
       result.durationMs = Date.now() - started;
       return result;
     }
     const journal = options.journal === false ? undefined : ImportJournal.open(options.journal ?? importJournalPath(reader.path), reader.path);
+    // With keepGoing: a destination-side failure of one image fails that image only (the first one kept).
+    const keep = (w: ImageWork, err: unknown): void => {
+      if (!options.keepGoing || bundleSide.has(err as object) || signal?.aborted) throw err;
+      w.failure ??= err instanceof Error ? err : new Error(String(err));
+    };
+    const guarded = async (w: ImageWork, fn: () => Promise<void>): Promise<void> => {
+      if (w.failure) return;
+      try {
+        await fn();
+      } catch (err) {
+        keep(w, err);
+      }
+    };
 
     // 2. Destinations and what they already hold (all images at once: these are small requests), then every blob.
     // An image whose top-level manifest is already under its destination name is complete there
@@ -199,7 +253,7 @@ export async function importBundle(path: string | string[], options: ImportOptio
     const open = limiter(16);
     await settleAll(
       work.map((w) =>
-        open(async () => {
+        open(() => guarded(w, async () => {
           signal?.throwIfAborted();
           const ctx = options.ctxFor?.(w.name) ?? options.ctx;
           if (w.signatures.size === 0 && (await alreadyThere(w, ctx, pool, signal))) {
@@ -219,17 +273,18 @@ export async function importBundle(path: string | string[], options: ImportOptio
           }
           if (w.signatures.size > 0 && !canStoreSignatures(dest)) {
             const why = `${w.ref} cannot store signatures (image ${w.name} carries ${countSignatures(w)})${dest.reference.transport.name === "docker" ? "; a registry keeps them in lookaside storage: configure a lookaside-staging: file:///… location for it in registries.d" : ""}`;
-            if (options.signatures === "require") throw new AirlockError("ERR_UNSUPPORTED", `${why}; nothing was pushed — import into a destination that stores signatures, or without requiring them`);
+            if (options.signatures === "require") throw fatal(new AirlockError("ERR_UNSUPPORTED", `${why}; nothing was pushed — import into a destination that stores signatures, or without requiring them`));
             onProgress?.({ type: "warning", image: w.name, message: `${why}; importing the image without its signatures` });
             w.signatures.clear();
           }
           w.present = (await Promise.all(w.manifests.map((m) => dest.hasManifest(m.digest, signal)))).every(Boolean);
           onProgress?.({ type: "image-start", image: w.name, digest: w.top.digest, blobs: w.blobs.length, bytes: sum(w.blobs) });
-        }),
+        })),
       ),
     );
-    await checkBase(work, reader, metadata, open, signal);
+    await checkBase(work, reader, metadata, open, guarded, signal);
     for (const w of work) {
+      if (w.failure) continue;
       if (!w.dest) {
         result.blobsSkipped += w.base.length + w.blobs.length;
         for (const b of [...w.base, ...w.blobs]) onProgress?.({ type: "blob-skipped", image: w.name, digest: b.digest, size: b.size, reason: "image already present" });
@@ -247,7 +302,7 @@ export async function importBundle(path: string | string[], options: ImportOptio
       const jobs: { w: ImageWork; dest: ImageDestination; b: Descriptor }[] = [];
       for (const w of work) {
         const dest = w.dest;
-        if (!dest) continue; // already present under its name
+        if (!dest || w.failure) continue; // already present under its name, or failed
         if (!dest.capabilities.concurrentWrites) serial.set(dest, limiter(1));
         for (const b of w.blobs) {
           if (w.present) {
@@ -267,7 +322,13 @@ export async function importBundle(path: string | string[], options: ImportOptio
         const before = byDigest.get(b.digest) ?? Promise.resolve();
         const task = before
           .catch(() => {})
-          .then(() => run(() => (serial.get(dest) ?? ((fn) => fn()))(() => throttled(options.throttle, dest, () => pushBlob(reader, w, dest, b, inner.signal, options, result, journal)))))
+          .then(() =>
+            run(() => {
+              if (w.failure) return Promise.resolve(); // keepGoing: this image already failed
+              return (serial.get(dest) ?? ((fn) => fn()))(() => throttled(options.throttle, dest, () => pushBlob(reader, w, dest, b, inner.signal, options, result, journal)));
+            }),
+          )
+          .catch((err) => keep(w, err))
           .catch((err) => {
             if (firstError === undefined) firstError = err;
             inner.abort(err);
@@ -288,47 +349,57 @@ export async function importBundle(path: string | string[], options: ImportOptio
     // once races in distribution's filesystem storage, where an index being checked then reads
     // its child's half-written link ("DIGEST_INVALID … MANIFEST_BLOB_UNKNOWN").
     const childPushes = new Map<string, Promise<void>>();
+    const pushManifests = async (w: ImageWork): Promise<ImportedImage> => {
+      const dest = w.dest;
+      if (!dest) {
+        onProgress?.({ type: "image-done", image: w.name, digest: w.top.digest });
+        return { name: w.name, destination: w.ref.toString(), digest: w.top.digest, mediaType: w.top.mediaType, status: "present", blobs: w.blobs.length, bytes: sum(w.blobs), signatures: 0 };
+      }
+      const push = async (m: Manifest, topLevel: boolean) => {
+        await dest.putManifest(m, { topLevel, signal });
+        result.manifestsPushed++;
+        onProgress?.({ type: "manifest", image: w.name, digest: m.digest, mediaType: m.mediaType, topLevel });
+      };
+      for (const m of w.manifests) {
+        if (m === w.top) {
+          await push(m, true);
+          continue;
+        }
+        if (w.present) continue;
+        const key = `${repositoryOf(w.ref)}\n${m.digest}`;
+        let child = childPushes.get(key);
+        if (!child) {
+          child = (async () => {
+            if (!(await dest.hasManifest(m.digest, signal))) await push(m, false);
+          })();
+          childPushes.set(key, child);
+        }
+        await child;
+      }
+      // Signatures after the manifests they sign, before the commit (the transport contract's order).
+      if (w.signatures.size > 0 && canStoreSignatures(dest)) {
+        for (const [digest, sigs] of w.signatures) await dest.putSignatures(sigs, digest === w.top.digest ? { signal } : { instanceDigest: digest, signal });
+      }
+      await dest.commit(signal);
+      onProgress?.({ type: "image-done", image: w.name, digest: w.top.digest });
+      return { name: w.name, destination: w.ref.toString(), digest: w.top.digest, mediaType: w.top.mediaType, status: w.present ? "present" : "pushed", blobs: w.blobs.length, bytes: sum(w.blobs), signatures: countSignatures(w) };
+    };
     const done = await settleAll(
       work.map((w) =>
-        open(async (): Promise<ImportedImage> => {
-          const dest = w.dest;
-          if (!dest) {
-            onProgress?.({ type: "image-done", image: w.name, digest: w.top.digest });
-            return { name: w.name, destination: w.ref.toString(), digest: w.top.digest, mediaType: w.top.mediaType, status: "present", blobs: w.blobs.length, bytes: sum(w.blobs), signatures: 0 };
-          }
-          const push = async (m: Manifest, topLevel: boolean) => {
-            await dest.putManifest(m, { topLevel, signal });
-            result.manifestsPushed++;
-            onProgress?.({ type: "manifest", image: w.name, digest: m.digest, mediaType: m.mediaType, topLevel });
-          };
-          for (const m of w.manifests) {
-            if (m === w.top) {
-              await push(m, true);
-              continue;
-            }
-            if (w.present) continue;
-            const key = `${repositoryOf(w.ref)}\n${m.digest}`;
-            let child = childPushes.get(key);
-            if (!child) {
-              child = (async () => {
-                if (!(await dest.hasManifest(m.digest, signal))) await push(m, false);
-              })();
-              childPushes.set(key, child);
-            }
-            await child;
-          }
-          // Signatures after the manifests they sign, before the commit (the transport contract's order).
-          if (w.signatures.size > 0 && canStoreSignatures(dest)) {
-            for (const [digest, sigs] of w.signatures) await dest.putSignatures(sigs, digest === w.top.digest ? { signal } : { instanceDigest: digest, signal });
-          }
-          await dest.commit(signal);
-          onProgress?.({ type: "image-done", image: w.name, digest: w.top.digest });
-          return { name: w.name, destination: w.ref.toString(), digest: w.top.digest, mediaType: w.top.mediaType, status: w.present ? "present" : "pushed", blobs: w.blobs.length, bytes: sum(w.blobs), signatures: countSignatures(w) };
+        open(async (): Promise<ImportedImage | undefined> => {
+          if (w.failure) return undefined;
+          let imported: ImportedImage | undefined;
+          await guarded(w, async () => {
+            imported = await pushManifests(w);
+          });
+          return imported;
         }),
       ),
     );
-    result.images = done;
-    await journal?.remove();
+    result.images = done.filter((i): i is ImportedImage => i !== undefined);
+    for (const w of work) if (w.failure) result.failures.push({ name: w.name, destination: w.ref.toString(), error: w.failure });
+    // A failed image's half-pushed uploads stay in the journal, for a rerun to continue.
+    if (result.failures.length === 0) await journal?.remove();
     result.durationMs = Date.now() - started;
     return result;
   } finally {
@@ -405,32 +476,62 @@ async function pushBlob(reader: BundleReader, w: ImageWork, dest: ImageDestinati
     onProgress?.({ type: "blob-skipped", image: w.name, digest: b.digest, size: b.size, reason: "already exists" });
     return;
   }
-  await putVerifiedBlob(dest, b, throttledStream(options.throttle, reader.openBlob(b), signal), {
+  // Errors of the archive's streams and of verification are the bundle's (see the module comment).
+  const archive = (offset?: number): Readable => {
+    let stream: Readable;
+    try {
+      stream = reader.openBlob(b, offset === undefined ? {} : { offset });
+    } catch (err) {
+      throw fatal(err);
+    }
+    stream.once("error", (err) => fatal(err));
+    return throttledStream(options.throttle, stream, signal);
+  };
+  try {
+    await pushVerified(reader, w, dest, b, signal, options, journal, archive);
+  } catch (err) {
+    if (VERIFY_CODES.some((c) => isAirlockError(err, c))) fatal(err);
+    throw err;
+  }
+  result.blobsPushed++;
+  result.bytesPushed += b.size;
+}
+
+async function pushVerified(reader: BundleReader, w: ImageWork, dest: ImageDestination, b: Descriptor, signal: AbortSignal, options: ImportOptions, journal: ImportJournal | undefined, archive: (offset?: number) => Readable): Promise<void> {
+  const { onProgress } = options;
+  await putVerifiedBlob(dest, b, archive(), {
     what: `blob ${b.digest} of ${w.name} in bundle ${reader.path}`,
     image: w.name,
     signal,
     onProgress,
     progressIntervalMs: options.progressIntervalMs,
     // The archive can be read again at any offset: a retried chunk is re-read, not kept in memory.
-    put: { reopen: (offset) => throttledStream(options.throttle, reader.openBlob(b, { offset }), signal), ...(journal ? { session: journal.store(dest.reference.toString(), b.digest) } : {}) },
+    put: { reopen: (offset) => archive(offset), ...(journal ? { session: journal.store(dest.reference.toString(), b.digest) } : {}) },
   });
-  result.blobsPushed++;
-  result.bytesPushed += b.size;
 }
 
 /** A delta: every base blob must already be at the destination, before a single byte is pushed. */
-async function checkBase(work: ImageWork[], reader: BundleReader, metadata: BundleMetadata | undefined, open: <T>(fn: () => Promise<T>) => Promise<T>, signal: AbortSignal | undefined): Promise<void> {
+async function checkBase(
+  work: ImageWork[],
+  reader: BundleReader,
+  metadata: BundleMetadata | undefined,
+  open: <T>(fn: () => Promise<T>) => Promise<T>,
+  guarded: (w: ImageWork, fn: () => Promise<void>) => Promise<void>,
+  signal: AbortSignal | undefined,
+): Promise<void> {
   const missing: string[] = [];
   await settleAll(
     work.map((w) =>
-      open(async () => {
-        const dest = w.dest;
-        if (!dest) return; // already present under its name
-        for (const b of w.base) {
-          if (await dest.tryReuseBlob(b, signal)) continue;
-          if (!(await mountFromAnother(work, w, b, signal))) missing.push(`${b.digest} (${w.name} → ${w.ref})`);
-        }
-      }),
+      open(() =>
+        guarded(w, async () => {
+          const dest = w.dest;
+          if (!dest) return; // already present under its name
+          for (const b of w.base) {
+            if (await dest.tryReuseBlob(b, signal)) continue;
+            if (!(await mountFromAnother(work, w, b, signal))) missing.push(`${b.digest} (${w.name} → ${w.ref})`);
+          }
+        }),
+      ),
     ),
   );
   if (missing.length > 0) {
