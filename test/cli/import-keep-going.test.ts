@@ -7,13 +7,14 @@
  * The two images (base-a and base-b of fixtures/oci) share blobs.
  */
 import { execFile } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { parseImageName } from "@airlock/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningRegistry, startRegistry } from "../harness/registry.js";
+import { exportBaseBundle } from "../support/bundles.js";
 import { runCli } from "../support/cli.js";
 
 const FIX = join(import.meta.dirname, "../../fixtures");
@@ -25,14 +26,10 @@ let digestA: string;
 let digestB: string;
 
 beforeAll(async () => {
-  const layout = join(tmp, "layout");
-  cpSync(join(FIX, "oci"), layout, { recursive: true });
-  const yaml = join(tmp, "images.yaml");
-  writeFileSync(yaml, "version: 1\nimages:\n  - source: oci:layout:base-a\n    as: t/base-a:1\n  - source: oci:layout:base-b\n    as: t/base-b:1\n");
-  bundle = join(tmp, "b.tar");
-  const [r, started] = await Promise.all([runCli(["export", "-q", "-f", yaml, "-o", bundle]), startRegistry({ mode: "token", denyPush: ["mirror/t/base-b"] })]);
+  const [exported, started] = await Promise.all([exportBaseBundle(tmp), startRegistry({ mode: "token", denyPush: ["mirror/t/base-b"] })]);
   reg = started;
-  expect(r, r.stderr).toMatchObject({ code: 0 });
+  bundle = exported.bundle;
+  const { layout } = exported;
   const digestOf = async (name: string) => {
     const src = await parseImageName(`oci:${layout}:${name}`).newSource({});
     const manifest = await src.getManifest();

@@ -4,12 +4,13 @@
  * the error, its code and what was done; and the import's `bundle-plan` event counts a blob that
  * two images share once. Bundles are exported from copies of the committed OCI layouts.
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseImageName } from "@airlock/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ProgressBoard } from "../../apps/airlock/src/progress-board.js";
+import { exportBaseBundle } from "../support/bundles.js";
 import { runCli } from "../support/cli.js";
 
 const FIX = join(import.meta.dirname, "../../fixtures");
@@ -22,13 +23,9 @@ let unique: Map<string, number>;
 let shared: number;
 
 beforeAll(async () => {
-  const layout = join(tmp, "layout");
-  cpSync(join(FIX, "oci"), layout, { recursive: true });
-  const yaml = join(tmp, "images.yaml");
-  writeFileSync(yaml, "version: 1\nimages:\n  - source: oci:layout:base-a\n    as: t/base-a:1\n  - source: oci:layout:base-b\n    as: t/base-b:1\n");
-  bundle = join(tmp, "b.tar");
-  const r = await runCli(["export", "-q", "-f", yaml, "-o", bundle]);
-  expect(r, r.stderr).toMatchObject({ code: 0 });
+  const exported = await exportBaseBundle(tmp);
+  bundle = exported.bundle;
+  const { layout } = exported;
   unique = new Map();
   shared = 0;
   for (const name of ["base-a", "base-b"]) {
