@@ -441,7 +441,7 @@ function importPlan(work: ImageWork[], reader: BundleReader): BundleEvent {
 
 /** The repository an image is written to (for a registry: host and path, without the tag). */
 function repositoryOf(ref: ImageReference): string {
-  return ref instanceof DockerImageReference ? `docker://${ref.ref.domain}/${ref.ref.path}` : ref.toString();
+  return ref instanceof DockerImageReference ? `docker://${ref.ref.name}` : ref.toString();
 }
 
 /** `stream` under the run's rate limit, when there is one (re-read bytes of a retried chunk count too: they are sent again). */
