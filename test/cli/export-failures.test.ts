@@ -7,10 +7,12 @@
  * Run through the built binary: an unhandled 'error' event kills the process, which only a child
  * process shows. Sources: an OCI layout written here, and a real docker-registry that lost a blob.
  */
+import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, promises as fs, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningRegistry, startRegistry } from "../harness/registry.js";
 import { type CliRun, runBin } from "../support/cli.js";
@@ -20,6 +22,8 @@ const LAYERS = 8;
 let work: string;
 let layout: string;
 let images: string;
+/** A complete image of the same layout sharing the three smallest layers with `app`. */
+let good: { digest: string; layers: string[] };
 /** The layer removed from the layout: the largest, so it is among the first blobs opened. */
 let missing: { digest: string; path: string; bytes: Buffer };
 
@@ -52,10 +56,30 @@ beforeAll(async () => {
       }),
     ),
   );
+  const shared = layers.slice(0, 3);
+  const goodConfig = await putBlob(layout, Buffer.from(JSON.stringify({ architecture: "arm64", os: "linux", rootfs: { type: "layers", diff_ids: shared.map((l) => l.digest) } })));
+  const goodManifest = await putBlob(
+    layout,
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        config: { mediaType: "application/vnd.oci.image.config.v1+json", ...goodConfig },
+        layers: shared.map(({ mediaType, digest, size }) => ({ mediaType, digest, size })),
+      }),
+    ),
+  );
+  good = { digest: goodManifest.digest, layers: [goodConfig.digest, ...shared.map((l) => l.digest)] };
   await fs.writeFile(join(layout, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
   await fs.writeFile(
     join(layout, "index.json"),
-    JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: "application/vnd.oci.image.manifest.v1+json", ...manifest, annotations: { "org.opencontainers.image.ref.name": "app" } }] }),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        { mediaType: "application/vnd.oci.image.manifest.v1+json", ...manifest, annotations: { "org.opencontainers.image.ref.name": "app" } },
+        { mediaType: "application/vnd.oci.image.manifest.v1+json", ...goodManifest, annotations: { "org.opencontainers.image.ref.name": "good" } },
+      ],
+    }),
   );
   const largest = layers[LAYERS - 1] as (typeof layers)[number];
   missing = { digest: largest.digest, path: join(layout, "blobs", "sha256", largest.digest.slice("sha256:".length)), bytes: largest.bytes };
@@ -142,5 +166,81 @@ describe("export from a docker:// source that lost a layer blob, several blobs i
     expectOneLineNotFound(r, "push team/app:1.0 to the registry again");
     expect(existsSync(out)).toBe(false);
     expect(existsSync(`${out}.partial`)).toBe(true);
+  });
+});
+
+/**
+ * --keep-going past a blob that cannot be read: the image using it fails alone. The other image,
+ * which shares blobs with it, is written into a complete bundle (verify and skopeo read it) from
+ * what was already downloaded — no blob is fetched twice — and nothing of the first attempt
+ * stays behind.
+ */
+describe("export --keep-going when one image's blob is missing and another image is complete", () => {
+  let reg: RunningRegistry;
+  beforeAll(async () => {
+    reg = await startRegistry({ mode: "plain" });
+  });
+  afterAll(async () => {
+    await reg?.stop();
+  });
+
+  /** Checks the run and the bundle: `team/good:1.0` alone in it, `team/app:1.0` listed as failed. */
+  async function expectGoodOnly(r: CliRun, out: string, report: string): Promise<void> {
+    expect(r.code, r.stderr).toBe(2); // the one failure is an image that cannot be found
+    expect(r.stderr).not.toMatch(/Unhandled|^\s+at /m);
+    expect(r.stdout).toContain(`team/good:1.0 ${good.digest}`);
+    expect(r.stdout).toMatch(new RegExp(`^FAILED team/app:1\\.0: .*blob ${missing.digest}`, "m"));
+    expect(r.stdout).toContain("Exported 1 image(s)");
+    const leftovers = (await fs.readdir(work)).filter((f) => f.startsWith(`${out.slice(work.length + 1)}.`));
+    expect(leftovers.sort()).toEqual([`${out.slice(work.length + 1)}.sha256`]);
+    const v = await runBin(["verify", out]);
+    expect(v.code, v.stderr + v.stdout).toBe(0);
+    const skopeo = await promisify(execFile)("skopeo", ["inspect", "--raw", `oci-archive:${out}:team/good:1.0`], { encoding: "utf8" });
+    expect(`sha256:${createHash("sha256").update(skopeo.stdout).digest("hex")}`).toBe(good.digest);
+    const rep = JSON.parse(await fs.readFile(report, "utf8"));
+    expect(rep.ok).toBe(false);
+    expect(rep.failures.map((f: { image: string }) => f.image)).toEqual(["team/app:1.0"]);
+    expect(rep.images.map((i: { name: string }) => i.name)).toEqual(["team/good:1.0"]);
+  }
+
+  it("from an oci: layout: writes the complete image and lists the other", async () => {
+    const yaml = join(work, "images-two.yaml");
+    await fs.writeFile(yaml, `version: 1\nimages:\n  - source: oci:${layout}:app\n    as: team/app:1.0\n  - source: oci:${layout}:good\n    as: team/good:1.0\n`);
+    const out = join(work, "two.tar");
+    const report = join(work, "two-report.json");
+    await expectGoodOnly(await runBin(["export", "-f", yaml, "-o", out, "--quiet", "--keep-going", "--report", report]), out, report);
+  });
+
+  it("from a registry: each blob is downloaded once, the bundle's lock lists only the image written", async () => {
+    await fs.writeFile(missing.path, missing.bytes);
+    try {
+      for (const name of ["app", "good"]) {
+        const pushed = await runBin(["copy", "--quiet", "--dest-tls-verify=false", `oci:${layout}:${name}`, `docker://${reg.host}/team/${name}:1.0`]);
+        expect(pushed.code, pushed.stderr).toBe(0);
+      }
+    } finally {
+      await fs.rm(missing.path, { force: true });
+    }
+    expect((await fetch(`${reg.url}/v2/team/app/blobs/${missing.digest}`, { method: "DELETE" })).status).toBe(202);
+    const yaml = join(work, "images-two-registry.yaml");
+    await fs.writeFile(
+      yaml,
+      `version: 1\nregistries:\n  ${JSON.stringify(reg.host)}:\n    tlsVerify: false\nimages:\n  - source: docker://${reg.host}/team/app:1.0\n    as: team/app:1.0\n  - source: docker://${reg.host}/team/good:1.0\n    as: team/good:1.0\n`,
+    );
+    const out = join(work, "two-registry.tar");
+    const report = join(work, "two-registry-report.json");
+    const r = await runBin(["export", "-f", yaml, "-o", out, "--keep-going", "--report", report, "--debug"]);
+    // --debug logs every request: no blob is fetched twice (the shared ones came from the first attempt's file).
+    const gets = r.stderr.split("\n").filter((l) => /debug: GET .*\/blobs\/sha256:/.test(l) && l.endsWith("→ 200"));
+    const digests = gets.map((l) => (/\/blobs\/(sha256:[0-9a-f]{64})/.exec(l) as RegExpExecArray)[1]);
+    expect(digests.length).toBeGreaterThan(good.layers.length);
+    expect(new Set(digests).size).toBe(digests.length);
+    for (const d of good.layers) expect(digests).toContain(d);
+    // The report and stdout as for any failure; --debug adds lines to stderr only.
+    await expectGoodOnly({ ...r, stderr: "" }, out, report);
+    const tarList = await promisify(execFile)("tar", ["-xOf", out, "airlock/bundle.json"], { encoding: "utf8", maxBuffer: 16 << 20 });
+    const meta = JSON.parse(tarList.stdout);
+    expect(meta.images.map((i: { name: string }) => i.name)).toEqual(["team/good:1.0"]);
+    expect(meta.lock.images.map((i: { name: string }) => i.name)).toEqual(["team/good:1.0"]);
   });
 });

@@ -160,7 +160,7 @@ export function registerBundle(program: Command, cli: CliContext): void {
       .option("--split-size <size>", "write volumes of at most this size (OUT.000, OUT.001, …): bytes, 4G, fat32, dvd, bd25", parseSize)
       .option("--format <format>", FORMAT_HELP, parseFormat)
       .option("--concurrency <n>", "blobs downloaded at once (default 6)", (v) => parseCount(v, "--concurrency"))
-      .option("--keep-going", "export the images that can be read; list the others and exit non-zero")
+      .option("--keep-going", "export the images that can be read (a blob that cannot be read fails only the images using it); list the others and exit non-zero")
       .option("--no-resume", "start over instead of resuming an interrupted export of the same bundle")
       .option("--since <receipt|lock|bundle>", "a delta: leave out what the other side has (a receipt from airlock inventory, an old images.lock.yaml, or an old bundle)")
       .option("--sign-key <file>", "sign the bundle's metadata (which commits to every digest) with this OpenPGP secret key; writes BUNDLE.sig")
@@ -208,6 +208,7 @@ Examples:
         ...withThrottle(opts),
         resume: opts.resume !== false,
         lock,
+        ...(opts.keepGoing ? { keepGoing: true, lockWithout: (failed: string[]) => ({ ...lock, images: lock.images.filter((i) => !failed.includes(i.name)) }) } : {}),
         toolVersion: VERSION,
         ...(opts.since ? { since: await deltaBaseFrom(opts.since as string, cli.signal) } : {}),
         ...(tools.length > 0 ? { tools } : {}),
@@ -218,6 +219,7 @@ Examples:
         },
       });
       progress.stop();
+      failures = [...failures, ...(result.failures ?? []).map((f) => ({ image: f.image, error: f.error.message, code: f.error.code, cause: f.error }))];
       printExport(cli, result, lock, failures);
       if (opts.signKey) {
         const sig = await signBundleMetadataWithKeyFile(await bundleMetadataBytes(out, cli.signal), {

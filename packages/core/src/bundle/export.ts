@@ -11,6 +11,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { createReadStream, promises as fs } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
+import { Readable } from "node:stream";
 import { type Digest, Digester, digestAlgorithm, digestOf } from "../digest.js";
 import { AirlockError, isAirlockError } from "../errors.js";
 import { writeFileAtomic } from "../fsutil.js";
@@ -19,10 +20,10 @@ import { MediaType } from "../mediatype.js";
 import { formatPlatform } from "../platform.js";
 import { limiter } from "../progress.js";
 import type { Throttle } from "../throttle.js";
-import { type BlobReader, type ImageReference, type ImageSource, isSignatureSource, type SystemContext } from "../transports/types.js";
+import { type BlobReader, type GetBlobOptions, type ImageReference, type ImageSource, isSignatureSource, type SystemContext } from "../transports/types.js";
 import { hasUncompressedLayers } from "../convert/convert.js";
 import { baseSetDigest, type DeltaBase } from "../delta/receipt.js";
-import type { BundleListener } from "./events.js";
+import type { BundleEvent, BundleListener } from "./events.js";
 import {
   BUNDLE_FORMAT_VERSION,
   BUNDLE_MEDIA_TYPE,
@@ -111,6 +112,23 @@ export interface ExportOptions {
   since?: DeltaBase;
   /** Executables to carry beside the layout as `airlock/tool/NAME` (mode 0755), e.g. airlock itself. */
   tools?: ExportTool[];
+  /**
+   * A blob that cannot be read (missing at the source, refused, corrupt) fails only the images
+   * that use it: the others are written, and the failed ones are listed in
+   * {@link ExportResult.failures}. The blobs already downloaded are copied from the first attempt's
+   * partial file into the bundle of the others, not fetched again. Failures of the run itself (the
+   * disk, an interrupt) still stop the export. When every image fails, the first failure is thrown.
+   */
+  keepGoing?: boolean;
+  /** With keepGoing: what to record as `lock` when these images (bundle names) failed; default: `lock` as given. */
+  lockWithout?: (failed: string[]) => unknown;
+}
+
+/** An image that could not be exported ({@link ExportOptions.keepGoing}). */
+export interface ExportFailure {
+  /** Its bundle name. */
+  image: string;
+  error: AirlockError;
 }
 
 /** An executable for {@link ExportOptions.tools}: a local file, streamed into the bundle. */
@@ -179,6 +197,8 @@ export interface ExportResult {
   dryRun: boolean;
   /** The executables carried beside the layout (see {@link ExportOptions.tools}). */
   tools?: BundleTool[];
+  /** Images left out because a blob of theirs could not be read ({@link ExportOptions.keepGoing}); absent when none. */
+  failures?: ExportFailure[];
 }
 
 const DEFAULT_CONCURRENCY = 6;
@@ -367,8 +387,20 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
     const journal = new Journal(journalPath, resumed && previous ? { ...previous, done: [] } : ({ version: 1, plan: planKey, bundle: bundleId, created, done: [] } satisfies JournalData));
     const doneBefore = new Set<string>(resumed && previous ? previous.done : []);
     let sums: string[] = [];
+    let failures: ExportFailure[] = [];
+    let local = new Map<string, PlannedEntry>();
     const hasher = new VolumeHasher(plan, files);
     const background = new BackgroundSync(files);
+    let entryByPath = new Map<string, PlannedEntry>();
+    // A failed run keeps its partial files and journal for a rerun.
+    const abandon = async (err: unknown): Promise<never> => {
+      hasher.close();
+      await background.idle();
+      await files.close();
+      journal.save(); // the latest download progress, which saves at most every 250 ms
+      await journal.flush();
+      throw explainFailure(err, out, partials, journalPath);
+    };
     try {
       journal.save();
       await writeSmallEntries(files, plan, bundleId, indexBytes, manifests, new Map(signatureEntries.map(({ meta, bytes }) => [meta.path, bytes])));
@@ -376,7 +408,7 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
       for (const e of plan.entries) if (e.kind !== "blob" && e.kind !== "metadata") hasher.written(e);
       for (const { r } of resolved) for (const m of r.manifests) onProgress?.({ type: "manifest", image: r.name, digest: m.digest, mediaType: m.mediaType, topLevel: m === r.top });
 
-      const entryByPath = new Map(plan.entries.map((e) => [e.path, e]));
+      entryByPath = new Map(plan.entries.map((e) => [e.path, e]));
       const tasks: BlobTask[] = [...blobs.values()].map((b) => ({ ...b, entry: entryByPath.get(blobPath(b.desc.digest)) as PlannedEntry }));
       // Largest first (as in the archive): the longest downloads start early, the small ones fill in around them.
       tasks.sort((a, b) => a.entry.headerOffset - b.entry.headerOffset);
@@ -399,6 +431,9 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
       const { controller: inner, release } = linkedController(signal);
       const run = limiter(Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY));
       let firstError: unknown;
+      // keepGoing: the blobs that could not be read, and why; and the blobs complete in the partial file.
+      const failedBlobs = new Map<string, AirlockError>();
+      const stored = new Set<string>();
       try {
         await Promise.all(
           tasks.map((t) =>
@@ -411,6 +446,7 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
                 result.blobsResumed++;
                 hasher.written(t.entry);
                 journal.markDone(d);
+                stored.add(d);
                 onProgress?.({ type: "blob-skipped", image: t.image, digest: d, size: t.desc.size, reason: "already in the partial bundle" });
                 blobDone(d);
                 return;
@@ -422,14 +458,20 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
               await files.write(t.entry.header, 0, t.entry.header.length, t.entry.headerOffset);
               hasher.written(t.entry);
               journal.markDone(d);
+              stored.add(d);
               result.blobsWritten++;
               result.bytesWritten += fetched;
               onProgress?.({ type: "blob-done", image: t.image, digest: d, size: t.desc.size });
               blobDone(d);
             }).catch((err) => {
+              const failure = blobFailure(err, t);
+              if (options.keepGoing && !inner.signal.aborted && isImageFailure(failure)) {
+                failedBlobs.set(t.desc.digest, failure);
+                return;
+              }
               // The first failure is the one reported; it stops the other downloads, and every one of
               // them settles (its stream destroyed) before the files are closed.
-              if (firstError === undefined) firstError = blobFailure(err, t);
+              if (firstError === undefined) firstError = failure;
               inner.abort(err);
             }),
           ),
@@ -439,7 +481,22 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
       }
       if (firstError !== undefined) throw firstError;
       signal?.throwIfAborted();
-
+      if (failedBlobs.size > 0) {
+        failures = imageFailures(resolved.map(({ r }) => r), failedBlobs);
+        // Nothing left to write: the first failure is the export's (the partial file stays for a rerun).
+        if (failures.length === resolved.length) throw (failures[0] as ExportFailure).error;
+        hasher.close();
+        await background.idle();
+        local = new Map([...stored].map((d) => [d, entryByPath.get(blobPath(d as Digest)) as PlannedEntry]));
+      }
+    } catch (err) {
+      await abandon(err);
+    }
+    if (failures.length > 0) {
+      await journal.flush();
+      return await exportSurvivors(images, out, options, { failures, files, partials, journalPath, local, started });
+    }
+    try {
       // 5. Finish: checksums of the volumes before bundle.json, bundle.json, end of archive, the rest.
       const meta = plan.entries.find((e) => e.kind === "metadata") as PlannedEntry;
       await hasher.reach(meta.headerOffset);
@@ -458,12 +515,7 @@ export async function exportBundle(images: ExportImage[], out: string, options: 
       await checkSizes(plan, partials);
       await files.sync();
     } catch (err) {
-      hasher.close();
-      await background.idle();
-      await files.close();
-      journal.save(); // the latest download progress, which saves at most every 250 ms
-      await journal.flush();
-      throw explainFailure(err, out, partials, journalPath);
+      await abandon(err);
     }
     await files.close();
     await journal.flush();
@@ -712,6 +764,113 @@ async function downloadBlob(files: VolumeFiles, t: BlobTask, signal: AbortSignal
       onProgress?.({ type: "warning", image: t.image, message: `blob ${d}: ${(err as Error).message}; retrying${keptWrong ? " from its start" : ""} (${attempt}/2)` });
     }
   }
+}
+
+/** Failures of the run itself, which keepGoing does not pass over: the disk, an interrupt. */
+const RUN_FAILURES = new Set(["ERR_IO", "ERR_ABORTED"]);
+
+/** Whether a blob's failure concerns only the images using it (keepGoing goes on without them). */
+function isImageFailure(err: unknown): err is AirlockError {
+  return err instanceof AirlockError && !RUN_FAILURES.has(err.code);
+}
+
+/** The images (in export order) that use a blob of `failed`, each with the failure of its first such blob. */
+function imageFailures(images: ResolvedImage[], failed: Map<string, AirlockError>): ExportFailure[] {
+  const out: ExportFailure[] = [];
+  for (const r of images) {
+    const bad = r.blobs.find((b) => failed.has(b.digest));
+    if (!bad) continue;
+    const err = failed.get(bad.digest) as AirlockError;
+    // The message names the image that first asked for the blob; another image sharing it is named too.
+    const error = err.message.includes(r.name) ? err : new AirlockError(err.code, `${r.name}: ${err.message}`, { cause: err });
+    out.push({ image: r.name, error });
+  }
+  return out;
+}
+
+/**
+ * keepGoing, after some images failed: writes the bundle of the others under the same name. The
+ * first attempt's partial files are set aside (still open) and every blob they hold complete is
+ * read from them instead of its source; they are removed once the bundle is written, or fails.
+ */
+async function exportSurvivors(
+  images: ExportImage[],
+  out: string,
+  options: ExportOptions,
+  first: { failures: ExportFailure[]; files: VolumeFiles; partials: string[]; journalPath: string; local: Map<string, PlannedEntry>; started: number },
+): Promise<ExportResult> {
+  const failed = new Set(first.failures.map((f) => f.image));
+  const aside = first.partials.map((p) => `${p}.superseded`);
+  try {
+    for (const [i, p] of first.partials.entries()) await fs.rename(p, aside[i] as string);
+    await fs.rm(first.journalPath, { force: true });
+    const survivors = images.filter((img) => !failed.has(img.name)).map((img) => ({ ...img, source: withLocalBlobs(img.source, first.files, first.local) }));
+    const onProgress = options.onProgress;
+    const result = await exportBundle(survivors, out, {
+      ...options,
+      resume: false,
+      lock: options.lockWithout ? options.lockWithout([...failed]) : options.lock,
+      // The survivors' blobs were reported as they arrived; what follows is a local copy.
+      ...(onProgress ? { onProgress: (e: BundleEvent) => (e.type === "volume-done" || e.type === "warning" ? onProgress(e) : undefined) } : {}),
+    });
+    return { ...result, failures: [...first.failures, ...(result.failures ?? [])], durationMs: Date.now() - first.started };
+  } finally {
+    await first.files.close();
+    await Promise.all(aside.map((p) => fs.rm(p, { force: true })));
+  }
+}
+
+/** `ref`, whose sources read the blobs of `local` from the set-aside partial files (any other blob from the source). */
+function withLocalBlobs(ref: ImageReference, files: VolumeFiles, local: Map<string, PlannedEntry>): ImageReference {
+  const bound = <T extends object>(target: T, prop: string | symbol) => {
+    const v = Reflect.get(target, prop, target);
+    return typeof v === "function" ? v.bind(target) : v;
+  };
+  const wrapSource = (src: ImageSource): ImageSource =>
+    new Proxy(src, {
+      get(target, prop) {
+        if (prop !== "getBlob") return bound(target, prop);
+        return async (desc: Descriptor, opts?: GetBlobOptions): Promise<BlobReader> => {
+          const e = local.get(desc.digest);
+          if (!e || e.size !== desc.size || (opts?.offset ?? 0) > 0) return target.getBlob(desc, opts);
+          return { stream: readRange(files, e.dataOffset, e.size), size: e.size };
+        };
+      },
+    });
+  return new Proxy(ref, {
+    get(target, prop) {
+      if (prop !== "newSource") return bound(target, prop);
+      return async (ctx?: SystemContext) => wrapSource(await target.newSource(ctx));
+    },
+  });
+}
+
+/** A stream of `size` bytes of `files` from logical position `pos`. */
+function readRange(files: VolumeFiles, pos: number, size: number): Readable {
+  let at = pos;
+  const end = pos + size;
+  return new Readable({
+    highWaterMark: WRITE_CHUNK_SIZE,
+    read() {
+      if (at >= end) {
+        this.push(null);
+        return;
+      }
+      const n = Math.min(WRITE_CHUNK_SIZE, end - at);
+      const buf = Buffer.allocUnsafe(n);
+      files.read(buf, 0, n, at).then(
+        (got) => {
+          if (got !== n) {
+            this.destroy(new AirlockError("ERR_IO", `reading the set-aside partial bundle at offset ${at}: got ${got} of ${n} bytes`));
+            return;
+          }
+          at += n;
+          this.push(buf);
+        },
+        (err) => this.destroy(err),
+      );
+    },
+  });
 }
 
 /**
