@@ -102,6 +102,24 @@ describe("registries.conf", () => {
     }
   });
 
+  it("inventory of a registry: insecure = true reads a TLS registry with an unknown CA, blocked = true refuses it", async () => {
+    const out = join(tmp, "receipt.json");
+    const refused = await runCli(["inventory", "--registry", `${tls.host}/t`, "-o", out]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/certificate/);
+    const insecure = conf(`[[registry]]\nlocation = "${tls.host}"\ninsecure = true\n`);
+    const ok = await runCli(["--registries-conf", insecure, "inventory", "--registry", `${tls.host}/t`, "-o", out]);
+    expect(ok.stderr).toBe("");
+    expect(ok.code).toBe(0);
+    const receipt = JSON.parse(readFileSync(out, "utf8"));
+    expect(receipt.repositories).toEqual([{ name: "t/app", tags: { "1": SINGLE } }]);
+    const blocked = conf(`[[registry]]\nprefix = "${tls.host}/t"\nlocation = "${tls.host}/t"\nblocked = true\n`);
+    const denied = await runCli(["--registries-conf", blocked, "inventory", "--registry", `${tls.host}/t`, "-o", join(tmp, "denied.json")]);
+    expect(denied.code).toBe(1);
+    expect(denied.stderr.trim().split("\n")).toHaveLength(1);
+    expect(denied.stderr).toContain(`registry ${tls.host}/t is blocked in ${blocked}`);
+  });
+
   it("blocked = true refuses copy (both sides) and inspect with skopeo's message", async () => {
     const file = conf(`[[registry]]\nprefix = "${plain.host}/real"\nlocation = "${plain.host}/real"\nblocked = true\n`);
     const msg = `registry ${plain.host}/real is blocked in ${file}`;

@@ -10,6 +10,7 @@ import { AirlockError } from "../errors.js";
 import type { Manifest } from "../manifest.js";
 import { limiter } from "../progress.js";
 import { RegistryClient } from "../registry/client.js";
+import { registryContext } from "../registry/registries-conf.js";
 import type { DockerContext } from "../transports/types.js";
 
 /** Media type of a receipt file. */
@@ -68,7 +69,8 @@ export function splitRegistryTarget(target: string): { registry: string; prefix:
 export async function takeInventory(target: string, options: InventoryOptions = {}): Promise<Receipt> {
   const { registry, prefix } = splitRegistryTarget(target);
   const { signal } = options;
-  const client = new RegistryClient(registry, options.docker ?? {});
+  // registries.conf: a blocked registry is refused, an insecure one read without TLS verification.
+  const client = new RegistryClient(registry, await registryContext(prefix ? `${registry}/${prefix}` : registry, options.docker ?? {}));
   const run = limiter(Math.max(1, options.concurrency ?? 8));
   const manifests = new Set<Digest>();
   const blobs = new Set<Digest>();

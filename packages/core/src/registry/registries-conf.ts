@@ -382,14 +382,31 @@ export interface ResolvedEndpoint extends RegistryEndpoint {
 export async function resolveRegistryEndpoints(ref: DockerReference, ctx: DockerContext, operation: "pull" | "push" | "use"): Promise<ResolvedEndpoint[]> {
   const conf = await loadRegistriesConf(ctx.registriesConf);
   const registry = findRegistry(conf, ref.name);
-  if (registry?.blocked) {
-    throw new AirlockError("ERR_DENIED", `registry ${registry.prefix} is blocked in ${registry.file}: ${ref} cannot be ${operation === "push" ? "written" : operation === "pull" ? "read" : "used"}; remove "blocked = true" from its [[registry]] there to allow it`);
-  }
+  if (registry?.blocked) throw blockedError(registry, String(ref), operation);
   return endpointsFor(registry, ref, operation).map((e) => {
     const insecure = e.insecure && ctx.tlsVerify !== true;
     const anonymous = e.mirror && e.ref.domain !== ref.domain && (ctx.credentials !== undefined || ctx.registryToken !== undefined);
     return { ...e, ctx: adjusted(ctx, insecure, anonymous) };
   });
+}
+
+/**
+ * Applies registries.conf to a registry (or a repository prefix on it: `domain[/path]`) used as it
+ * is named, for listings such as `inventory` that have no image reference: ERR_DENIED when it is
+ * `blocked`, and `ctx` with TLS verification off when it is `insecure` (unless the user asked for
+ * verification explicitly). `location` and mirrors do not apply: the registry named is the one read.
+ */
+export async function registryContext(name: string, ctx: DockerContext): Promise<DockerContext> {
+  const conf = await loadRegistriesConf(ctx.registriesConf);
+  const registry = findRegistry(conf, name);
+  if (registry?.blocked) throw blockedError(registry, name, "use");
+  return adjusted(ctx, registry?.insecure === true && ctx.tlsVerify !== true, false);
+}
+
+/** skopeo's refusal of a `blocked` registry, with what to do. */
+function blockedError(registry: RegistryConfig, what: string, operation: "pull" | "push" | "use"): AirlockError {
+  const verb = operation === "push" ? "written" : operation === "pull" ? "read" : "used";
+  return new AirlockError("ERR_DENIED", `registry ${registry.prefix} is blocked in ${registry.file}: ${what} cannot be ${verb}; remove "blocked = true" from its [[registry]] there to allow it`);
 }
 
 const variants = new WeakMap<DockerContext, Map<string, DockerContext>>();
