@@ -66,8 +66,10 @@ export async function loadRegistriesD(explicit?: string): Promise<RegistriesD> {
       throw new AirlockError("ERR_INVALID_ARGUMENT", `cannot read ${path}: ${(cause as Error).message}`, { cause });
     }
     // YAML is loaded only when there is a file to parse: copy reads registries.d on every run,
-    // and most machines have none.
-    const { parseDocument } = await import("yaml");
+    // and many machines have none. yaml is CommonJS: a bundler's chunk of it may offer only the
+    // default export (module.exports), where Node also offers its names.
+    const yaml: Partial<typeof import("yaml")> & { default?: typeof import("yaml") } = await import("yaml");
+    const parseDocument = yaml.parseDocument ?? (yaml.default as typeof import("yaml")).parseDocument;
     const doc = parseDocument(text, { prettyErrors: true });
     const problem = doc.errors[0];
     if (problem) {
