@@ -69,6 +69,9 @@ export interface RegistryRequest {
   retry?: boolean;
 }
 
+/** A response body: a readable stream that can also be discarded (see {@link dumpBody}). */
+export type ResponseBody = Dispatcher.ResponseData["body"];
+
 /** A response whose status was one of the request's `ok` statuses; its body MUST be consumed or dumped. */
 export interface RegistryResponse {
   status: number;
@@ -287,6 +290,25 @@ export class RegistryConnection {
     const reset = method === "HEAD" ? { reset: false } : {};
     if (signal) unlimitedListeners(signal);
     return undici().request(agent, url, { method, headers: h, body: body ?? null, signal: signal ?? null, ...reset });
+  }
+
+  /**
+   * GETs a URL outside the registry API (a lookaside signature), without credentials, through this
+   * connection's pool: with its TLS settings (cert dir, `--tls-verify`, `--tls-details`), as
+   * containers/image reads lookaside storage with the registry's HTTP client. Redirects are
+   * followed; there are no retries, and network failures are thrown as they are. The caller MUST
+   * consume or dump the body.
+   */
+  async getUnauthenticated(url: URL, signal?: AbortSignal): Promise<{ status: number; body: ResponseBody }> {
+    const agent = await this.getAgent();
+    for (let redirects = 0, at = url; ; redirects++) {
+      const res = await this.rawRequest(agent, "GET", at, {}, undefined, signal);
+      this.log("GET", at, res.statusCode);
+      const location = header(res.headers, "location");
+      if (res.statusCode < 300 || res.statusCode >= 400 || res.statusCode === 304 || !location || redirects >= MAX_REDIRECTS) return { status: res.statusCode, body: res.body };
+      await dumpBody(res.body);
+      at = new URL(location, at);
+    }
   }
 
   private log(method: string, url: URL, status: number | string): void {

@@ -42,12 +42,24 @@ export function isWritableLookaside(base: string | undefined): base is string {
   }
 }
 
+/** A GET of an http(s) URL: its status, its body, and how to discard the body unread. */
+export type LookasideGet = (url: URL, signal?: AbortSignal) => Promise<{ status: number; body: AsyncIterable<Uint8Array>; discard(): Promise<void> }>;
+
+/** The default {@link LookasideGet}: the runtime's fetch (system CAs, TLS verified). */
+const fetchGet: LookasideGet = async (url, signal) => {
+  const res = await fetch(url, signal ? { signal } : {});
+  const body = res.body ?? new ReadableStream<Uint8Array>();
+  return { status: res.status, body: body as unknown as AsyncIterable<Uint8Array>, discard: () => body.cancel().catch(() => {}) };
+};
+
 /**
  * Reads the signatures of `digest` in `repositoryPath` from the lookaside `base`: `signature-1`,
  * `signature-2`, … until one is missing (a missing file, or HTTP 404). `what` names the image in
- * messages. Throws ERR_IO / ERR_NETWORK / ERR_SIGNATURE.
+ * messages. http(s) URLs are read with `get` (default: fetch; the docker source passes its
+ * registry connection's, so that the registry's TLS settings apply). Throws ERR_IO / ERR_NETWORK /
+ * ERR_SIGNATURE.
  */
-export async function readLookasideSignatures(base: string, repositoryPath: string, digest: Digest, what: string, signal?: AbortSignal): Promise<Uint8Array[]> {
+export async function readLookasideSignatures(base: string, repositoryPath: string, digest: Digest, what: string, signal?: AbortSignal, get: LookasideGet = fetchGet): Promise<Uint8Array[]> {
   const first = lookasideURL(base, repositoryPath, digest, 1);
   if (first.protocol === "file:") {
     return readSignatureFiles((n) => fileURLToPath(lookasideURL(base, repositoryPath, digest, n)), what, signal);
@@ -57,7 +69,7 @@ export async function readLookasideSignatures(base: string, repositoryPath: stri
   }
   const out: Uint8Array[] = [];
   for (let n = 1; n <= MAX_SIGNATURES; n++) {
-    const sig = await fetchSignature(lookasideURL(base, repositoryPath, digest, n), what, signal);
+    const sig = await fetchSignature(lookasideURL(base, repositoryPath, digest, n), what, signal, get);
     if (sig === undefined) break;
     out.push(sig);
   }
@@ -65,32 +77,41 @@ export async function readLookasideSignatures(base: string, repositoryPath: stri
 }
 
 /** GETs one signature; undefined on 404. The body is limited to MAX_SIGNATURE_SIZE. */
-async function fetchSignature(url: URL, what: string, signal?: AbortSignal): Promise<Uint8Array | undefined> {
-  let res: Response;
+async function fetchSignature(url: URL, what: string, signal: AbortSignal | undefined, get: LookasideGet): Promise<Uint8Array | undefined> {
+  const failed = (cause: unknown) => {
+    if (signal?.aborted) return new AirlockError("ERR_ABORTED", `reading signature ${url.href} of ${what} was aborted`, { cause });
+    const e = cause as { code?: string; message?: string };
+    const tls = typeof e?.code === "string" && /CERT|SELF_SIGNED|ERR_TLS|ERR_SSL/.test(e.code) ? "; the lookaside storage's TLS certificate is checked with the registry's settings (its cert dir, --tls-verify, --tls-details)" : "";
+    return new AirlockError("ERR_NETWORK", `cannot read signature ${url.href} of ${what}: ${e?.message ?? String(cause)}${e?.code && !e.message?.includes(e.code) ? ` (${e.code})` : ""}${tls}`, { cause });
+  };
+  let res: Awaited<ReturnType<LookasideGet>>;
   try {
-    res = await fetch(url, signal ? { signal } : {});
+    res = await get(url, signal);
   } catch (cause) {
-    throw new AirlockError("ERR_NETWORK", `cannot read signature ${url.href} of ${what}: ${(cause as Error).message}`, { cause });
+    throw failed(cause);
   }
   if (res.status === 404) {
-    await res.body?.cancel();
+    await res.discard();
     return undefined;
   }
-  if (!res.ok) {
-    await res.body?.cancel();
-    throw new AirlockError("ERR_NETWORK", `cannot read signature ${url.href} of ${what}: HTTP ${res.status} ${res.statusText}`);
+  if (res.status < 200 || res.status > 299) {
+    await res.discard();
+    throw new AirlockError("ERR_NETWORK", `cannot read signature ${url.href} of ${what}: HTTP ${res.status}`);
   }
   const chunks: Uint8Array[] = [];
   let size = 0;
-  if (res.body) {
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+  try {
+    for await (const chunk of res.body) {
       size += chunk.length;
       if (size > MAX_SIGNATURE_SIZE) {
-        await res.body.cancel().catch(() => {});
+        await res.discard();
         throw new AirlockError("ERR_SIGNATURE", `signature ${url.href} of ${what} is larger than the ${MAX_SIGNATURE_SIZE} bytes airlock reads`);
       }
       chunks.push(chunk);
     }
+  } catch (cause) {
+    if (cause instanceof AirlockError) throw cause;
+    throw failed(cause);
   }
   return new Uint8Array(Buffer.concat(chunks));
 }

@@ -8,6 +8,7 @@ import type { DockerReference } from "../../reference/docker.js";
 import type { RegistryClient, RegistryClientOptions, Repository } from "../../registry/client.js";
 import { acquireRegistryClient, type SharedRegistryClient } from "../../registry/shared.js";
 import { RegistryError } from "../../registry/errors.js";
+import { dumpBody } from "../../registry/http.js";
 import type { ResolvedEndpoint } from "../../registry/registries-conf.js";
 import type { BlobReader, GetBlobOptions, ImageSource, SignatureOptions, SignatureSource, SystemContext } from "../types.js";
 import { readLookasideSignatures } from "./lookaside.js";
@@ -114,7 +115,12 @@ export class DockerImageSource implements ImageSource, SignatureSource {
     if (this.lookaside === undefined) return [];
     // A reference pinned by digest names its manifest: no need to fetch it to learn that.
     const digest = options.instanceDigest ?? this.reference.ref.digest ?? (await this.getManifest(undefined, options.signal)).digest;
-    return readLookasideSignatures(this.lookaside, this.reference.ref.path, digest, `${digest} of ${this.reference}`, options.signal);
+    const conn = this.lease.client.connection;
+    const get = async (url: URL, signal?: AbortSignal) => {
+      const { status, body } = await conn.getUnauthenticated(url, signal);
+      return { status, body, discard: () => dumpBody(body) };
+    };
+    return readLookasideSignatures(this.lookaside, this.reference.ref.path, digest, `${digest} of ${this.reference}`, options.signal, get);
   }
 
   /** Releases the registry client (its connections close when no other image holds it). */
