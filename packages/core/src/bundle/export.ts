@@ -226,6 +226,12 @@ interface BlobTask {
  * `.partial` files and the journal so that rerunning the same export resumes.
  */
 export async function exportBundle(images: ExportImage[], out: string, options: ExportOptions = {}): Promise<ExportResult> {
+  if (options.dryRun) return exportUnlocked(images, out, options);
+  return withExportLock(out, () => exportUnlocked(images, out, options));
+}
+
+/** {@link exportBundle} without the lock on OUT (the caller holds it, or writes nothing). */
+async function exportUnlocked(images: ExportImage[], out: string, options: ExportOptions): Promise<ExportResult> {
   const started = Date.now();
   const { signal, onProgress } = options;
   validateExport(images, options);
@@ -766,6 +772,55 @@ async function downloadBlob(files: VolumeFiles, t: BlobTask, signal: AbortSignal
   }
 }
 
+/**
+ * Runs `fn` holding `OUT.lock` (created exclusively, holding this process's id), so that two exports
+ * never write the same bundle at once: the second fails at once, naming the first. A lock left by
+ * a process that no longer runs (killed) is taken over. Only processes on this machine are seen:
+ * on a file system shared between machines, the one that is running cannot be told apart from one
+ * that died elsewhere.
+ */
+async function withExportLock<T>(out: string, fn: () => Promise<T>): Promise<T> {
+  const lock = `${out}.lock`;
+  await fs.mkdir(dirname(resolve(out)), { recursive: true });
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await fs.writeFile(lock, `${process.pid}\n`, { flag: "wx" });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw new AirlockError("ERR_IO", `cannot create the lock ${lock}: ${(err as Error).message}`, { cause: err });
+      const owner = Number.parseInt(await fs.readFile(lock, "utf8").catch(() => ""), 10);
+      // No id in it: a process died between creating and writing it, unless that is happening now.
+      const blank = !(owner > 0) && Date.now() - ((await fs.stat(lock).catch(() => undefined))?.mtimeMs ?? 0) > 10_000;
+      if (attempt < 3 && (blank || !isRunning(owner))) {
+        // Left by an export that was killed: take it over.
+        await fs.rm(lock, { force: true });
+        continue;
+      }
+      const who = Number.isInteger(owner) && owner > 0 ? `process ${owner}` : "another process";
+      throw new AirlockError(
+        "ERR_IO",
+        `another airlock export (${who}) is writing ${out}: wait for it to finish, or write this bundle elsewhere with -o; if no export is running, remove ${lock}`,
+      );
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await fs.rm(lock, { force: true });
+  }
+}
+
+/** Whether process `pid` runs on this machine (an unreadable lock counts as held). */
+function isRunning(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== "ESRCH";
+  }
+}
+
 /** Failures of the run itself, which keepGoing does not pass over: the disk, an interrupt. */
 const RUN_FAILURES = new Set(["ERR_IO", "ERR_ABORTED"]);
 
@@ -806,7 +861,7 @@ async function exportSurvivors(
     await fs.rm(first.journalPath, { force: true });
     const survivors = images.filter((img) => !failed.has(img.name)).map((img) => ({ ...img, source: withLocalBlobs(img.source, first.files, first.local) }));
     const onProgress = options.onProgress;
-    const result = await exportBundle(survivors, out, {
+    const result = await exportUnlocked(survivors, out, {
       ...options,
       resume: false,
       lock: options.lockWithout ? options.lockWithout([...failed]) : options.lock,

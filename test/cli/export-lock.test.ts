@@ -1,0 +1,82 @@
+/**
+ * Two exports to the same output never interleave: while one writes OUT, a second fails at once
+ * with one line naming the first (its process id) and what to do, and the first finishes a bundle
+ * that verifies. A lock left by a killed export is taken over. Run through the built binary, two
+ * processes at once, on an OCI layout written here (a slow export: --rate-limit).
+ */
+import { spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, promises as fs, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AIRLOCK_BIN, runBin, runCommand } from "../support/cli.js";
+
+let work: string;
+let images: string;
+
+async function putBlob(dir: string, bytes: Buffer): Promise<{ digest: string; size: number }> {
+  const hex = createHash("sha256").update(bytes).digest("hex");
+  await fs.writeFile(join(dir, "blobs", "sha256", hex), bytes);
+  return { digest: `sha256:${hex}`, size: bytes.length };
+}
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), "airlock-export-lock-"));
+  const layout = join(work, "layout");
+  await fs.mkdir(join(layout, "blobs", "sha256"), { recursive: true });
+  const layer = await putBlob(layout, randomBytes(2 * 1024 * 1024));
+  const config = await putBlob(layout, Buffer.from(JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [layer.digest] } })));
+  const manifest = await putBlob(
+    layout,
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
+        layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", ...layer }],
+      }),
+    ),
+  );
+  await fs.writeFile(join(layout, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+  await fs.writeFile(join(layout, "index.json"), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: "application/vnd.oci.image.manifest.v1+json", ...manifest, annotations: { "org.opencontainers.image.ref.name": "app" } }] }));
+  images = join(work, "images.yaml");
+  await fs.writeFile(images, `version: 1\nimages:\n  - source: oci:${layout}:app\n    as: team/app:1.0\n`);
+});
+
+afterAll(async () => {
+  if (work) await fs.rm(work, { recursive: true, force: true });
+});
+
+describe("export to an output another export is writing", () => {
+  it("fails at once naming the other process; the first finishes a bundle that verifies", async () => {
+    const out = join(work, "same.tar");
+    // ~2 s at 1 MiB/s: long enough for the second export to start meanwhile.
+    const first = runCommand(process.execPath, [AIRLOCK_BIN, "export", "-q", "--rate-limit", "1M", "-f", images, "-o", out]);
+    for (let i = 0; i < 200 && !existsSync(`${out}.lock`); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(existsSync(`${out}.lock`)).toBe(true);
+    const owner = (await fs.readFile(`${out}.lock`, "utf8")).trim();
+    const second = await runBin(["export", "-q", "-f", images, "-o", out]);
+    expect(second.code).toBe(1);
+    const lines = second.stderr.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toBe(`airlock: another airlock export (process ${owner}) is writing ${out}: wait for it to finish, or write this bundle elsewhere with -o; if no export is running, remove ${out}.lock`);
+    const done = await first;
+    expect(done.code, done.stderr).toBe(0);
+    expect(existsSync(`${out}.lock`)).toBe(false);
+    const v = await runBin(["verify", out]);
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+  });
+
+  it("takes over the lock of an export that was killed", async () => {
+    const out = join(work, "stale.tar");
+    // The id of a process that has exited.
+    const child = spawn(process.execPath, ["-e", "0"]);
+    const dead = await new Promise<number>((resolve) => child.on("exit", () => resolve(child.pid as number)));
+    await fs.writeFile(`${out}.lock`, `${dead}\n`);
+    const r = await runBin(["export", "-q", "-f", images, "-o", out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(existsSync(`${out}.lock`)).toBe(false);
+    expect(existsSync(out)).toBe(true);
+  });
+});
