@@ -24,18 +24,22 @@ const yaml = join(tmp, "images.yaml");
 writeFileSync(yaml, `version: 1\nimages:\n  - source: oci:${FIX}/oci:docker\n    as: fx/docker:1.0\n  - source: oci:${FIX}/oci:multi\n    as: fx/multi:1.0\n`);
 
 describe("export --format oci", () => {
-  it("without it, a Docker-typed image keeps its digest, and skopeo cannot address it in the bundle", async () => {
+  it("without it, a Docker-typed image keeps its digest, and skopeo cannot address it in the bundle: a warning says so and names --format oci", async () => {
     const out = join(tmp, "kept.tar");
-    const r = await runBin(["export", "-q", "-f", yaml, "-o", out]);
+    const r = await runBin(["export", "-f", yaml, "-o", out]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`fx/docker:1.0 ${DOCKER}\n`);
     await expect(skopeo("inspect", "--raw", `oci-archive:${out}:fx/docker:1.0`)).rejects.toThrow(/no descriptor found/);
+    const warnings = r.stderr.split("\n").filter((l) => l.startsWith("warning: "));
+    expect(warnings).toHaveLength(1); // fx/multi:1.0 is an OCI index: nothing to say
+    expect(warnings[0]).toMatch(/^warning: fx\/docker:1\.0 has a Docker-typed manifest \(application\/vnd\.docker\.distribution\.manifest\.v2\+json\).*skopeo 1\.9 and umoci do not take it from an OCI layout; export with --format oci/);
   });
 
   it("with it, skopeo reads and copies the converted image; blobs keep their bytes, OCI images their digest", async () => {
     const out = join(tmp, "oci.tar");
-    const r = await runBin(["export", "-q", "--format", "oci", "-f", yaml, "-o", out]);
+    const r = await runBin(["export", "--format", "oci", "-f", yaml, "-o", out]);
     expect(r.code).toBe(0);
+    expect(r.stderr).not.toContain("warning: ");
     const line = r.stdout.split("\n").find((l) => l.startsWith("fx/docker:1.0 ")) ?? "";
     const converted = line.split(" ")[1] as string;
     expect(converted).toMatch(/^sha256:[0-9a-f]{64}$/);

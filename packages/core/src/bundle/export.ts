@@ -257,6 +257,13 @@ async function exportUnlocked(images: ExportImage[], out: string, options: Expor
           onProgress?.({ type: "image-start", image: img.name });
           const resolvedAsIs = await resolveImage(src, img.name, img.platforms ?? "all", signal, img.manifests);
           const r = options.format === "oci" ? convertToOci(resolvedAsIs) : resolvedAsIs;
+          if (isDockerTyped(r.top)) {
+            onProgress?.({
+              type: "warning",
+              image: img.name,
+              message: `${img.name} has a Docker-typed ${r.top.isIndex ? "manifest list" : "manifest"} (${r.top.mediaType}), which the bundle keeps as it is: airlock and containerd (ctr images import) read it, but skopeo 1.9 and umoci do not take it from an OCI layout; export with --format oci to convert it (its digest changes)`,
+            });
+          }
           if (r.sourceTop) {
             // The platforms kept, when a platform list subset the index (a conversion alone keeps them all).
             const platforms = resolvedAsIs.sourceTop ? (r.platforms ?? []).map((p) => (p.platform ? formatPlatform(p.platform) : p.digest)) : [];
@@ -819,6 +826,11 @@ function isRunning(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code !== "ESRCH";
   }
+}
+
+/** Whether a top-level manifest has a Docker media type (v2s2 manifest or manifest list), which OCI-only readers skip in index.json. */
+function isDockerTyped(m: Manifest): boolean {
+  return m.mediaType === MediaType.DockerManifest || m.mediaType === MediaType.DockerManifestList;
 }
 
 /** Failures of the run itself, which keepGoing does not pass over: the disk, an interrupt. */
