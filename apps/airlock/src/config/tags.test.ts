@@ -16,7 +16,10 @@ describe("selectTags", () => {
     ["a range naming a pre-release lets that one match", REPO, { semver: ">=2.0.0-beta.0 <3" }, ["2.0.0", "2.0.0-beta.1"]],
     ["newest with semver ranks by version, keeps the input order", REPO, { semver: ">=1.0.0", newest: 2 }, ["1.10.0", "2.0.0"]],
     ["newest without semver ranks by version when every tag is one", ["1.9.0", "1.10.0", "1.2.0"], { newest: 1 }, ["1.10.0"]],
-    ["newest over non-versions keeps the last ones listed", ["a", "c", "b", "latest"], { newest: 2 }, ["b", "latest"]],
+    ["newest over non-versions ranks them lexically (not in the registry's order)", ["a", "latest", "c", "b"], { newest: 2 }, ["latest", "c"]],
+    // distribution 2.8.2 listed these in this order (it does not sort tags).
+    ["newest over mixed tags ranks versions first, by their numbers", ["2.0.0", "latest", "1.0.0", "1.2.0", "dev-x", "2.1.0-rc1", "1.10.0"], { newest: 2 }, ["2.0.0", "2.1.0-rc1"]],
+    ["newest ranks non-semver numbers one by one; a release above its suffixed builds", ["3.9", "3.19", "3.19-alpine", "edge", "20240101"], { newest: 3 }, ["3.19", "3.19-alpine", "20240101"]],
     ["newest larger than the set keeps everything", ["x", "y"], { newest: 5 }, ["x", "y"]],
     ["include then semver then newest", REPO, { include: ["^v"], semver: "^1", newest: 1 }, ["v1.3.0"]],
     ["duplicates from the registry appear once", ["a", "a", "b"], { include: ["."] }, ["a", "b"]],

@@ -11,9 +11,12 @@
  *      dropped. Tags are NOT coerced: `1.2` or `3.19` is not a version and never matches (write
  *      the tags you want in `include`, or a list, for such repositories). Pre-releases match only
  *      when the range itself names a pre-release of the same MAJOR.MINOR.PATCH (node-semver's rule);
- *   4. `newest: N` — keep N tags: the N highest versions when `semver` is given or every remaining
- *      tag is a semantic version; otherwise the LAST N in the order the registry listed them (the
- *      distribution registry lists tags in lexical order).
+ *   4. `newest: N` — keep the N highest versions: by semantic versioning when `semver` is given or
+ *      every remaining tag is a semantic version; otherwise tags that start with a number (`1.2`,
+ *      `v3.19.1-alpine`, `20240101`) rank by their leading numbers, compared one by one (a release
+ *      above the same numbers with a suffix), above tags that are not versions at all (`latest`,
+ *      `edge`), which rank among themselves in lexical order. Never the registry's listing order:
+ *      registries list tags in no reliable order (distribution 2.8 does not sort them).
  *
  * Regular expressions are JavaScript's, unanchored like skopeo's `images-by-tag-regex`: `-rc`
  * matches any tag containing "-rc"; write `^…$` to match whole tags.
@@ -84,11 +87,39 @@ export function selectTags(allTags: readonly string[], selector: TagSelector): s
         .sort((a, b) => semver.rcompare(a.v, b.v) || a.i - b.i);
       keep = new Set(ranked.slice(0, n).map((x) => x.t));
     } else {
-      keep = new Set(tags.slice(tags.length - n));
+      const ranked = tags.map((t, i) => ({ t, k: versionKey(t), i })).sort((a, b) => compareKeys(b.k, a.k) || a.i - b.i);
+      keep = new Set(ranked.slice(0, n).map((x) => x.t));
     }
     tags = tags.filter((t) => keep.has(t));
   }
   return tags;
+}
+
+/** How `newest` ranks a tag that is not a semantic version: its leading numbers, then the rest. */
+interface VersionKey {
+  /** The numbers of a leading `[v]N(.N)*` (empty: not version-like). */
+  numbers: number[];
+  /** What follows them (for a tag that is not version-like: the whole tag). */
+  rest: string;
+}
+
+function versionKey(tag: string): VersionKey {
+  const m = /^v?(\d+(?:\.\d+)*)(.*)$/.exec(tag);
+  if (!m) return { numbers: [], rest: tag };
+  return { numbers: (m[1] as string).split(".").map(Number), rest: m[2] as string };
+}
+
+/** Orders two keys, lowest first: not version-like < version-like; numbers one by one (missing ones are 0); a suffix < none; suffixes naturally. */
+function compareKeys(a: VersionKey, b: VersionKey): number {
+  const av = a.numbers.length > 0;
+  const bv = b.numbers.length > 0;
+  if (av !== bv) return av ? 1 : -1;
+  for (let i = 0; i < Math.max(a.numbers.length, b.numbers.length); i++) {
+    const d = (a.numbers[i] ?? 0) - (b.numbers[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  if (av && (a.rest === "") !== (b.rest === "")) return a.rest === "" ? 1 : -1;
+  return a.rest.localeCompare(b.rest, "en", { numeric: true });
 }
 
 /** Reports whether a selector is an explicit list of tags. */
