@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { execFile } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { copyImage, parseImageName } from "@airlock/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -154,6 +154,24 @@ describe("a failed run still ends with a summary and its --report", () => {
     // The same plan without --locked succeeds, and says so in its report.
     expect((await runBin(["plan", "-f", w.yaml, "-o", join(w.dir, "b.tar"), "--report", report])).code).toBe(0);
     expect(JSON.parse(readFileSync(report, "utf8"))).toMatchObject({ ok: true, images: [{ name: "t/single:1" }] });
+  });
+});
+
+describe("a lock written elsewhere (lock -o) and a report in a new directory", () => {
+  it("export --lock FILE exports exactly that lock (--locked implied) and detects drift from it; --report makes its directory", async () => {
+    const w = workspace("lockfile", "  - source: oci:layout:single\n    as: t/single:1\n");
+    const lockFile = join(w.dir, "elsewhere", "pinned.lock.yaml");
+    mkdirSync(dirname(lockFile), { recursive: true });
+    expect((await runBin(["lock", "-f", w.yaml, "-o", lockFile])).code).toBe(0);
+    const report = join(w.dir, "reports", "new", "export.json");
+    const r = await runBin(["export", "-q", "-f", w.yaml, "--lock", lockFile, "-o", join(w.dir, "b.tar"), "--report", report]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(report, "utf8"))).toMatchObject({ ok: true, images: [{ name: "t/single:1" }] });
+    // images.yaml now selects another image: the lock given drifted, and says so by name.
+    writeFileSync(w.yaml, "version: 1\nimages:\n  - source: oci:layout:multi\n    as: t/multi:1\n");
+    const drift = await runBin(["plan", "-f", w.yaml, "--lock", lockFile, "-o", join(w.dir, "b.tar")]);
+    expect(drift.code).toBe(1);
+    expect(drift.stderr).toContain(`airlock: ${lockFile} no longer matches what ${w.yaml} selects`);
   });
 });
 

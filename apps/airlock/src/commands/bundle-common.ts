@@ -3,7 +3,8 @@
  * and the air-gapped side's (`commands/offline.ts`: verify, import), which are separate modules
  * so that the offline verbs load neither YAML nor semver.
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 import { AirlockError, BUNDLE_METADATA_PATH, type BundleEvent, BundleReader, type ErrorCode, isAirlockError, isNotFound } from "@airlock/core";
 import type { Command } from "commander";
 import { verifyBundleMetadataWithKeyFiles } from "../signing/index.js";
@@ -17,7 +18,15 @@ export const reportOptions = (cmd: Command) =>
 
 /** Writes the JSON report when asked. */
 export async function writeReport(opts: Record<string, unknown>, report: unknown): Promise<void> {
-  if (opts.report) await writeFile(opts.report as string, `${JSON.stringify(report, null, 2)}\n`);
+  if (!opts.report) return;
+  const path = opts.report as string;
+  try {
+    // Its directory is made as needed: a report must not be lost after the work is done.
+    await mkdir(dirname(resolve(path)), { recursive: true });
+    await writeFile(path, `${JSON.stringify(report, null, 2)}\n`);
+  } catch (cause) {
+    throw new AirlockError("ERR_IO", `cannot write the report ${path}: ${(cause as Error).message}; the run itself ended before this (its result is above); give --report a writable path`, { cause });
+  }
 }
 
 /** The error of a failed run, as its report gives it: the message and, for an AirlockError, its code. */

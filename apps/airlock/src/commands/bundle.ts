@@ -87,6 +87,7 @@ export function registerBundle(program: Command, cli: CliContext): void {
       .option("--split-size <size>", "volume size, e.g. 4G, fat32, dvd, bd25", parseSize)
       .option("--to <destination>", "the import's destination: for oci:DIR or dir:DIR, also check the space the imported images take there")
       .option("--locked", "use images.lock.yaml and fail if anything drifted")
+      .option("--lock <file>", "with --locked (implied): the lock to use instead of images.lock.yaml next to the images file")
       .option("--format <format>", FORMAT_HELP, parseFormat),
   );
   addRetryFlags(planCmd);
@@ -100,7 +101,8 @@ export function registerBundle(program: Command, cli: CliContext): void {
       const resolved = await resolveAndLock(file, { registry: registrySettingsFrom(opts, cli.globals() as Record<string, unknown>), signal: cli.signal });
       images = resolved.lock.images.length;
       stage = `while checking ${images} image(s) against the lock`;
-      if (opts.locked) await checkLocked(resolved, defaultLockPath(file));
+      const lockFile = lockFileOf(opts, file);
+      if (lockFile) await checkLocked(resolved, lockFile);
       stage = `while reading the manifests of ${images} image(s)`;
       const result = await exportBundle(exportImagesFor(resolved.lock, resolved.planned, resolved.fetched), opts.output as string, {
         dryRun: true,
@@ -157,6 +159,7 @@ export function registerBundle(program: Command, cli: CliContext): void {
       .description("Export the images of images.yaml into one portable, verifiable archive")
       .requiredOption("-o, --output <bundle>", "the bundle file to write, e.g. bundle.tar")
       .option("--locked", "export exactly images.lock.yaml; fail if images.yaml or the sources drifted from it")
+      .option("--lock <file>", "with --locked (implied): the lock to export instead of images.lock.yaml next to the images file (e.g. one written by lock -o)")
       .option("--split-size <size>", "write volumes of at most this size (OUT.000, OUT.001, …): bytes, 4G, fat32, dvd, bd25", parseSize)
       .option("--format <format>", FORMAT_HELP, parseFormat)
       .option("--concurrency <n>", "blobs downloaded at once (default 6)", (v) => parseCount(v, "--concurrency"))
@@ -198,7 +201,8 @@ Examples:
     try {
       const resolved = await resolveAndLock(file, { keepGoing: opts.keepGoing === true, registry: registrySettingsFrom(opts, cli.globals() as Record<string, unknown>), signal: cli.signal });
       failures = resolved.failures;
-      const lock = opts.locked ? await checkLocked(resolved, defaultLockPath(file)) : resolved.lock;
+      const lockFile = lockFileOf(opts, file);
+      const lock = lockFile ? await checkLocked(resolved, lockFile) : resolved.lock;
       if (lock.images.length === 0) throw failuresError(failures, `no image to export: ${failures.length} failed (${failures.map((f) => f.image).join(", ")})`);
       const images = await withSignatureLocations(exportImagesFor(lock, resolved.planned, resolved.fetched), cli.globals() as Record<string, unknown>);
       result = await exportBundle(images, out, {
@@ -253,6 +257,12 @@ Examples:
       progress.stop();
     }
   });
+}
+
+/** The lock that --locked / --lock name: --lock FILE, else images.lock.yaml next to the images file with --locked; undefined without either. */
+function lockFileOf(opts: Record<string, unknown>, imagesFile: string): string | undefined {
+  if (typeof opts.lock === "string") return opts.lock;
+  return opts.locked ? defaultLockPath(imagesFile) : undefined;
 }
 
 /** `--retry-times` and `--retry-delay` as registry settings. */
