@@ -18,8 +18,13 @@ export interface CliRun {
 /** Path of the built CLI entry point (built by the global setup). */
 export const AIRLOCK_BIN = fileURLToPath(new URL("../../apps/airlock/bin/airlock.js", import.meta.url));
 
-/** Runs `airlock ARGS` in this process with captured stdout/stderr. */
+/**
+ * Runs `airlock ARGS` in this process with captured stdout/stderr. With AIRLOCK_TEST_VIA_BIN=1 it
+ * runs the built binary instead (slower): the bundle the users run, which can differ from the
+ * sources (a CommonJS dependency imported dynamically once did).
+ */
 export async function runCli(args: string[]): Promise<CliRun> {
+  if (process.env.AIRLOCK_TEST_VIA_BIN === "1") return runBin(args);
   const out = new PassThrough();
   const err = new PassThrough() as unknown as NodeJS.WriteStream;
   let stdout = "";
