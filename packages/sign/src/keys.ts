@@ -8,7 +8,7 @@
  */
 import { AirlockError } from "@airlock/core";
 import type * as openpgp from "openpgp";
-import { pgp, pgpLoaded } from "./openpgp-lazy.js";
+import { pgp } from "./openpgp-lazy.js";
 
 /** Key material: armored text, or bytes that are either armored or binary OpenPGP packets. */
 export type KeyInput = string | Uint8Array;
