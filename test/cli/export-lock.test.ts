@@ -1,5 +1,6 @@
 /**
- * Two exports to the same output never interleave: while one writes OUT, a second fails at once
+ * An interrupted export says what it kept and that a rerun resumes (in --json, as an NDJSON error
+ * event). Two exports to the same output never interleave: while one writes OUT, a second fails at once
  * with one line naming the first (its process id) and what to do, and the first finishes a bundle
  * that verifies. A lock left by a killed export is taken over. Run through the built binary, two
  * processes at once, on an OCI layout written here (a slow export: --rate-limit).
@@ -78,5 +79,46 @@ describe("export to an output another export is writing", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(existsSync(`${out}.lock`)).toBe(false);
     expect(existsSync(out)).toBe(true);
+  });
+});
+
+describe("an export interrupted with SIGINT", () => {
+  /** Starts a slow export, interrupts it once it writes, and returns how it ended. */
+  async function interrupted(out: string, extra: string[]): Promise<{ code: number | null; stderr: string }> {
+    const child = spawn(process.execPath, [AIRLOCK_BIN, "export", "--rate-limit", "1M", "-f", images, "-o", out, ...extra]);
+    let stderr = "";
+    child.stderr.on("data", (c) => {
+      stderr += c;
+    });
+    for (let i = 0; i < 300 && !existsSync(`${out}.partial`); i++) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 300));
+    child.kill("SIGINT");
+    const code = await new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
+    return { code, stderr };
+  }
+
+  it("names the partial bundle and says that the same command resumes it; the rerun finishes it", async () => {
+    const out = join(work, "int.tar");
+    const r = await interrupted(out, ["-q"]);
+    expect(r.code).toBe(1);
+    // How far it got (when a blob was written before the interrupt), then the error.
+    const lines = r.stderr.trim().split("\n");
+    expect(lines.length).toBeLessThanOrEqual(2);
+    if (lines.length === 2) expect(lines[0]).toMatch(/^Export failed after \d+\.\d s: 0 of 1 image\(s\) done/);
+    expect(lines.at(-1)).toBe(`airlock: interrupted: the unfinished bundle is kept as ${out}.partial (see ${out}.journal.json); rerun the same export to resume, or delete those files`);
+    expect(existsSync(out)).toBe(false);
+    const again = await runBin(["export", "-q", "-f", images, "-o", out]);
+    expect(again.code, again.stderr).toBe(0);
+    expect((await runBin(["verify", out])).code).toBe(0);
+  });
+
+  it("with --json, ends the NDJSON stream with an error event", async () => {
+    const out = join(work, "int-json.tar");
+    const r = await interrupted(out, ["--json"]);
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trim().split("\n");
+    const events = lines.map((l) => JSON.parse(l)); // every line is JSON
+    expect(events.at(-2)).toMatchObject({ type: "summary", ok: false, code: "ERR_ABORTED" });
+    expect(events.at(-1)).toMatchObject({ type: "error", code: "ERR_ABORTED", message: expect.stringContaining(`${out}.partial`) });
   });
 });

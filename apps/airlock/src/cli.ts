@@ -94,6 +94,11 @@ Exit status: 0 ok, 1 error, 2 image not found.`,
   return program;
 }
 
+/** The NDJSON event of the error that ends a `--json` run. */
+function jsonError(code: string, message: string, stack?: string): string {
+  return `${JSON.stringify({ time: new Date().toISOString(), type: "error", code, message, ...(stack ? { stack } : {}) })}\n`;
+}
+
 /** Runs airlock with `argv` (without the node and script names) and returns the exit code. */
 export async function main(argv: string[], make: (signal: AbortSignal, globals: () => GlobalOptions) => CliContext = defaultContext): Promise<number> {
   const controller = new AbortController();
@@ -106,7 +111,10 @@ export async function main(argv: string[], make: (signal: AbortSignal, globals: 
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   let timer: NodeJS.Timeout | undefined;
-  program.hook("preAction", async () => {
+  // --json: the verb's events are NDJSON on stderr, and so is the error that ends it.
+  let json = false;
+  program.hook("preAction", async (_command, action) => {
+    json = action.opts().json === true;
     const { commandTimeout: ms, debug, tlsDetails } = (program?.opts() ?? {}) as GlobalOptions;
     // --tls-details: parsed once, here, so that the verbs' modules need no YAML parser.
     if (tlsDetails) program?.setOptionValue("baseTls", (await import("./tls-details.js")).loadTlsDetails(tlsDetails));
@@ -128,11 +136,17 @@ export async function main(argv: string[], make: (signal: AbortSignal, globals: 
       cli.stderr.write(`airlock: ${err.message}\n`);
       return EXIT_ERROR;
     }
+    const code = (err as { code?: unknown } | undefined)?.code;
     if (controller.signal.aborted) {
-      cli.stderr.write(`airlock: ${controller.signal.reason instanceof Error ? controller.signal.reason.message : "interrupted"}; nothing at the destination was made to look complete\n`);
+      // A verb that says what it kept and how to go on, after the reason (export: "interrupted: … rerun …"), is heard; else the general word.
+      const reason = controller.signal.reason instanceof Error ? controller.signal.reason.message : "interrupted";
+      const own = err instanceof Error && code === "ERR_ABORTED" && err.message.startsWith(`${reason}: `) ? err.message : undefined;
+      const message = own ?? `${reason}; nothing at the destination was made to look complete`;
+      cli.stderr.write(json ? jsonError("ERR_ABORTED", message) : `airlock: ${message}\n`);
       return EXIT_ERROR;
     }
-    cli.stderr.write(`${formatError(err, debug)}\n`);
+    if (json && err instanceof Error) cli.stderr.write(jsonError(typeof code === "string" ? code : "ERR_UNKNOWN", err.message, debug ? err.stack : undefined));
+    else cli.stderr.write(`${formatError(err, debug)}\n`);
     return exitCodeFor(err);
   } finally {
     if (timer) clearTimeout(timer);

@@ -7,6 +7,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { AirlockError, BUNDLE_METADATA_PATH, type BundleEvent, BundleReader, type ErrorCode, isAirlockError, isNotFound } from "@airlock/core";
 import type { Command } from "commander";
+import type { CliContext } from "../context.js";
 import { verifyBundleMetadataWithKeyFiles } from "../signing/index.js";
 
 /** Adds the progress and report options every bundle verb takes: -q, --json, --report FILE. */
@@ -27,6 +28,16 @@ export async function writeReport(opts: Record<string, unknown>, report: unknown
   } catch (cause) {
     throw new AirlockError("ERR_IO", `cannot write the report ${path}: ${(cause as Error).message}; the run itself ended before this (its result is above); give --report a writable path`, { cause });
   }
+}
+
+/**
+ * Ends a run's progress stream on stderr: with --json an NDJSON `summary` event carrying `fields`
+ * (and `line` as its message), else `line` if any (also with --quiet: it tells how far a failed
+ * run got, beside its error).
+ */
+export function writeSummary(cli: Pick<CliContext, "stderr">, opts: Record<string, unknown>, line: string | undefined, fields: Record<string, unknown>): void {
+  if (opts.json) cli.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), type: "summary", ...fields, ...(line ? { message: line } : {}) })}\n`);
+  else if (line) cli.stderr.write(`${line}\n`);
 }
 
 /** The error of a failed run, as its report gives it: the message and, for an AirlockError, its code. */

@@ -41,7 +41,7 @@ import { parseToolPlatform, toolsFor } from "../include-tool.js";
 import { formatBytes } from "../progress.js";
 import { loadRegistriesD, lookasideForReading, signBundleMetadataWithKeyFile } from "../signing/index.js";
 import { VERSION } from "../version.js";
-import { bundleMetadataBytes, errorReport, listener, reportOptions, seconds, signaturePathFor, writeReport } from "./bundle-common.js";
+import { bundleMetadataBytes, errorReport, listener, reportOptions, seconds, signaturePathFor, writeReport, writeSummary } from "./bundle-common.js";
 
 /** Named volume sizes for `--split-size`. */
 const NAMED_SIZES: Record<string, number> = {
@@ -147,8 +147,9 @@ export function registerBundle(program: Command, cli: CliContext): void {
       if (shortError) throw shortError;
     } catch (err) {
       if (reported) throw err;
-      cli.stderr.write(`Plan failed after ${seconds(Date.now() - started)} ${stage}: nothing is planned\n`);
-      await writeReport(opts, { ok: false, ...errorReport(err), ...(images !== undefined ? { imagesResolved: images } : {}), durationMs: Date.now() - started });
+      const report = { ok: false, ...errorReport(err), ...(images !== undefined ? { imagesResolved: images } : {}), durationMs: Date.now() - started };
+      writeSummary(cli, opts, `Plan failed after ${seconds(Date.now() - started)} ${stage}: nothing is planned`, report);
+      await writeReport(opts, report);
       throw err;
     }
   });
@@ -201,6 +202,8 @@ Examples:
     try {
       const resolved = await resolveAndLock(file, { keepGoing: opts.keepGoing === true, registry: registrySettingsFrom(opts, cli.globals() as Record<string, unknown>), signal: cli.signal });
       failures = resolved.failures;
+      // --json: every image that fails is an event (the text modes list them on stdout at the end).
+      if (opts.json) for (const f of failures) show({ type: "image-failed", image: f.image, error: f.error });
       const lockFile = lockFileOf(opts, file);
       const lock = lockFile ? await checkLocked(resolved, lockFile) : resolved.lock;
       if (lock.images.length === 0) throw failuresError(failures, `no image to export: ${failures.length} failed (${failures.map((f) => f.image).join(", ")})`);
@@ -222,6 +225,7 @@ Examples:
           show(e);
         },
       });
+      if (opts.json) for (const f of result.failures ?? []) show({ type: "image-failed", image: f.image, error: f.error.message });
       progress.stop();
       failures = [...failures, ...(result.failures ?? []).map((f) => ({ image: f.image, error: f.error.message, code: f.error.code, cause: f.error }))];
       printExport(cli, result, lock, failures);
@@ -236,22 +240,21 @@ Examples:
       }
       const failed = failures.length > 0 ? failuresError(failures, `${failures.length} image(s) could not be exported (listed above); the bundle holds the others`) : undefined;
       reported = true;
-      await writeReport(opts, { ok: failed === undefined, ...(failed ? errorReport(failed) : {}), ...result, failures: failures.map(failureReport) });
+      const report = { ok: failed === undefined, ...(failed ? errorReport(failed) : {}), ...result, failures: failures.map(failureReport) };
+      writeSummary(cli, opts, undefined, report);
+      await writeReport(opts, report);
       if (failed) throw failed;
     } catch (err) {
       if (reported) throw err;
       progress.stop();
       if (result === undefined) {
         for (const f of failures) cli.stdout.write(`FAILED ${f.image}: ${f.error}\n`);
-        // How far it got, when it got anywhere; a run refused before it moved anything says only why.
-        if (tally.movedAnything() || failures.length > 0) cli.stderr.write(`${tally.failedSummary(Date.now() - started, failures.length)}\n`);
       }
-      await writeReport(opts, {
-        ok: false,
-        ...errorReport(err),
-        ...(result ?? { path: out, durationMs: Date.now() - started, ...tally.report() }),
-        failures: failures.map(failureReport),
-      });
+      const report = { ok: false, ...errorReport(err), ...(result ?? { path: out, durationMs: Date.now() - started, ...tally.report() }), failures: failures.map(failureReport) };
+      // How far it got, when it got anywhere; a run refused before it moved anything says only why.
+      const line = result === undefined && (tally.movedAnything() || failures.length > 0) ? tally.failedSummary(Date.now() - started, failures.length) : undefined;
+      writeSummary(cli, opts, line, report);
+      await writeReport(opts, report);
       throw err;
     } finally {
       progress.stop();

@@ -412,7 +412,7 @@ async function exportUnlocked(images: ExportImage[], out: string, options: Expor
       await files.close();
       journal.save(); // the latest download progress, which saves at most every 250 ms
       await journal.flush();
-      throw explainFailure(err, out, partials, journalPath);
+      throw explainFailure(err, out, partials, journalPath, signal?.aborted ? signal.reason : undefined);
     };
     try {
       journal.save();
@@ -1093,11 +1093,20 @@ async function checkFreeSpace(out: string, size: number, existing: string[]): Pr
   }
 }
 
-function explainFailure(err: unknown, out: string, partials: string[], journal: string): unknown {
+/**
+ * The error of an export that failed while writing: what went wrong, and that the partial files
+ * are kept for a rerun to resume. `abortReason`: the run was stopped (SIGINT, SIGTERM,
+ * --command-timeout); the message then starts with the reason's own ("interrupted: …").
+ */
+function explainFailure(err: unknown, out: string, partials: string[], journal: string, abortReason?: unknown): unknown {
   const kept = `the unfinished bundle is kept as ${partials.join(", ")} (see ${journal}); rerun the same export to resume, or delete those files`;
   const code = (err as NodeJS.ErrnoException)?.code;
   if (code === "ENOSPC" || code === "EDQUOT") {
     return new AirlockError("ERR_IO", `disk full while writing bundle ${out}; ${kept} after freeing space`, { cause: err });
+  }
+  if (abortReason !== undefined || isAirlockError(err, "ERR_ABORTED") || (err as Error)?.name === "AbortError") {
+    const why = abortReason instanceof Error ? abortReason.message : "interrupted";
+    return new AirlockError("ERR_ABORTED", `${why}: ${kept}`, { cause: err });
   }
   if (isAirlockError(err)) {
     return new AirlockError(err.code, `${err.message}; ${kept}`, { cause: err, retryable: err.retryable });
