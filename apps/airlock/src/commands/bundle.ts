@@ -94,7 +94,7 @@ export function registerBundle(program: Command, cli: CliContext): void {
   planCmd.action(async (opts: Record<string, unknown>) => {
     const file = opts.file as string;
     const started = Date.now();
-    let stage = "while resolving the images of images.yaml";
+    let stage = `while resolving the images of ${file}`;
     let images: number | undefined;
     let reported = false;
     try {

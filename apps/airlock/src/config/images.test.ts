@@ -124,6 +124,7 @@ describe("parseImagesConfig: errors name file, line and column", () => {
     ["bad reference, with core's message", "version: 1\nimages:\n  - name: Quay.io/Org/App:1\n", ['3:11 images[0]: invalid image reference "Quay.io/Org/App:1": repository name "Org/App" must be lowercase']],
     ["a transport in name:", "version: 1\nimages:\n  - name: oci:./x:y\n", ['3:11 images[0]: name: "oci:./x:y" starts with the transport "oci:"; name: takes a registry reference, write source: oci:./x:y']],
     ["bad source", "version: 1\nimages:\n  - source: nope:x\n    as: a:1\n", ['3:13 images[0]: source: unknown transport "nope"']],
+    ["a registry source without docker://", "version: 1\nimages:\n  - source: 127.0.0.1:15001/x:1\n    as: a:1\n", ['3:13 images[0]: source: unknown transport "127.0.0.1" in "127.0.0.1:15001/x:1"; for a registry image write docker://127.0.0.1:15001/x:1']],
     ["bad platform", "version: 1\nimages:\n  - name: a:1\n    platforms: [linux/amd64, linux, Linux/ARM64, linux/amd64]\n", ['4:30 images[0].platforms[1]: invalid platform "linux"', '4:37 images[0].platforms[2]: invalid platform "Linux/ARM64"', '4:50 images[0].platforms[3]: platform "linux/amd64" is listed twice']],
     ["all inside a platform list", "version: 1\ndefaults:\n  platforms: [all]\nimages: [{name: a:1}]\n", ['3:15 defaults.platforms[0]: "all" cannot be part of a list']],
     ["bad regex", "version: 1\nimages:\n  - name: a\n    tags:\n      include: ['^v(']\n", ['5:17 images[0].tags.include: invalid regular expression "^v("']],

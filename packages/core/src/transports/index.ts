@@ -3,6 +3,7 @@
  * skopeo's grammar (containers-transports(5)): the transport name ends at the first colon.
  */
 import { AirlockError } from "../errors.js";
+import { DockerReference } from "../reference/docker.js";
 import type { ImageReference, Transport } from "./types.js";
 
 const transports = new Map<string, Transport>();
@@ -35,7 +36,18 @@ export function parseImageName(name: string): ImageReference {
   const tname = name.slice(0, colon);
   const t = transports.get(tname);
   if (!t) {
-    throw new AirlockError("ERR_UNKNOWN_TRANSPORT", `unknown transport ${JSON.stringify(tname)} in ${JSON.stringify(name)}: use one of ${transportNames().join(", ")}`);
+    // A registry reference without its transport ("127.0.0.1:5000/app:1", "quay.io/org/app:1.0", "busybox:1").
+    const hint = isDockerReference(name) ? `; for a registry image write docker://${name}` : "";
+    throw new AirlockError("ERR_UNKNOWN_TRANSPORT", `unknown transport ${JSON.stringify(tname)} in ${JSON.stringify(name)}${hint}: use one of ${transportNames().join(", ")}`);
   }
   return t.parseReference(name.slice(colon + 1));
+}
+
+function isDockerReference(name: string): boolean {
+  try {
+    DockerReference.parse(name);
+    return true;
+  } catch {
+    return false;
+  }
 }
