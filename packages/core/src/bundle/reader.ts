@@ -7,6 +7,13 @@
  * The reader is tolerant: a missing volume, a damaged header or a truncated volume does not make
  * `open` fail; each is recorded in `problems` with the volume it concerns, and the index holds
  * everything that could be read. Callers decide whether what they need is intact.
+ *
+ * It is not tolerant of ambiguity: a path stored twice (an entry appended to the tar, which every
+ * tar reader — skopeo, `tar -x` — takes instead of the first) is recorded as `entry-duplicate`,
+ * and {@link BundleReader.entry} refuses to choose between the copies (unless opened with
+ * `duplicates: "first"`, as verify does), so index.json, bundle.json, manifests and blobs are
+ * never read from an altered path. In an airlock bundle, an entry that the description of its
+ * volume does not list (e.g. appended after `airlock/bundle.json`) is recorded as `entry-unlisted`.
  */
 import { createReadStream, promises as fs, readSync } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
@@ -42,6 +49,8 @@ export type ProblemKind =
   | "entry-incomplete"
   | "entry-missing"
   | "entry-mismatch"
+  | "entry-duplicate"
+  | "entry-unlisted"
   | "blob-missing"
   | "blob-digest"
   | "blob-size"
@@ -100,6 +109,13 @@ export interface TarEntry {
 /** Options of {@link BundleReader.open}. */
 export interface OpenBundleOptions {
   signal?: AbortSignal;
+  /**
+   * What {@link BundleReader.entry} does with a path the tar holds more than once: `refuse`
+   * (the default) throws ERR_INVALID_LAYOUT, so nothing is read from an altered path; `first`
+   * returns the first copy (the one an airlock export wrote), for a caller that reports the
+   * duplicates itself (verify). Either way each duplicate is recorded in `problems`.
+   */
+  duplicates?: "refuse" | "first";
 }
 
 /** Options of {@link BundleReader.openBlob}. */
@@ -148,6 +164,11 @@ export class BundleReader {
   private readonly handles = new Map<number, FileHandle>();
   private readonly list: TarEntry[] = [];
   private readonly byPath = new Map<string, TarEntry>();
+  /** The first entry of every path, whatever its type. */
+  private readonly firstAt = new Map<string, TarEntry>();
+  /** Every copy of each path the tar holds more than once, in archive order. */
+  private readonly copies = new Map<string, TarEntry[]>();
+  private duplicatesMode: "refuse" | "first" = "refuse";
   private cache: { v: number; start: number; buf: Buffer } | undefined;
   private indexCache: Promise<IndexJSON> | undefined;
   private metadataCache: Promise<BundleMetadata | undefined> | undefined;
@@ -172,6 +193,7 @@ export class BundleReader {
       volumes.push({ number: n, path: p ?? `${base}.${String(n).padStart(3, "0")}`, present: p !== undefined, size: 0, kind: p ? "plain" : "missing" });
     }
     const reader = new BundleReader(base, volumes);
+    reader.duplicatesMode = options.duplicates ?? "refuse";
     try {
       await reader.load(options.signal);
     } catch (err) {
@@ -186,12 +208,35 @@ export class BundleReader {
     return this.list;
   }
 
-  /** The entry at `path`, if the tar holds one (`./` prefixes are ignored). */
+  /**
+   * The entry at `path`, if the tar holds one (`./` prefixes are ignored). When the tar holds
+   * `path` more than once, throws ERR_INVALID_LAYOUT (or, opened with `duplicates: "first"`,
+   * returns the first copy).
+   */
   entry(path: string): TarEntry | undefined {
-    return this.byPath.get(normalizePath(path));
+    const p = normalizePath(path);
+    const copies = this.copies.get(p);
+    if (copies && this.duplicatesMode === "refuse") {
+      throw new AirlockError(
+        "ERR_INVALID_LAYOUT",
+        `bundle ${this.path} holds ${p} ${copies.length} times (${copies.map((e) => `at ${this.where(e)}`).join(", ")}): a tar reader would take the last one, so airlock reads none of them; ${this.bundleId ? "the bundle was altered" : "the archive is ambiguous"}`,
+      );
+    }
+    return this.byPath.get(p);
   }
 
-  /** Whether the layout holds the blob (or manifest) `digest`. */
+  /** Whether the tar holds `path` more than once (see {@link BundleReader.entry}). */
+  isDuplicate(path: string): boolean {
+    return this.copies.has(normalizePath(path));
+  }
+
+  /** Whether `entry` is a later copy of a path the tar already held (not the one {@link BundleReader.entry} would name). */
+  isLaterCopy(entry: TarEntry): boolean {
+    const copies = this.copies.get(entry.path);
+    return copies !== undefined && copies[0] !== entry;
+  }
+
+  /** Whether the layout holds the blob (or manifest) `digest` (once or more: see {@link BundleReader.entry}). */
   hasBlob(digest: Digest): boolean {
     return this.byPath.has(blobPath(digest));
   }
@@ -300,7 +345,7 @@ export class BundleReader {
 
   /** The entry holding blob `digest`; throws ERR_BLOB_NOT_FOUND when the layout lacks it. */
   blobEntry(digest: Digest): TarEntry {
-    const e = this.byPath.get(blobPath(digest));
+    const e = this.entry(blobPath(digest));
     if (!e) {
       const missing = this.missingVolumes();
       const hint = missing.length > 0 ? `; volume${missing.length > 1 ? "s" : ""} ${missing.join(", ")} ${missing.length > 1 ? "are" : "is"} missing and may hold it` : "";
@@ -396,6 +441,86 @@ export class BundleReader {
     }
     await this.readDescriptions();
     await this.walk(signal);
+    await this.checkListed();
+  }
+
+  /** Where an entry's header is, for a person: `offset N` (`of volume V (PATH)` when there are several volumes). */
+  private where(e: TarEntry): string {
+    return `offset ${e.headerOffset}${this.volumes.length > 1 ? ` of volume ${e.volume} (${this.volumes[e.volume]?.path})` : ""}`;
+  }
+
+  /** Records `entry` as a later copy of `first` (a path already in the tar). */
+  private duplicate(entry: TarEntry, first: TarEntry): void {
+    const copies = this.copies.get(entry.path) ?? [first];
+    copies.push(entry);
+    this.copies.set(entry.path, copies);
+    this.problem({
+      kind: "entry-duplicate",
+      volume: entry.volume,
+      path: entry.path,
+      digest: digestOf(entry.path),
+      message: `duplicate entry ${entry.path} at ${this.where(entry)} (the first is at ${this.where(first)}): a tar reader would take the later one; ${this.bundleId ? "the bundle was altered" : "the archive is ambiguous"}`,
+    });
+  }
+
+  /**
+   * In an airlock bundle, every entry after a volume's description must be one it lists (it lists
+   * every entry that starts in its volume, airlock/bundle.json last): anything else was added to
+   * the tar after the export. A plain tar (no descriptions) is not checked.
+   */
+  private async checkListed(): Promise<void> {
+    let current: { path: string; next: number; listed: Map<string, number>; last: VolumeDescription["entries"][number] | undefined; seen: number } | undefined;
+    for (const e of this.list) {
+      if (this.isLaterCopy(e)) continue; // already recorded as a duplicate
+      const n = parseVolumeDescriptionPath(e.path);
+      if (n !== undefined) {
+        const d = await this.descriptionAt(e, n, current?.next);
+        if (d !== "not-one") {
+          current =
+            d === undefined
+              ? undefined
+              : { path: e.path, next: Math.max(d.volume, ...(d.continuedIn ?? [])) + 1, listed: new Map(d.entries.map((x, i) => [normalizePath(x.path), i])), last: d.entries.at(-1), seen: -1 };
+          continue;
+        }
+      }
+      if (!current) continue;
+      const i = current.listed.get(e.path);
+      if (i !== undefined) {
+        current.seen = Math.max(current.seen, i);
+        continue;
+      }
+      const after = current.last !== undefined && current.seen === current.listed.size - 1;
+      this.problem({
+        kind: "entry-unlisted",
+        volume: e.volume,
+        path: e.path,
+        digest: digestOf(e.path),
+        message: `entry ${e.path} at ${this.where(e)} is not listed by ${current.path}${after ? `, and comes after the last entry it lists (${current.last?.path})` : ""}: it was added to the tar after the export; the bundle was altered`,
+      });
+    }
+  }
+
+  /**
+   * The volume description that entry `e` (path `airlock/volume-NNN.json`, NNN = `n`) is, when it
+   * is one: at the start of a volume (or, in a concatenation, that of volume `next`, the one after the last
+   * described volume and its continuation volumes).
+   * Undefined when it is one but cannot be read (recorded); "not-one" for an entry that merely
+   * has such a path (it is then checked like any other).
+   */
+  private async descriptionAt(e: TarEntry, n: number, next: number | undefined): Promise<VolumeDescription | undefined | "not-one"> {
+    if (!this.concatenated) {
+      if (e.headerOffset !== 0) return "not-one";
+      const d = this.volumes[e.volume]?.description;
+      return Array.isArray(d?.entries) ? d : undefined;
+    }
+    if (e.volume === 0 && e.headerOffset === 0) return Array.isArray(this.volumes[0]?.description?.entries) ? this.volumes[0]?.description : undefined;
+    if (next === undefined || n !== next) return "not-one";
+    try {
+      const d = JSON.parse((await this.readEntry(e, MAX_DESCRIPTION_SIZE)).toString("utf8")) as VolumeDescription;
+      if (d.mediaType === VOLUME_MEDIA_TYPE && d.bundle === this.bundleId && d.volume === n && Array.isArray(d.entries)) return d;
+    } catch {}
+    this.problem({ kind: "header-damaged", volume: e.volume, path: e.path, message: `${e.path} at ${this.where(e)} (the description of volume ${n} in this concatenation) is damaged: the entries after it are not checked against it` });
+    return undefined;
   }
 
   /** Reads each volume's leading description and checks the volumes against each other. */
@@ -446,7 +571,7 @@ export class BundleReader {
         this.problem({
           kind: d.size > vol.size ? "volume-truncated" : "volume-size",
           volume: vol.number,
-          message: `volume ${vol.number} (${vol.path}) is ${vol.size} bytes, its description says ${d.size}${d.size > vol.size ? ": it is truncated; copy it again" : ""}`,
+          message: `volume ${vol.number} (${vol.path}) is ${vol.size} bytes, its description says ${d.size}${d.size > vol.size ? ": it is truncated; copy it again" : ": it holds bytes the export did not write"}`,
         });
       }
     }
@@ -553,6 +678,9 @@ export class BundleReader {
         complete: !("missing" in next) && !("truncated" in next),
       };
       this.list.push(entry);
+      const first = this.firstAt.get(path);
+      if (first === undefined) this.firstAt.set(path, entry);
+      else if (first.typeflag !== TypeFlag.Directory || entry.typeflag !== TypeFlag.Directory) this.duplicate(entry, first);
       if ((h.typeflag === TypeFlag.File || h.typeflag === TypeFlag.OldFile) && !this.byPath.has(path)) this.byPath.set(path, entry);
       paxPath = undefined;
       paxSize = undefined;

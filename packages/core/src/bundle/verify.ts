@@ -33,6 +33,10 @@ export interface VerifiedVolume {
   sha256?: string;
   /** The checksum recorded for it (sidecar, else bundle.json), if any. */
   expected?: string;
+  /**
+   * True when it is present, its checksum matches the recorded one (when there is one) and no
+   * fault was found in it. Without a recorded checksum, only its entries were checked.
+   */
   ok: boolean;
 }
 
@@ -41,7 +45,10 @@ export interface VerifiedImage {
   name: string;
   digest: Digest;
   mediaType: string;
-  /** True when its manifests and blobs are all present and intact. */
+  /**
+   * True when its manifests and blobs are all present and intact, and nothing wrong was found
+   * in what names it (its index.json entry, its record in bundle.json).
+   */
   ok: boolean;
 }
 
@@ -69,7 +76,7 @@ export interface VerifyReport {
 
 /** A carried executable as {@link verifyBundle} found it. */
 export interface VerifiedTool extends BundleTool {
-  /** Present, with the size and sha256 that bundle.json records. */
+  /** Present once, with the size and sha256 that bundle.json records. */
   ok: boolean;
 }
 
@@ -90,7 +97,8 @@ interface Check {
 export async function verifyBundle(pathOrVolumes: string | string[], options: VerifyOptions = {}): Promise<VerifyReport> {
   const started = Date.now();
   const { signal, onProgress } = options;
-  const reader = await BundleReader.open(pathOrVolumes, { signal });
+  // Duplicated paths are reported (entry-duplicate) and checked in their first copy, the one the export wrote.
+  const reader = await BundleReader.open(pathOrVolumes, { signal, duplicates: "first" });
   try {
     const problems: BundleProblem[] = [...reader.problems];
     const problem = (p: Omit<BundleProblem, "severity"> & { severity?: BundleProblem["severity"] }) => problems.push({ severity: "error", ...p });
@@ -116,6 +124,7 @@ export async function verifyBundle(pathOrVolumes: string | string[], options: Ve
     const segmentsByVolume = new Map<number, { seg: Segment; check: Check }[]>();
     for (const e of reader.entries()) {
       if (e.typeflag !== "0" && e.typeflag !== "\0") continue;
+      if (reader.isLaterCopy(e)) continue; // reported as entry-duplicate; the first copy is checked
       const d = digestFromBlobPath(e.path);
       const expected = d && isDigest(d) ? (d as Digest) : undefined;
       const check: Check = { entry: e, digester: new Digester((expected?.slice(0, expected.indexOf(":")) as DigestAlgorithm) ?? "sha256") };
@@ -175,6 +184,7 @@ export async function verifyBundle(pathOrVolumes: string | string[], options: Ve
       }
       const sha256 = hash.digest("hex");
       const expected = expectedSum(vol);
+      // ok is final only once every check is done (below): a fault found in the volume makes it not ok.
       const v: VerifiedVolume = { volume: vol.number, path: vol.path, present: true, size: vol.size, sha256, ok: expected === undefined || expected === sha256 };
       if (expected !== undefined) v.expected = expected;
       volumes.push(v);
@@ -202,15 +212,22 @@ export async function verifyBundle(pathOrVolumes: string | string[], options: Ve
         }
       }
     }
+    const altered = (p: BundleProblem) => p.kind === "entry-duplicate" || p.kind === "entry-unlisted";
     for (const v of volumes) {
-      if (!v.present || v.ok) continue;
+      if (!v.present || v.expected === undefined || v.expected === v.sha256) continue;
       const damaged = problems.filter((p) => p.kind === "blob-digest" && p.volume === v.volume).length;
+      const added = problems.filter((p) => altered(p) && p.volume === v.volume).length;
       problem({
         kind: "volume-checksum",
         volume: v.volume,
-        message: `${volName(v.volume)} has checksum ${v.sha256}, expected ${v.expected}${damaged > 0 ? ` (${damaged} damaged blob${damaged > 1 ? "s" : ""} in it)` : "; its blobs are intact, so the damage is in tar headers or padding"}; copy this volume again`,
+        message:
+          added > 0
+            ? `${volName(v.volume)} has checksum ${v.sha256}, expected ${v.expected}: entries were added to it (above); the bundle was altered`
+            : `${volName(v.volume)} has checksum ${v.sha256}, expected ${v.expected}${damaged > 0 ? ` (${damaged} damaged blob${damaged > 1 ? "s" : ""} in it)` : "; its blobs are intact, so the damage is in tar headers or padding"}; copy this volume again`,
       });
     }
+    // A blob stored twice, or added to the tar after the export, is not one an image can rely on.
+    for (const p of problems) if (altered(p) && p.digest) bad.add(p.digest);
 
     // Each volume description against what the volume holds.
     for (const vol of reader.volumes) {
@@ -366,7 +383,14 @@ export async function verifyBundle(pathOrVolumes: string | string[], options: Ve
       const d = digestFromBlobPath(e.path);
       if (d && !reached.has(d)) problem({ kind: "blob-missing", severity: "warning", digest: d as Digest, volume: e.volume, message: `blob ${d} in ${volName(e.volume)} is not referenced by any image` });
     }
-    for (const img of images) if (img.ok && bad.has(img.digest)) img.ok = false;
+    // Each item is ok only if nothing wrong was found in it.
+    const errors = problems.filter((p) => p.severity === "error");
+    const indexFault = errors.some((p) => p.path === INDEX_PATH);
+    for (const img of images) {
+      if (bad.has(img.digest) || indexFault || errors.some((p) => p.image === img.name)) img.ok = false;
+    }
+    for (const v of volumes) if (errors.some((p) => p.volume === v.volume)) v.ok = false;
+    for (const t of tools) if (errors.some((p) => p.path === t.path)) t.ok = false;
 
     const report: VerifyReport = {
       path: reader.path,

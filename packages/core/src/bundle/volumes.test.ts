@@ -16,7 +16,7 @@ import { type ExportResult, exportBundle } from "./export.js";
 import { type BundleMetadata, checksumFileName, volumeFileName } from "./format.js";
 import { importBundle } from "./import.js";
 import { BundleReader } from "./reader.js";
-import { decodeHeader } from "./tar.js";
+import { decodeHeader, encodeHeader } from "./tar.js";
 import { verifyBundle } from "./verify.js";
 
 const SPLIT = 64 * 1024;
@@ -274,5 +274,69 @@ describe("faults in a split bundle", () => {
     expect(new Set(errors(report).map((p) => p.kind))).toEqual(new Set(["volume-missing"]));
     expect(errors(report).map((p) => p.volume)).not.toContain(n);
     expect(report.volumes.filter((v) => v.present)).toHaveLength(1);
+  });
+});
+
+describe("a split bundle altered after export", () => {
+  const errors = (r: Awaited<ReturnType<typeof verifyBundle>>) => r.problems.filter((p) => p.severity === "error");
+
+  /** Appends a regular file entry to the tar `file` (whose last entry is followed by the end-of-archive marker only). */
+  async function append(file: string, path: string, data: Buffer): Promise<void> {
+    const buf = readFileSync(file);
+    const end = buf.length - 2 * 512;
+    expect(buf.subarray(end).every((b) => b === 0)).toBe(true);
+    const pad = Buffer.alloc((512 - (data.length % 512)) % 512);
+    writeFileSync(file, Buffer.concat([buf.subarray(0, end), encodeHeader({ path, size: data.length, mtime: 0 }), data, pad, Buffer.alloc(1024)]));
+  }
+
+  it("a blob of an earlier volume appended again to the last: both places named, import refuses pushing nothing", async () => {
+    const copy = copyBundle();
+    const layer = digestOf(bytes("a", 20_000)); // of image "multi"
+    const n = volumeOf(layer);
+    const last = result.volumes.length - 1;
+    expect(n).toBeLessThan(last);
+    await append(volumeFileName(copy, last), `blobs/sha256/${layer.slice(7)}`, Buffer.alloc(20_000));
+    const report = await verifyBundle(copy);
+    const dup = errors(report).filter((p) => p.kind === "entry-duplicate");
+    expect(dup.map((p) => [p.volume, p.digest])).toEqual([[last, layer]]);
+    expect(dup[0]?.message).toMatch(new RegExp(`^duplicate entry blobs/sha256/${layer.slice(7)} at offset \\d+ of volume ${last} \\(.*\\) \\(the first is at offset \\d+ of volume ${n} \\(.*\\)\\): a tar reader would take the later one; the bundle was altered$`));
+    expect(report.images.find((i) => i.name === bundleName("multi"))?.ok).toBe(false);
+    expect(report.images.find((i) => i.name === bundleName("big"))?.ok).toBe(true);
+    expect(report.volumes.find((v) => v.volume === n)?.ok).toBe(true);
+    expect(report.volumes.find((v) => v.volume === last)?.ok).toBe(false);
+    const dst = new MemoryStore();
+    await expect(importBundle(copy, { destinationFor: (x) => dst.ref(x) })).rejects.toThrow(/holds blobs\/sha256\/\w+ 2 times .*nothing was imported/);
+    expect(dst.log).toEqual([]);
+  });
+
+  it("an entry appended to the concatenation is not listed by the last volume's description", async () => {
+    const whole = join(mkdtempSync(join(tmp, "concat-")), "whole.tar");
+    writeFileSync(whole, concat(out));
+    await append(whole, "extra.txt", Buffer.from("added\n"));
+    const report = await verifyBundle(whole);
+    const lastDescription = `airlock/volume-${String(result.volumes.length - 1).padStart(3, "0")}.json`;
+    // (A concatenation's size is not checked against a description: it is the sum of the volumes.)
+    expect(errors(report).map((p) => [p.kind, p.path])).toEqual([["entry-unlisted", "extra.txt"]]);
+    expect(errors(report)[0]?.message).toMatch(new RegExp(`^entry extra\\.txt at offset \\d+ is not listed by ${lastDescription.replace(/\./g, "\\.")}, and comes after the last entry it lists \\(airlock/bundle\\.json\\)`));
+  });
+
+  it("without the sidecar, a damaged last volume (no checksum recorded) is not ok; the others are", async () => {
+    const copy = copyBundle();
+    rmSync(checksumFileName(copy));
+    const last = result.volumes.length - 1;
+    const reader = await BundleReader.open(copy);
+    const blob = reader.entries().find((e) => e.volume === last && e.path.startsWith("blobs/") && e.size > 100);
+    await reader.close();
+    expect(blob).toBeDefined();
+    const file = volumeFileName(copy, last);
+    const buf = readFileSync(file);
+    buf[(blob?.dataOffset ?? 0) + 10] ^= 0x01;
+    writeFileSync(file, buf);
+    const report = await verifyBundle(copy);
+    const lastVolume = report.volumes.find((v) => v.volume === last);
+    expect(lastVolume?.expected).toBeUndefined();
+    expect(lastVolume?.ok).toBe(false);
+    expect(report.volumes.filter((v) => v.volume !== last).every((v) => v.ok && v.expected === v.sha256)).toBe(true);
+    expect(errors(report).map((p) => [p.kind, p.volume])).toEqual([["blob-digest", last]]);
   });
 });
