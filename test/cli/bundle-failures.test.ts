@@ -56,7 +56,8 @@ describe("export --locked --keep-going", () => {
     const report = join(w.dir, "report.json");
     const r = await runBin(["export", "-q", "-f", w.yaml, "--locked", "--keep-going", "-o", out, "--report", report]);
     expect(r.code).toBe(2);
-    expect(r.stdout).toMatch(/^FAILED t\/base-a:1: no image named "base-a"/m);
+    // Named by its images.yaml entry (FILE:LINE:COL), then the source's own reason.
+    expect(r.stdout).toMatch(/^FAILED t\/base-a:1: .*images\.yaml:3:5: no image named "base-a"/m);
     expect(`${r.stdout}${r.stderr}`).not.toMatch(/no longer selected/);
     expect(r.stdout).toMatch(/^Exported 1 image\(s\)/m);
     expect(sha(await skopeo("inspect", "--raw", `oci-archive:${out}:t/base-b:1`))).toBe("sha256:25f5f9854655269565b0f3b51c958aaeca9561ed49726c1e5de4a871fcca8cef");

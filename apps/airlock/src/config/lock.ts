@@ -128,8 +128,11 @@ export async function buildLock(planned: readonly PlannedImage[], fetchTop: Fetc
       try {
         results[i] = lockImage(image, await fetchTop(image));
       } catch (err) {
+        // Named by the images.yaml entry it comes from (a tag of a list that does not exist, say).
         const error = isAirlockError(err)
-          ? err
+          ? err.message.includes(image.origin)
+            ? err
+            : new AirlockError(err.code, `${image.origin}: ${err.message}`, { cause: err, retryable: err.retryable })
           : new AirlockError("ERR_REGISTRY", `${image.origin}: ${image.sourceName}: ${(err as Error).message}`, { cause: err });
         errors.push({ image, error });
       }
