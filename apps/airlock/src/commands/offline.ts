@@ -12,6 +12,7 @@ import {
   DockerReference,
   type ImageReference,
   importBundle,
+  type ImportedImage,
   type ImportResult,
   isAirlockError,
   type PolicyCheck,
@@ -87,7 +88,7 @@ export function registerOffline(program: Command, cli: CliContext): void {
       .argument("<bundle...>", "the bundle file, or its volumes")
       .requiredOption("--to <destination>", "REGISTRY[/PREFIX], oci:DIR or dir:DIR")
       .addOption(new Option("--naming <mode>", `how names map into REGISTRY/PREFIX: ${NAMING_MODES.join(", ")} (default: as locked)`).choices([...NAMING_MODES]))
-      .option("--dry-run", "check the bundle and print what would be pushed; push nothing")
+      .option("--dry-run", "check the bundle as import does before pushing, ask the destination what it holds, and print per image and in total what would be pushed, re-tagged or is present; write nothing (blob contents are not hashed: see below)")
       .option("--image <name...>", "import only these images (their bundle names)")
       .option("--concurrency <n>", "blobs pushed at once (default 6)", (v) => parseCount(v, "--concurrency"))
       .option("--authfile <path>", "auth file (default: $REGISTRY_AUTH_FILE, then containers' and Docker's auth files)")
@@ -106,6 +107,18 @@ export function registerOffline(program: Command, cli: CliContext): void {
     `
 The bundle is checked before anything is pushed; blobs stream straight out of the archive and are
 verified again on the way; what the destination already has is skipped; tags are written last.
+The summary counts blobs pushed, blobs shared by several images (pushed once, then mounted or
+reused for the others) and blobs already present (at the destination before this run); an image
+whose blobs and manifests were all there but whose tag was missing or named another image is
+listed as retagged.
+
+--dry-run does everything up to the first write: it reads and checks every manifest against its
+digest, checks that every blob is in the bundle with its size (no volume missing or truncated) and
+that bundle.json agrees with index.json, applies the trust policy, then asks the destination what
+it already has (HEADs of tags, manifests and blobs, as the import's skip logic) and prints the
+plan; nothing is written. It does not read the blobs' contents (that is every byte of the bundle):
+run airlock verify BUNDLE to check every digest, or give --verify-key, which verifies the whole
+bundle first. --json (a final import-summary event) and --report carry the same plan.
 
 Image signatures exported with the images travel in the bundle and are stored at the destination
 (dir: signature-N files, oci: signatures/<alg>/<hex>/, docker:// the lookaside-staging location of
@@ -127,25 +140,26 @@ Examples:
     const started = Date.now();
     const tally = new ImportTally();
     let result: ImportResult;
+    // The report (--report FILE) and, with --json, the same object as the last NDJSON event.
+    const summarize = async (report: Record<string, unknown>) => {
+      if (opts.json) cli.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), type: "import-summary", ...report })}\n`);
+      await writeReport(opts, report);
+    };
     try {
       result = await runImport(paths, opts, tally);
     } catch (err) {
       // How far it got, when it got anywhere; a run refused before it moved anything says only why.
       if (tally.movedAnything()) cli.stderr.write(`${tally.failedSummary(Date.now() - started)}\n`);
-      await writeReport(opts, { ok: false, ...errorReport(err), path: paths.join(" "), ...tally.report(), durationMs: Date.now() - started });
+      await summarize({ ok: false, ...errorReport(err), path: paths.join(" "), ...(opts.dryRun ? { dryRun: true } : {}), ...tally.report(), durationMs: Date.now() - started });
       throw err;
     }
-    for (const i of result.images) {
-      const sigs = i.signatures > 0 ? ` (${i.signatures} signature${i.signatures > 1 ? "s" : ""})` : "";
-      cli.stdout.write(`${i.status === "pushed" ? "pushed " : i.status === "present" ? "present" : "would push"} ${i.destination} ${i.digest}${sigs}\n`);
+    for (const line of describeImport(result)) cli.stdout.write(`${line}\n`);
+    if (result.dryRun && !opts.verifyKey) {
+      cli.stdout.write(`Blob contents in the bundle were not hashed (every manifest was checked against its digest, every blob found with its size): run airlock verify ${paths.join(" ")} to check every byte\n`);
     }
-    for (const f of result.failures) cli.stdout.write(`FAILED ${f.name}: ${f.error.message}\n`);
-    cli.stdout.write(
-      `${result.dryRun ? "Dry run: " : ""}${result.images.length} image(s)${result.failures.length > 0 ? `, ${result.failures.length} FAILED` : ""}; ${result.blobsPushed} blob(s) ${result.dryRun ? "to push" : "pushed"} (${formatBytes(result.bytesPushed)}), ${result.blobsSkipped} already present; ${result.manifestsPushed} manifest(s) in ${seconds(result.durationMs)}\n`,
-    );
     const failures = result.failures.map((f) => ({ image: f.name, destination: f.destination, error: f.error.message, ...(isAirlockError(f.error) ? { code: f.error.code } : {}) }));
-    const failed = failures.length > 0 ? keepGoingError(result.failures.map((f) => f.error), `${failures.length} image(s) could not be imported (listed above: ${failures.map((f) => f.image).join(", ")}); the others were pushed`) : undefined;
-    await writeReport(opts, { ok: failed === undefined, ...(failed ? errorReport(failed) : {}), ...result, failures });
+    const failed = failures.length > 0 ? keepGoingError(result.failures.map((f) => f.error), `${failures.length} image(s) could not be ${result.dryRun ? "checked at the destination" : "imported"} (listed above: ${failures.map((f) => f.image).join(", ")}); the others ${result.dryRun ? "were planned" : "were pushed"}`) : undefined;
+    await summarize({ ok: failed === undefined, ...(failed ? errorReport(failed) : {}), ...result, failures });
     if (failed) throw failed;
     const to = opts.to as string;
     if (opts.receipt && !result.dryRun) {
@@ -210,6 +224,42 @@ Examples:
   }
 }
 
+/**
+ * The lines an import prints on stdout: one per image (what was done, or in a dry run what would
+ * be done, with that image's blob counts), a FAILED line per failed image, and the totals.
+ */
+function describeImport(result: ImportResult): string[] {
+  const lines: string[] = [];
+  const blobCounts = (i: ImportedImage, verb: string) => `${i.blobsPushed} blob(s) ${verb} (${formatBytes(i.bytesPushed)}), ${i.blobsShared} shared, ${i.blobsPresent} already present`;
+  for (const i of result.images) {
+    const sigs = i.signatures > 0 ? ` (${i.signatures} signature${i.signatures > 1 ? "s" : ""})` : "";
+    if (!result.dryRun) {
+      const word = i.status === "pushed" ? "pushed " : i.status === "retagged" ? "retagged" : "present";
+      lines.push(`${word} ${i.destination} ${i.digest}${sigs}`);
+      continue;
+    }
+    if (i.action === "push") lines.push(`would push  ${i.destination} ${i.digest}${sigs}: ${blobCounts(i, "to push")}`);
+    else if (i.action === "retag") lines.push(`would retag ${i.destination} ${i.digest}${sigs}: its blobs and manifests are there; the tag is missing or names another image`);
+    else lines.push(`present     ${i.destination} ${i.digest}${sigs}: nothing to push`);
+  }
+  for (const f of result.failures) lines.push(`FAILED ${f.name}: ${f.error.message}`);
+  const shared = `${result.blobsShared} shared by several images (pushed once)`;
+  if (result.dryRun) {
+    const n = (a: ImportedImage["action"]) => result.images.filter((i) => i.action === a).length;
+    lines.push(
+      `Dry run: ${result.images.length} image(s) (${n("push")} to push, ${n("retag")} to retag, ${n("none")} present)${result.failures.length > 0 ? `, ${result.failures.length} FAILED` : ""}; ` +
+        `${result.blobsPushed} blob(s) to push (${formatBytes(result.bytesPushed)}), ${shared}, ${result.blobsSkipped} already present; ` +
+        `${result.manifestsPushed} manifest(s) and ${result.tagsWritten} tag(s) to write; nothing was written (${seconds(result.durationMs)})`,
+    );
+  } else {
+    lines.push(
+      `${result.images.length} image(s)${result.failures.length > 0 ? `, ${result.failures.length} FAILED` : ""}; ${result.blobsPushed} blob(s) pushed (${formatBytes(result.bytesPushed)}), ${shared}, ${result.blobsSkipped} already present; ` +
+        `${result.manifestsPushed} manifest(s), ${result.tagsWritten} tag(s) written in ${seconds(result.durationMs)}`,
+    );
+  }
+  return lines;
+}
+
 /** What an import did before it failed, counted from its progress events: for the summary and report of a failed run. */
 class ImportTally {
   /** What the bundle carries (its `bundle-plan` event), once it is checked. */
@@ -219,6 +269,8 @@ class ImportTally {
   blobsPushed = 0;
   bytesPushed = 0;
   blobsSkipped = 0;
+  /** Blobs reused from an upload of this run for another image (not "already present"). */
+  blobsShared = 0;
 
   see(e: BundleEvent): void {
     if (e.type === "bundle-plan") this.plan = { images: e.images, blobs: e.blobs, bytes: e.bytes };
@@ -226,20 +278,23 @@ class ImportTally {
     else if (e.type === "blob-done") {
       this.blobsPushed++;
       this.bytesPushed += e.size;
-    } else if (e.type === "blob-skipped") this.blobsSkipped++;
+    } else if (e.type === "blob-skipped") {
+      if (e.reason.startsWith("shared")) this.blobsShared++;
+      else this.blobsSkipped++;
+    }
   }
 
   /** The report's fields. */
   report(): Record<string, unknown> {
-    return { images: this.imagesDone, ...(this.plan ? { planned: this.plan } : {}), blobsPushed: this.blobsPushed, bytesPushed: this.bytesPushed, blobsSkipped: this.blobsSkipped };
+    return { images: this.imagesDone, ...(this.plan ? { planned: this.plan } : {}), blobsPushed: this.blobsPushed, bytesPushed: this.bytesPushed, blobsShared: this.blobsShared, blobsSkipped: this.blobsSkipped };
   }
 
-  /** One line: how far the import got. */
   /** Whether any image or blob got to the destination. */
   movedAnything(): boolean {
     return this.imagesDone.length > 0 || this.blobsPushed > 0;
   }
 
+  /** One line: how far the import got. */
   failedSummary(ms: number): string {
     const what = this.plan
       ? `${this.imagesDone.length} of ${this.plan.images} image(s) done, ${this.blobsPushed} of ${this.plan.blobs} blob(s) pushed (${formatBytes(this.bytesPushed)} of ${formatBytes(this.plan.bytes)}), ${this.blobsSkipped} already present`

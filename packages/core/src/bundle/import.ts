@@ -21,6 +21,19 @@
  * so do the checks of step 1, a delta's missing base, `signatures: "require"` refusing a
  * destination, and cancellation. Everything else raised for an image in steps 2 and 3 is the
  * destination's.
+ *
+ * A dry run (`dryRun`) does all of this up to the first write: step 1 in full (manifests read and
+ * checked against their digests, every blob located with its size, bundle.json against
+ * index.json, the trust policy — but blob contents are not hashed: that needs every byte read,
+ * which is `verifyBundle`'s job), then opens the destinations and asks them what they hold with
+ * the import's own checks, made read-only (a HEAD where a real run would try a cross-repository
+ * mount), walks the blobs in the import's order and reports per image and in total what the import
+ * would push, reuse or re-tag. Nothing is written: no blob, manifest, tag, journal or directory.
+ *
+ * Counting: `blobsPushed` counts uploads; a blob this run uploaded for one image and then reused for
+ * another (a mount into another repository of the registry, the same OCI layout) is counted in
+ * `blobsShared`, not as already present; `blobsSkipped` ("already present") counts blobs the
+ * destination held before the run. Every blob of every image is counted in exactly one of the three.
  */
 import type { Readable } from "node:stream";
 import type { Digest } from "../digest.js";
@@ -31,7 +44,11 @@ import { limiter } from "../progress.js";
 import { destinationDigest, RegistryClientPool } from "../sync/present.js";
 import type { Throttle } from "../throttle.js";
 import type { PolicyCheck } from "../copy/copy.js";
+import { BlobLocations } from "../registry/blob-locations.js";
+import { DirReference } from "../transports/dir/reference.js";
+import { DockerImageDestination } from "../transports/docker/destination.js";
 import { DockerImageReference } from "../transports/docker/reference.js";
+import { OciReference } from "../transports/oci/reference.js";
 import { canStoreSignatures, type ImageDestination, type ImageReference, type SystemContext } from "../transports/types.js";
 import type { BundleEvent, BundleListener } from "./events.js";
 import { type BundleMetadata, blobPath } from "./format.js";
@@ -98,18 +115,39 @@ export interface ImportFailure {
   error: Error;
 }
 
-/** An image as imported. */
+/**
+ * What an import does for an image: `push` its blobs, manifests and tag; `retag`: every blob and
+ * manifest is there already, and only the tag is written (it was missing, or named another
+ * manifest: a moved tag); `none`: the tag already names the image's manifest.
+ */
+export type ImportAction = "push" | "retag" | "none";
+
+/** An image as imported (or, in a dry run, as it would be). */
 export interface ImportedImage {
   name: string;
   destination: string;
   digest: Digest;
   mediaType: string;
-  /** `pushed`; `present` when the destination already had it; `planned` in a dry run. */
-  status: "pushed" | "present" | "planned";
+  /**
+   * `pushed`; `retagged` (only the tag was written, see {@link ImportAction}); `present` when the
+   * tag already named this image (its signatures are still stored); `planned` in a dry run, whose
+   * `action` says what would happen.
+   */
+  status: "pushed" | "retagged" | "present" | "planned";
+  /** What the import did, or in a dry run would do. */
+  action: ImportAction;
   /** Image signatures stored at the destination (planned, in a dry run). */
   signatures: number;
+  /** Distinct blobs of the image, and their bytes. */
   blobs: number;
   bytes: number;
+  /** Blobs uploaded for this image (in a dry run: to upload) and their bytes. */
+  blobsPushed: number;
+  bytesPushed: number;
+  /** Blobs this run uploaded for another image and reused for this one (mounted, or in the same layout). */
+  blobsShared: number;
+  /** Blobs the destination held before this run. */
+  blobsPresent: number;
 }
 
 /** What {@link importBundle} did. */
@@ -118,10 +156,17 @@ export interface ImportResult {
   images: ImportedImage[];
   /** Images that failed at their destination ({@link ImportOptions.keepGoing}; otherwise always empty): not in `images`. */
   failures: ImportFailure[];
+  /** Blob uploads (in a dry run: to do), and their bytes. */
   blobsPushed: number;
-  blobsSkipped: number;
   bytesPushed: number;
+  /** Blobs reused for an image from an upload of this run for another image ("shared, pushed once"). */
+  blobsShared: number;
+  /** Blobs the destination held before this run ("already present"), a delta's base blobs included. */
+  blobsSkipped: number;
+  /** Manifests written (in a dry run: to write), each top-level one counted once with its tag. */
   manifestsPushed: number;
+  /** Tags written or moved (in a dry run: to write): images pushed or re-tagged. */
+  tagsWritten: number;
   durationMs: number;
   dryRun: boolean;
 }
@@ -139,7 +184,14 @@ interface ImageWork {
   /** The image signatures the bundle carries, by manifest digest (only non-empty lists). */
   signatures: Map<Digest, Uint8Array[]>;
   dest?: ImageDestination;
+  /** Every manifest of the image is at the destination (by digest). */
   present?: boolean;
+  /** The destination's tag already names `top`; undefined when not asked (see phase 2) or it cannot say. */
+  tagged?: boolean | undefined;
+  /** The image's manifests (digests) the destination holds. */
+  have: Set<string>;
+  /** What happened to this image's blobs. */
+  counts: { pushed: number; bytes: number; shared: number; present: number };
   /** With keepGoing: the first failure of this image at its destination; nothing more is done for it. */
   failure?: Error;
 }
@@ -223,16 +275,13 @@ export async function importBundle(path: string | string[], options: ImportOptio
         }
       }
       const all = [...blobs.values()];
-      work.push({ name, ref: options.destinationFor(name), top, manifests, blobs: all.filter((b) => !isBase(b)), base: all.filter(isBase), signatures });
+      work.push({ name, ref: options.destinationFor(name), top, manifests, blobs: all.filter((b) => !isBase(b)), base: all.filter(isBase), signatures, have: new Set(), counts: { pushed: 0, bytes: 0, shared: 0, present: 0 } });
     }
     onProgress?.(importPlan(work, reader));
-    const result: ImportResult = { path: reader.path, images: [], failures: [], blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0, manifestsPushed: 0, durationMs: 0, dryRun: options.dryRun ?? false };
-    if (options.dryRun) {
-      result.images = work.map((w) => ({ name: w.name, destination: w.ref.toString(), digest: w.top.digest, mediaType: w.top.mediaType, status: "planned", blobs: w.blobs.length, bytes: sum(w.blobs), signatures: countSignatures(w) }));
-      result.durationMs = Date.now() - started;
-      return result;
-    }
-    const journal = options.journal === false ? undefined : ImportJournal.open(options.journal ?? importJournalPath(reader.path), reader.path);
+    const dryRun = options.dryRun ?? false;
+    const result: ImportResult = { path: reader.path, images: [], failures: [], blobsPushed: 0, bytesPushed: 0, blobsShared: 0, blobsSkipped: 0, manifestsPushed: 0, tagsWritten: 0, durationMs: 0, dryRun };
+    // A dry run writes nothing, not even the journal.
+    const journal = dryRun || options.journal === false ? undefined : ImportJournal.open(options.journal ?? importJournalPath(reader.path), reader.path);
     // With keepGoing: a destination-side failure of one image fails that image only (the first one kept).
     const keep = (w: ImageWork, err: unknown): void => {
       if (!options.keepGoing || bundleSide.has(err as object) || signal?.aborted) throw err;
@@ -250,16 +299,21 @@ export async function importBundle(path: string | string[], options: ImportOptio
     // 2. Destinations and what they already hold (all images at once: these are small requests), then every blob.
     // An image whose top-level manifest is already under its destination name is complete there
     // (destinations store a manifest after its blobs and children): one HEAD, nothing opened.
+    // Opening a destination writes nothing (oci:, dir: and a registry write from the first blob on);
+    // a dry run goes this far and then asks only read-only questions.
     const open = limiter(16);
     await settleAll(
       work.map((w) =>
         open(() => guarded(w, async () => {
           signal?.throwIfAborted();
           const ctx = options.ctxFor?.(w.name) ?? options.ctx;
-          if (w.signatures.size === 0 && (await alreadyThere(w, ctx, pool, signal))) {
-            w.present = true;
-            onProgress?.({ type: "image-start", image: w.name, digest: w.top.digest, blobs: w.blobs.length, bytes: sum(w.blobs) });
-            return;
+          if (w.signatures.size === 0) {
+            w.tagged = await alreadyThere(w, ctx, pool, signal);
+            if (w.tagged === true) {
+              w.present = true;
+              onProgress?.({ type: "image-start", image: w.name, digest: w.top.digest, blobs: w.blobs.length, bytes: sum(w.blobs) });
+              return;
+            }
           }
           const dest = await w.ref.newDestination(ctx);
           w.dest = dest;
@@ -277,22 +331,54 @@ export async function importBundle(path: string | string[], options: ImportOptio
             onProgress?.({ type: "warning", image: w.name, message: `${why}; importing the image without its signatures` });
             w.signatures.clear();
           }
-          w.present = (await Promise.all(w.manifests.map((m) => dest.hasManifest(m.digest, signal)))).every(Boolean);
+          const have = await Promise.all(w.manifests.map((m) => dest.hasManifest(m.digest, signal)));
+          w.manifests.forEach((m, i) => {
+            if (have[i]) w.have.add(m.digest);
+          });
+          w.present = have.every(Boolean);
+          // Complete by digest: only the tag is written, unless it names the image already (asked
+          // here for a signed image, whose signatures are stored either way).
+          if (w.present && w.signatures.size > 0) w.tagged = await alreadyThere(w, ctx, pool, signal);
           onProgress?.({ type: "image-start", image: w.name, digest: w.top.digest, blobs: w.blobs.length, bytes: sum(w.blobs) });
         })),
       ),
     );
-    await checkBase(work, reader, metadata, open, guarded, signal);
+    await checkBase(work, reader, metadata, open, guarded, signal, dryRun);
     for (const w of work) {
       if (w.failure) continue;
       if (!w.dest) {
-        result.blobsSkipped += w.base.length + w.blobs.length;
+        w.counts.present += w.base.length + w.blobs.length;
         for (const b of [...w.base, ...w.blobs]) onProgress?.({ type: "blob-skipped", image: w.name, digest: b.digest, size: b.size, reason: "image already present" });
         continue;
       }
-      result.blobsSkipped += w.base.length;
+      w.counts.present += w.base.length;
       for (const b of w.base) onProgress?.({ type: "blob-skipped", image: w.name, digest: b.digest, size: b.size, reason: "in the delta's base" });
     }
+    // Blob uploads of this run by reuse scope (see reuseScope), to tell a blob shared with an
+    // earlier image of this run from one the destination had before.
+    const uploaded = new Set<string>();
+    // A dry run: the blobs a real run would have found or uploaded by now, by where it could reuse them from.
+    const reachable = new Set<string>();
+    const tally = (w: ImageWork, dest: ImageDestination, b: Descriptor, reused: boolean): void => {
+      const key = `${reuseScope(dest)}\n${b.digest}`;
+      if (!reused) {
+        uploaded.add(key);
+        w.counts.pushed++;
+        w.counts.bytes += b.size;
+        return;
+      }
+      const shared = uploaded.has(key);
+      if (shared) w.counts.shared++;
+      else w.counts.present++;
+      if (!dryRun) onProgress?.({ type: "blob-skipped", image: w.name, digest: b.digest, size: b.size, reason: shared ? SHARED_REASON : "already exists" });
+    };
+    /** A dry run's answer to "would the import reuse this blob": the destination's, read-only, or one found or to be uploaded earlier in the run. */
+    const plan = async (dest: ImageDestination, b: Descriptor, s: AbortSignal): Promise<boolean> => {
+      const key = `${reuseScope(dest)}\n${b.digest}`;
+      const reused = reachable.has(key) || (await wouldReuse(dest, b, s));
+      reachable.add(key);
+      return reused;
+    };
     const { controller: inner, release } = linkedController(signal);
     const run = limiter(Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY));
     const serial = new Map<ImageDestination, <T>(fn: () => Promise<T>) => Promise<T>>();
@@ -306,7 +392,7 @@ export async function importBundle(path: string | string[], options: ImportOptio
         if (!dest.capabilities.concurrentWrites) serial.set(dest, limiter(1));
         for (const b of w.blobs) {
           if (w.present) {
-            result.blobsSkipped++;
+            w.counts.present++;
             onProgress?.({ type: "blob-skipped", image: w.name, digest: b.digest, size: b.size, reason: "image already present" });
             continue;
           }
@@ -318,14 +404,18 @@ export async function importBundle(path: string | string[], options: ImportOptio
       jobs.sort((x, y) => y.b.size - x.b.size);
       const tasks: Promise<void>[] = [];
       for (const { w, dest, b } of jobs) {
-        // The same blob for two images waits for the first push, so the second can reuse it.
+        // The same blob for two images waits for the first push, so the second can reuse it (and
+        // is counted as shared with it).
         const before = byDigest.get(b.digest) ?? Promise.resolve();
         const task = before
           .catch(() => {})
           .then(() =>
-            run(() => {
-              if (w.failure) return Promise.resolve(); // keepGoing: this image already failed
-              return (serial.get(dest) ?? ((fn) => fn()))(() => throttled(options.throttle, dest, () => pushBlob(reader, w, dest, b, inner.signal, options, result, journal)));
+            run(async () => {
+              if (w.failure) return; // keepGoing: this image already failed
+              const reused = await (serial.get(dest) ?? ((fn) => fn()))(() =>
+                throttled(options.throttle, dest, () => (dryRun ? plan(dest, b, inner.signal) : pushBlob(reader, w, dest, b, inner.signal, options, journal))),
+              );
+              tally(w, dest, b, reused);
             }),
           )
           .catch((err) => keep(w, err))
@@ -349,11 +439,48 @@ export async function importBundle(path: string | string[], options: ImportOptio
     // once races in distribution's filesystem storage, where an index being checked then reads
     // its child's half-written link ("DIGEST_INVALID … MANIFEST_BLOB_UNKNOWN").
     const childPushes = new Map<string, Promise<void>>();
+    const imported = (w: ImageWork): ImportedImage => {
+      // A destination that cannot be asked for its tags: a complete image is taken as tagged (its tag is written again).
+      const action: ImportAction = !w.dest || (w.present && w.tagged !== false) ? "none" : w.present ? "retag" : "push";
+      if (action !== "none") result.tagsWritten++;
+      const status = dryRun ? "planned" : action === "push" ? "pushed" : action === "retag" ? "retagged" : "present";
+      const { counts } = w;
+      return {
+        name: w.name,
+        destination: w.ref.toString(),
+        digest: w.top.digest,
+        mediaType: w.top.mediaType,
+        status,
+        action,
+        blobs: w.blobs.length,
+        bytes: sum(w.blobs),
+        signatures: w.dest ? countSignatures(w) : 0,
+        blobsPushed: counts.pushed,
+        bytesPushed: counts.bytes,
+        blobsShared: counts.shared,
+        blobsPresent: counts.present,
+      };
+    };
+    /** A dry run's step 3: the manifests the import would write, counted as it writes them. */
+    const planManifests = (w: ImageWork): ImportedImage => {
+      if (w.dest) {
+        result.manifestsPushed++; // the top-level one, with the tag
+        if (!w.present) {
+          for (const m of w.manifests) {
+            const key = `${repositoryOf(w.ref)}\n${m.digest}`;
+            if (m === w.top || w.have.has(m.digest) || childPushes.has(key)) continue;
+            childPushes.set(key, Promise.resolve());
+            result.manifestsPushed++;
+          }
+        }
+      }
+      return imported(w);
+    };
     const pushManifests = async (w: ImageWork): Promise<ImportedImage> => {
       const dest = w.dest;
       if (!dest) {
         onProgress?.({ type: "image-done", image: w.name, digest: w.top.digest });
-        return { name: w.name, destination: w.ref.toString(), digest: w.top.digest, mediaType: w.top.mediaType, status: "present", blobs: w.blobs.length, bytes: sum(w.blobs), signatures: 0 };
+        return imported(w);
       }
       const push = async (m: Manifest, topLevel: boolean) => {
         await dest.putManifest(m, { topLevel, signal });
@@ -382,21 +509,30 @@ export async function importBundle(path: string | string[], options: ImportOptio
       }
       await dest.commit(signal);
       onProgress?.({ type: "image-done", image: w.name, digest: w.top.digest });
-      return { name: w.name, destination: w.ref.toString(), digest: w.top.digest, mediaType: w.top.mediaType, status: w.present ? "present" : "pushed", blobs: w.blobs.length, bytes: sum(w.blobs), signatures: countSignatures(w) };
+      return imported(w);
     };
-    const done = await settleAll(
-      work.map((w) =>
-        open(async (): Promise<ImportedImage | undefined> => {
-          if (w.failure) return undefined;
-          let imported: ImportedImage | undefined;
-          await guarded(w, async () => {
-            imported = await pushManifests(w);
-          });
-          return imported;
-        }),
-      ),
-    );
+    const done = dryRun
+      ? work.map((w) => (w.failure ? undefined : planManifests(w)))
+      : await settleAll(
+          work.map((w) =>
+            open(async (): Promise<ImportedImage | undefined> => {
+              if (w.failure) return undefined;
+              let image: ImportedImage | undefined;
+              await guarded(w, async () => {
+                image = await pushManifests(w);
+              });
+              return image;
+            }),
+          ),
+        );
     result.images = done.filter((i): i is ImportedImage => i !== undefined);
+    // Every blob counted once per image, the failed images' included (what they uploaded was uploaded).
+    for (const { counts } of work) {
+      result.blobsPushed += counts.pushed;
+      result.bytesPushed += counts.bytes;
+      result.blobsShared += counts.shared;
+      result.blobsSkipped += counts.present;
+    }
     for (const w of work) if (w.failure) result.failures.push({ name: w.name, destination: w.ref.toString(), error: w.failure });
     // A failed image's half-pushed uploads stay in the journal, for a rerun to continue.
     if (result.failures.length === 0) await journal?.remove();
@@ -439,9 +575,14 @@ function importPlan(work: ImageWork[], reader: BundleReader): BundleEvent {
   };
 }
 
-/** The repository an image is written to (for a registry: host and path, without the tag). */
+/**
+ * Where an image's manifests are stored, shared with the other images written there: for a
+ * registry the repository (host and path, without the tag), for an OCI layout the layout.
+ */
 function repositoryOf(ref: ImageReference): string {
-  return ref instanceof DockerImageReference ? `docker://${ref.ref.name}` : ref.toString();
+  if (ref instanceof DockerImageReference) return `docker://${ref.ref.name}`;
+  if (ref instanceof OciReference) return `oci:${ref.path}`;
+  return ref.toString();
 }
 
 /** `stream` under the run's rate limit, when there is one (re-read bytes of a retried chunk count too: they are sent again). */
@@ -456,10 +597,12 @@ function throttled<T>(throttle: Throttle | undefined, dest: ImageDestination, fn
 
 /**
  * Whether the destination already holds the image's top-level manifest under the image's name (a
- * HEAD by tag for a registry, index.json for a layout). A destination that will not say (no pull
- * access to a repository that does not exist yet) is taken as not holding it.
+ * HEAD by tag for a registry, index.json for a layout, manifest.json for `dir:`); undefined for a
+ * transport that cannot be asked. A destination that will not say (no pull access to a repository
+ * that does not exist yet) is taken as not holding it.
  */
-async function alreadyThere(w: ImageWork, ctx: SystemContext | undefined, pool: RegistryClientPool, signal: AbortSignal | undefined): Promise<boolean> {
+async function alreadyThere(w: ImageWork, ctx: SystemContext | undefined, pool: RegistryClientPool, signal: AbortSignal | undefined): Promise<boolean | undefined> {
+  if (!(w.ref instanceof DockerImageReference || w.ref instanceof OciReference || w.ref instanceof DirReference)) return undefined;
   try {
     return (await destinationDigest(w.ref, ctx, pool, signal)) === w.top.digest;
   } catch (err) {
@@ -468,14 +611,13 @@ async function alreadyThere(w: ImageWork, ctx: SystemContext | undefined, pool: 
   }
 }
 
-async function pushBlob(reader: BundleReader, w: ImageWork, dest: ImageDestination, b: Descriptor, signal: AbortSignal, options: ImportOptions, result: ImportResult, journal: ImportJournal | undefined): Promise<void> {
-  const { onProgress } = options;
+/**
+ * One blob into its destination: reused when the destination has it (or mounts it), else streamed
+ * out of the archive and verified on the way. Returns whether it was reused.
+ */
+async function pushBlob(reader: BundleReader, w: ImageWork, dest: ImageDestination, b: Descriptor, signal: AbortSignal, options: ImportOptions, journal: ImportJournal | undefined): Promise<boolean> {
   signal.throwIfAborted();
-  if (await dest.tryReuseBlob(b, signal)) {
-    result.blobsSkipped++;
-    onProgress?.({ type: "blob-skipped", image: w.name, digest: b.digest, size: b.size, reason: "already exists" });
-    return;
-  }
+  if (await dest.tryReuseBlob(b, signal)) return true;
   // Errors of the archive's streams and of verification are the bundle's (see the module comment).
   const archive = (offset?: number): Readable => {
     let stream: Readable;
@@ -487,20 +629,87 @@ async function pushBlob(reader: BundleReader, w: ImageWork, dest: ImageDestinati
     stream.once("error", (err) => fatal(err));
     return throttledStream(options.throttle, stream, signal);
   };
+  const what = `blob ${b.digest} of ${w.name} in bundle ${reader.path}`;
   try {
-    await pushVerified(reader, w, dest, b, signal, options, journal, archive);
+    await pushVerified(what, w, dest, b, signal, options, journal, archive);
   } catch (err) {
-    if (VERIFY_CODES.some((c) => isAirlockError(err, c))) fatal(err);
+    if (VERIFY_CODES.some((c) => isAirlockError(err, c))) throw fatal(damaged(reader, w, b, what, err as AirlockError));
     throw err;
   }
-  result.blobsPushed++;
-  result.bytesPushed += b.size;
+  return false;
 }
 
-async function pushVerified(reader: BundleReader, w: ImageWork, dest: ImageDestination, b: Descriptor, signal: AbortSignal, options: ImportOptions, journal: ImportJournal | undefined, archive: (offset?: number) => Readable): Promise<void> {
+/**
+ * The error for a blob whose bytes in the archive do not match its digest (or size) while they
+ * stream: names the volume file(s) holding it, and says what to do — as verify does.
+ */
+function damaged(reader: BundleReader, w: ImageWork, b: Descriptor, what: string, err: AirlockError): AirlockError {
+  // Only the verifier's own finding is the volume's (its message starts with `what`).
+  if (!err.message.startsWith(`${what}: `)) return err;
+  const detail = err.message.slice(what.length + 2).replace(/; the source .*$/, "");
+  let files: string[] = [];
+  let where: string;
+  try {
+    const volumes = [...new Set(reader.locateBlob(b).map((seg) => seg.volume))];
+    files = volumes.map((v) => reader.volumes[v]?.path ?? `${reader.path}.${String(v).padStart(3, "0")}`);
+    where = reader.volumes.length === 1 ? `bundle file ${files[0]}` : volumes.map((v, i) => `volume ${v} (${files[i]})`).join(" and ");
+  } catch {
+    where = `bundle ${reader.path}`;
+  }
+  const those = files.length > 1 ? "those volumes are" : reader.volumes.length === 1 ? "the bundle file is" : "that volume is";
+  const copy = files.length > 0 ? files.join(" and ") : reader.path;
+  return new AirlockError(
+    err.code,
+    `blob ${b.digest} of image ${w.name} in ${where} does not match its ${err.code === "ERR_SIZE_MISMATCH" ? "size" : "digest"} (${detail}): ${those} damaged; no manifest was written — copy ${copy} again from the source media, or run airlock verify ${reader.path} to list every damaged volume`,
+    { cause: err },
+  );
+}
+
+/** The reason of a `blob-skipped` event for a blob this run uploaded for another image. */
+const SHARED_REASON = "shared: uploaded by this run for another image";
+
+/**
+ * Where a blob, once at a destination, can be reused for every image of the run: the registry,
+ * when its destinations mount blobs between repositories where they saw them (the blob-locations
+ * cache, on by default), else the repository; the OCI layout; the `dir:` directory. Tells a blob
+ * shared with an earlier image of the run from one the destination had before, and lets a dry
+ * run reuse what an earlier image would have uploaded.
+ */
+function reuseScope(dest: ImageDestination): string {
+  const ref = dest.reference;
+  if (dest instanceof DockerImageDestination) return `docker://${BlobLocations.shared() ? dest.repository.registry.domain : dest.repository.name}`;
+  if (ref instanceof OciReference) return `oci:${ref.path}`;
+  if (ref instanceof DirReference) return `dir:${ref.path}`;
+  return ref.toString();
+}
+
+/**
+ * Whether `dest.tryReuseBlob(b)` would answer true, asked without writing: for a registry, HEADs
+ * of the blob in the repository and in the repositories it would mount from (its mount source and
+ * the blob-locations cache's first two, as tryReuseBlob tries them) instead of the mounts; every
+ * other destination only looks already (oci: and dir: check their files).
+ */
+async function wouldReuse(dest: ImageDestination, b: Descriptor, signal: AbortSignal | undefined): Promise<boolean> {
+  if (!(dest instanceof DockerImageDestination)) return dest.tryReuseBlob(b, signal);
+  const fits = (size: number | undefined) => size !== undefined && (size < 0 || b.size < 0 || size === b.size);
+  const { repository } = dest;
+  if (fits(await repository.headBlob(b.digest, signal))) return true;
+  const mountSource = dest.mountSource;
+  const others = BlobLocations.shared()?.candidates(repository.registry.domain, b.digest, repository.path).filter((r) => r !== mountSource).slice(0, 2) ?? [];
+  for (const from of mountSource === undefined ? others : [mountSource, ...others]) {
+    try {
+      if (fits(await repository.registry.repository(from, "pull").headBlob(b.digest, signal))) return true;
+    } catch (err) {
+      if (signal?.aborted) throw err; // a repository we may not read: no mount from it either
+    }
+  }
+  return false;
+}
+
+async function pushVerified(what: string, w: ImageWork, dest: ImageDestination, b: Descriptor, signal: AbortSignal, options: ImportOptions, journal: ImportJournal | undefined, archive: (offset?: number) => Readable): Promise<void> {
   const { onProgress } = options;
   await putVerifiedBlob(dest, b, archive(), {
-    what: `blob ${b.digest} of ${w.name} in bundle ${reader.path}`,
+    what,
     image: w.name,
     signal,
     onProgress,
@@ -518,6 +727,7 @@ async function checkBase(
   open: <T>(fn: () => Promise<T>) => Promise<T>,
   guarded: (w: ImageWork, fn: () => Promise<void>) => Promise<void>,
   signal: AbortSignal | undefined,
+  dryRun: boolean,
 ): Promise<void> {
   const missing: string[] = [];
   await settleAll(
@@ -527,8 +737,8 @@ async function checkBase(
           const dest = w.dest;
           if (!dest) return; // already present under its name
           for (const b of w.base) {
-            if (await dest.tryReuseBlob(b, signal)) continue;
-            if (!(await mountFromAnother(work, w, b, signal))) missing.push(`${b.digest} (${w.name} → ${w.ref})`);
+            if (await (dryRun ? wouldReuse(dest, b, signal) : dest.tryReuseBlob(b, signal))) continue;
+            if (!(await mountFromAnother(work, w, b, signal, dryRun))) missing.push(`${b.digest} (${w.name} → ${w.ref})`);
           }
         }),
       ),
@@ -545,15 +755,17 @@ async function checkBase(
 /**
  * A base blob the destination repository of `w` lacks may be in the repository of another image of
  * the bundle (a receipt lists blobs registry-wide, e.g. a new image sharing a layer with an old
- * one): mounts it from there when the destination can mount (the `setMountSource` feature).
+ * one): mounts it from there when the destination can mount (the `setMountSource` feature). A dry
+ * run only asks whether the other repository has it.
  */
-async function mountFromAnother(work: ImageWork[], w: ImageWork, b: Descriptor, signal: AbortSignal | undefined): Promise<boolean> {
+async function mountFromAnother(work: ImageWork[], w: ImageWork, b: Descriptor, signal: AbortSignal | undefined, dryRun: boolean): Promise<boolean> {
   const dest = w.dest as ImageDestination & { setMountSource?: (source: ImageReference) => void };
   if (typeof dest.setMountSource !== "function") return false;
   for (const o of work) {
     if (o === w || o.ref.toString() === w.ref.toString() || ![...o.base, ...o.blobs].some((x) => x.digest === b.digest)) continue;
     // An image already present under its name (no destination opened) has its blobs in its repository.
-    if (o.dest && !(await o.dest.tryReuseBlob(b, signal))) continue;
+    if (o.dest && !(await (dryRun ? wouldReuse(o.dest, b, signal) : o.dest.tryReuseBlob(b, signal)))) continue;
+    if (dryRun) return true;
     dest.setMountSource(o.ref);
     if (await dest.tryReuseBlob(b, signal)) return true;
   }

@@ -27,7 +27,7 @@ export {
   type VolumeEntry,
   volumeFileName,
 } from "./format.js";
-export { type ImportedImage, type ImportFailure, type ImportOptions, type ImportResult, importBundle } from "./import.js";
+export { type ImportAction, type ImportedImage, type ImportFailure, type ImportOptions, type ImportResult, importBundle } from "./import.js";
 export { ImportJournal, type ImportJournalData, importJournalPath } from "./upload-journal.js";
 export { type BundleProblem, BundleReader, type OpenBlobOptions, type OpenBundleOptions, type ProblemKind, type ReaderVolume, type Segment, type TarEntry } from "./reader.js";
 export { checkSpace, type ExportSpaceInput, exportSpaceNeeds, type ImportSpace, type ImportSpaceInput, importSpace, type SpaceCheck, type SpaceNeed } from "./plan.js";
