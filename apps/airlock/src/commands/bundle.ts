@@ -74,9 +74,9 @@ export function registerBundle(program: Command, cli: CliContext): void {
     const file = opts.file as string;
     const resolved = await resolveAndLock(file, { registry: registrySettingsFrom(opts, cli.globals() as Record<string, unknown>), signal: cli.signal });
     const out = (opts.output as string | undefined) ?? defaultLockPath(file);
-    await writeLock(out, resolved.lock);
+    const written = await writeLock(out, resolved.lock);
     for (const line of lockedImageLines(resolved.lock, resolved.fetched)) cli.stdout.write(`${line}\n`);
-    cli.stderr.write(`Locked ${resolved.lock.images.length} image(s) in ${out}\n`);
+    cli.stderr.write(written ? `Locked ${resolved.lock.images.length} image(s) in ${out}\n` : `${out} is up to date: its ${resolved.lock.images.length} image(s) have not moved (the file is left as it was)\n`);
   });
 
   // ---------------------------------------------------------------- plan

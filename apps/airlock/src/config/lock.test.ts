@@ -171,6 +171,20 @@ describe("images.lock.yaml", () => {
     expect(await readdir(dir)).toEqual(["images.lock.yaml"]);
   });
 
+  it("leaves a lock that pins the same images as it is (no new time, no diff); rewrites it when an image moved", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "airlock-lock-"));
+    dirs.push(dir);
+    const path = join(dir, "images.lock.yaml");
+    const lock = await sampleLock();
+    expect(await writeLock(path, lock)).toBe(true);
+    const before = await readFile(path, "utf8");
+    expect(await writeLock(path, { ...lock, generated: "2030-01-01T00:00:00.000Z", tool: "airlock 9.9.9" })).toBe(false);
+    expect(await readFile(path, "utf8")).toBe(before);
+    const moved = { ...lock, images: lock.images.map((i, n) => (n === 1 ? { ...i, digest: `sha256:${"0".repeat(64)}` as typeof i.digest } : i)) };
+    expect(await writeLock(path, moved)).toBe(true);
+    expect(await readFile(path, "utf8")).toContain(`sha256:${"0".repeat(64)}`);
+  });
+
   it("reports a missing lock with what to do", async () => {
     const err = await readLock("/nonexistent/images.lock.yaml").catch((e) => e);
     expect(isAirlockError(err, "ERR_IO")).toBe(true);

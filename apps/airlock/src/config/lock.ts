@@ -330,9 +330,21 @@ export function formatLock(lock: Lock): string {
   return doc.toString({ lineWidth: 0 });
 }
 
-/** Writes a lock atomically (a reader sees the old file or the new one, never a mix). */
-export async function writeLock(path: string, lock: Lock): Promise<void> {
+/**
+ * Writes a lock atomically (a reader sees the old file or the new one, never a mix). Returns false,
+ * writing nothing, when the file already pins exactly the same (only its `generated` time and
+ * `tool` would change).
+ */
+export async function writeLock(path: string, lock: Lock): Promise<boolean> {
+  // A lock that pins the same images is left as it is, so that relocking changes no file (and
+  // shows no diff in version control) until something moved.
+  const previous = await readFile(path, "utf8").catch(() => undefined);
+  if (previous !== undefined) {
+    const old = await readLock(path).catch(() => undefined);
+    if (old !== undefined && formatLock({ ...old, generated: lock.generated, tool: lock.tool }) === formatLock(lock)) return false;
+  }
   await writeFileAtomic(path, formatLock(lock));
+  return true;
 }
 
 /** Reads and checks a lock file. Throws ERR_IO when it cannot be read, ConfigFileError when invalid. */
