@@ -69,7 +69,8 @@ export function registerOffline(program: Command, cli: CliContext): void {
       if (opts.json) cli.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       else {
         for (const v of report.volumes) {
-          cli.stdout.write(`volume ${v.volume} ${v.path}: ${!v.present ? "MISSING" : v.ok ? "ok" : "DAMAGED"}${v.sha256 ? ` sha256:${v.sha256}` : ""}\n`);
+          const unchecked = v.present && v.expected === undefined ? " (no checksum recorded; its entries were checked)" : "";
+          cli.stdout.write(`volume ${v.volume} ${v.path}: ${!v.present ? "MISSING" : v.ok ? "ok" : "DAMAGED"}${v.sha256 ? ` sha256:${v.sha256}` : ""}${unchecked}\n`);
         }
         for (const i of report.images) cli.stdout.write(`${i.ok ? "ok     " : "BROKEN "} ${i.name} ${i.digest}\n`);
         for (const t of report.tools ?? []) cli.stdout.write(`${t.ok ? "ok     " : "BROKEN "} tool ${t.path} (${t.platform}, ${formatBytes(t.size)}) ${t.digest}\n`);

@@ -222,7 +222,12 @@ export async function importBundle(path: string | string[], options: ImportOptio
   // Registry clients shared by the presence checks and every destination of the same registry.
   const pool = new RegistryClientPool();
   try {
-    // 1. Check everything that can be checked without pushing.
+    // 1. Check everything that can be checked without pushing. An altered archive (a path stored
+    //    twice, an entry appended after the export) is refused whole, even where no image reads it.
+    const altered = reader.problems.filter((p) => p.kind === "entry-duplicate" || p.kind === "entry-unlisted");
+    if (altered.length > 0) {
+      throw fatal(new AirlockError("ERR_INVALID_LAYOUT", `bundle ${path} is not as it was exported: ${altered.map((p) => p.message).join("; ")}; nothing was imported (airlock verify ${path} lists every fault)`));
+    }
     const images = await selectImages(reader, options.images);
     const metadata = await reader.metadata();
     const baseBlobs = new Set<string>(metadata?.base?.blobs ?? []);
