@@ -3,7 +3,7 @@
  * generated images (via the in-memory transport), read back by airlock, GNU tar, skopeo and umoci.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
@@ -559,6 +559,8 @@ describe("disk full", () => {
     expect((err as Error).message).toMatch(/disk full while writing bundle/);
     expect(existsSync(out)).toBe(false);
     expect(existsSync(checksumFileName(out))).toBe(false);
+    // The journal's temporary file, which the full disk cut short, is not left behind.
+    expect(readdirSync(mnt).filter((f) => f.endsWith(".tmp"))).toEqual([]);
     expect(m.image.layers).toHaveLength(2);
     rmSync(join(mnt, "filler"), { force: true });
   });

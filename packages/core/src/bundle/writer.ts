@@ -339,7 +339,9 @@ export class Journal {
           await fs.rename(tmp, this.path);
         }
       } catch {
-        // A journal that cannot be written only costs a resume its shortcut.
+        // A journal that cannot be written (the disk is full) only costs a resume its shortcut;
+        // its half-written temporary file goes.
+        await fs.rm(`${this.path}.tmp`, { force: true }).catch(() => {});
       } finally {
         this.writing = undefined;
       }
