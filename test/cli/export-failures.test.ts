@@ -16,6 +16,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningRegistry, startRegistry } from "../harness/registry.js";
 import { type CliRun, runBin } from "../support/cli.js";
+import { type LayoutBlob, putLayoutBlob, putLayoutImage, writeLayoutIndex } from "../support/oci-layout.js";
 
 const LAYERS = 8;
 
@@ -27,60 +28,21 @@ let good: { digest: string; layers: string[] };
 /** The layer removed from the layout: the largest, so it is among the first blobs opened. */
 let missing: { digest: string; path: string; bytes: Buffer };
 
-/** Writes `bytes` as a blob of `dir` and returns its descriptor fields. */
-async function putBlob(dir: string, bytes: Buffer): Promise<{ digest: string; size: number }> {
-  const hex = createHash("sha256").update(bytes).digest("hex");
-  await fs.writeFile(join(dir, "blobs", "sha256", hex), bytes);
-  return { digest: `sha256:${hex}`, size: bytes.length };
-}
-
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "airlock-export-failures-"));
-  // An OCI image layout with one image of several layers (256 KiB and up: each takes a few reads).
+  // An OCI image layout with one image of several layers (256 KiB and up: each takes a few reads),
+  // and a second image sharing the three smallest.
   layout = join(work, "layout");
-  await fs.mkdir(join(layout, "blobs", "sha256"), { recursive: true });
-  const layers: { mediaType: string; digest: string; size: number; bytes: Buffer }[] = [];
+  const layers: (LayoutBlob & { bytes: Buffer })[] = [];
   for (let i = 0; i < LAYERS; i++) {
     const bytes = randomBytes(256 * 1024 + i * 4096);
-    layers.push({ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", ...(await putBlob(layout, bytes)), bytes });
+    layers.push({ ...(await putLayoutBlob(layout, bytes)), bytes });
   }
-  const config = await putBlob(layout, Buffer.from(JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: layers.map((l) => l.digest) } })));
-  const manifest = await putBlob(
-    layout,
-    Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: "application/vnd.oci.image.manifest.v1+json",
-        config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
-        layers: layers.map(({ mediaType, digest, size }) => ({ mediaType, digest, size })),
-      }),
-    ),
-  );
+  const manifest = await putLayoutImage(layout, layers);
   const shared = layers.slice(0, 3);
-  const goodConfig = await putBlob(layout, Buffer.from(JSON.stringify({ architecture: "arm64", os: "linux", rootfs: { type: "layers", diff_ids: shared.map((l) => l.digest) } })));
-  const goodManifest = await putBlob(
-    layout,
-    Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: "application/vnd.oci.image.manifest.v1+json",
-        config: { mediaType: "application/vnd.oci.image.config.v1+json", ...goodConfig },
-        layers: shared.map(({ mediaType, digest, size }) => ({ mediaType, digest, size })),
-      }),
-    ),
-  );
-  good = { digest: goodManifest.digest, layers: [goodConfig.digest, ...shared.map((l) => l.digest)] };
-  await fs.writeFile(join(layout, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
-  await fs.writeFile(
-    join(layout, "index.json"),
-    JSON.stringify({
-      schemaVersion: 2,
-      manifests: [
-        { mediaType: "application/vnd.oci.image.manifest.v1+json", ...manifest, annotations: { "org.opencontainers.image.ref.name": "app" } },
-        { mediaType: "application/vnd.oci.image.manifest.v1+json", ...goodManifest, annotations: { "org.opencontainers.image.ref.name": "good" } },
-      ],
-    }),
-  );
+  const goodManifest = await putLayoutImage(layout, shared, "arm64");
+  good = { digest: goodManifest.digest, layers: [goodManifest.config, ...shared.map((l) => l.digest)] };
+  await writeLayoutIndex(layout, { app: manifest, good: goodManifest });
   const largest = layers[LAYERS - 1] as (typeof layers)[number];
   missing = { digest: largest.digest, path: join(layout, "blobs", "sha256", largest.digest.slice("sha256:".length)), bytes: largest.bytes };
   await fs.rm(missing.path);

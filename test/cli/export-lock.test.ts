@@ -6,41 +6,21 @@
  * processes at once, on an OCI layout written here (a slow export: --rate-limit).
  */
 import { spawn } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { existsSync, promises as fs, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AIRLOCK_BIN, runBin, runCommand } from "../support/cli.js";
+import { putLayoutBlob, putLayoutImage, writeLayoutIndex } from "../support/oci-layout.js";
 
 let work: string;
 let images: string;
 
-async function putBlob(dir: string, bytes: Buffer): Promise<{ digest: string; size: number }> {
-  const hex = createHash("sha256").update(bytes).digest("hex");
-  await fs.writeFile(join(dir, "blobs", "sha256", hex), bytes);
-  return { digest: `sha256:${hex}`, size: bytes.length };
-}
-
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "airlock-export-lock-"));
   const layout = join(work, "layout");
-  await fs.mkdir(join(layout, "blobs", "sha256"), { recursive: true });
-  const layer = await putBlob(layout, randomBytes(2 * 1024 * 1024));
-  const config = await putBlob(layout, Buffer.from(JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [layer.digest] } })));
-  const manifest = await putBlob(
-    layout,
-    Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: "application/vnd.oci.image.manifest.v1+json",
-        config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
-        layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", ...layer }],
-      }),
-    ),
-  );
-  await fs.writeFile(join(layout, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
-  await fs.writeFile(join(layout, "index.json"), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: "application/vnd.oci.image.manifest.v1+json", ...manifest, annotations: { "org.opencontainers.image.ref.name": "app" } }] }));
+  await writeLayoutIndex(layout, { app: await putLayoutImage(layout, [await putLayoutBlob(layout, randomBytes(2 * 1024 * 1024))]) });
   images = join(work, "images.yaml");
   await fs.writeFile(images, `version: 1\nimages:\n  - source: oci:${layout}:app\n    as: team/app:1.0\n`);
 });

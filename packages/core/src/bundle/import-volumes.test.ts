@@ -6,7 +6,6 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeImage, MemoryStore } from "../../../../test/support/memory-transport.js";
 import { digestOf } from "../digest.js";
@@ -14,7 +13,6 @@ import { isAirlockError } from "../errors.js";
 import type { Descriptor } from "../manifest.js";
 import { parseImageName } from "../transports/index.js";
 import "../transports/all.js";
-import type { ImageReference } from "../transports/types.js";
 import { exportBundle } from "./export.js";
 import { importBundle } from "./import.js";
 import { BundleReader } from "./reader.js";
@@ -33,25 +31,11 @@ const store = new MemoryStore();
 const image = makeImage(store, { layers: [bytes("one", 40_000), bytes("two", 40_000), bytes("big", 150_000)], name: "app" });
 const NAME = "volumes.example/app:1";
 
-/** The memory image, each blob served as one chunk. */
-function source(): ImageReference {
-  const ref = store.ref("app");
-  return {
-    transport: ref.transport,
-    toString: () => ref.toString(),
-    dockerReference: () => undefined,
-    newDestination: () => ref.newDestination(),
-    newSource: async () => {
-      const src = await ref.newSource();
-      return { reference: src.reference, getManifest: (d) => src.getManifest(d), close: () => src.close(), getBlob: async (desc) => ({ stream: Readable.from([store.blobs.get(desc.digest) as Buffer]), size: desc.size }) };
-    },
-  };
-}
 
 let out: string;
 beforeAll(async () => {
   out = join(tmp, "bundle.tar");
-  await exportBundle([{ source: source(), name: NAME }], out, { splitSize: 64 * 1024 });
+  await exportBundle([{ source: store.wholeBlobsRef("app"), name: NAME }], out, { splitSize: 64 * 1024 });
 });
 
 /**
@@ -60,7 +44,7 @@ beforeAll(async () => {
  */
 async function damaged(dir: string, desc: Descriptor): Promise<{ path: string; volumes: { volume: number; path: string }[]; actual: string }> {
   const path = join(tmp, dir, "bundle.tar");
-  await exportBundle([{ source: source(), name: NAME }], path, { splitSize: 64 * 1024 });
+  await exportBundle([{ source: store.wholeBlobsRef("app"), name: NAME }], path, { splitSize: 64 * 1024 });
   const reader = await BundleReader.open(path);
   const segments = reader.locateBlob(desc);
   await reader.close();

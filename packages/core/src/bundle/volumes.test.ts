@@ -7,11 +7,9 @@ import { execFileSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeImage, makeIndex, MemoryStore } from "../../../../test/support/memory-transport.js";
 import { type Digest, digestOf } from "../digest.js";
-import type { ImageReference } from "../transports/types.js";
 import { type ExportResult, exportBundle } from "./export.js";
 import { type BundleMetadata, checksumFileName, volumeFileName } from "./format.js";
 import { importBundle } from "./import.js";
@@ -39,25 +37,6 @@ makeImage(store, { layers: [big, bytes("after-big", 5_000)], name: "big" });
 makeImage(store, { layers: Array.from({ length: 12 }, (_, i) => bytes(`small${i}`, 3_000 + i * 500)), name: "many" });
 const NAMES = ["multi", "big", "many"];
 
-/** `store.ref(name)`, but serving each blob as one chunk (the memory transport's 7-byte chunks are slow). */
-function wholeBlobs(name: string): ImageReference {
-  const ref = store.ref(name);
-  return {
-    transport: ref.transport,
-    toString: () => ref.toString(),
-    dockerReference: () => undefined,
-    newDestination: () => ref.newDestination(),
-    newSource: async () => {
-      const src = await ref.newSource();
-      return {
-        reference: src.reference,
-        getManifest: (d) => src.getManifest(d),
-        close: () => src.close(),
-        getBlob: async (desc) => ({ stream: Readable.from([store.blobs.get(desc.digest) as Buffer]), size: desc.size }),
-      };
-    },
-  };
-}
 const bundleName = (n: string) => `volumes.example/${n}:v1`;
 
 const dir = join(tmp, "original");
@@ -67,7 +46,7 @@ let result: ExportResult;
 beforeAll(async () => {
   mkdirSync(dir);
   result = await exportBundle(
-    NAMES.map((n) => ({ source: wholeBlobs(n), name: bundleName(n) })),
+    NAMES.map((n) => ({ source: store.wholeBlobsRef(n), name: bundleName(n) })),
     out,
     { splitSize: SPLIT },
   );
