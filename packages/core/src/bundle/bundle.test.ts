@@ -10,7 +10,7 @@ import { basename, join } from "node:path";
 import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeImage, makeIndex, MemoryStore } from "../../../../test/support/memory-transport.js";
+import { MemoryStore, makeImage, makeIndex, withGetBlob } from "../../../../test/support/memory-transport.js";
 import { copyImage } from "../copy/copy.js";
 import { type Digest, digestOf } from "../digest.js";
 import { AirlockError } from "../errors.js";
@@ -311,32 +311,18 @@ describe("nothing half-done looks done", () => {
     const m = makeImage(store, { layers: [big, Buffer.alloc(5000, 9)], name: "app" });
     const ref = store.ref("app");
     let cut = 0;
-    const flaky: ImageReference = {
-      transport: ref.transport,
-      toString: () => ref.toString(),
-      dockerReference: () => undefined,
-      newDestination: () => ref.newDestination(),
-      newSource: async () => {
-        const src = await ref.newSource();
-        return {
-          reference: src.reference,
-          getManifest: (d) => src.getManifest(d),
-          close: () => src.close(),
-          getBlob: async (desc) => {
-            const data = store.blobs.get(desc.digest) as Buffer;
-            if (desc.digest === m.image.layers[0]?.digest && cut++ === 0) {
-              // Two MiB of garbage arrive (a broken proxy), then the connection drops.
-              const stream = new Readable({ read() {} });
-              stream.push(Buffer.alloc(1024 * 1024, 0x55));
-              stream.push(Buffer.alloc(1024 * 1024, 0xaa));
-              setTimeout(() => stream.destroy(new AirlockError("ERR_NETWORK", "connection reset", { retryable: true })), 20);
-              return { stream, size: desc.size };
-            }
-            return { stream: Readable.from([data]), size: desc.size };
-          },
-        };
-      },
-    };
+    const flaky = withGetBlob(ref, async (desc) => {
+      const data = store.blobs.get(desc.digest) as Buffer;
+      if (desc.digest === m.image.layers[0]?.digest && cut++ === 0) {
+        // Two MiB of garbage arrive (a broken proxy), then the connection drops.
+        const stream = new Readable({ read() {} });
+        stream.push(Buffer.alloc(1024 * 1024, 0x55));
+        stream.push(Buffer.alloc(1024 * 1024, 0xaa));
+        setTimeout(() => stream.destroy(new AirlockError("ERR_NETWORK", "connection reset", { retryable: true })), 20);
+        return { stream, size: desc.size };
+      }
+      return { stream: Readable.from([data]), size: desc.size };
+    });
     const out = scratch("retry.tar");
     const events: BundleEvent[] = [];
     const r = await exportBundle([{ source: flaky, name: "app" }], out, { onProgress: (e) => events.push(e) });
@@ -531,29 +517,13 @@ describe("disk full", () => {
     // Once the export is under way (after its free-space check), something else fills the disk.
     let filled = false;
     const ref = store.ref("app");
-    const filling: ImageReference = {
-      ...ref,
-      transport: ref.transport,
-      toString: () => ref.toString(),
-      dockerReference: () => undefined,
-      newDestination: () => ref.newDestination(),
-      newSource: async () => {
-        const src = await ref.newSource();
-        return {
-          ...src,
-          reference: src.reference,
-          getManifest: (d) => src.getManifest(d),
-          close: () => src.close(),
-          getBlob: async (desc, o) => {
-            if (!filled) {
-              filled = true;
-              spawnSync("dd", ["if=/dev/zero", `of=${join(mnt, "filler")}`, "bs=4k", "count=100000"], { stdio: "ignore" });
-            }
-            return src.getBlob(desc, o);
-          },
-        };
-      },
-    };
+    const filling = withGetBlob(ref, async (desc, own, o) => {
+      if (!filled) {
+        filled = true;
+        spawnSync("dd", ["if=/dev/zero", `of=${join(mnt, "filler")}`, "bs=4k", "count=100000"], { stdio: "ignore" });
+      }
+      return own.getBlob(desc, o);
+    });
     const err = await exportBundle([{ source: filling, name: "app" }], out, { concurrency: 1 }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "ERR_IO" });
     expect((err as Error).message).toMatch(/disk full while writing bundle/);
