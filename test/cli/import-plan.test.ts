@@ -90,7 +90,7 @@ async function importRun(to: string, ...args: string[]) {
     .filter((l) => l.startsWith("{"))
     .map((l) => JSON.parse(l));
   const last = events.at(-1);
-  expect(last?.type).toBe("import-summary");
+  expect(last?.type).toBe("summary");
   const { time: _t, type: _y, ...summary } = last;
   expect(summary).toEqual(rep);
   return { r, rep };

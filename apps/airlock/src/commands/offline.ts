@@ -32,7 +32,7 @@ import { formatBytes } from "../progress.js";
 import { withFlagHints } from "../registry-hints.js";
 import { configuredLookasideStaging, loadRegistriesD, loadTrustPolicy, policyChecker } from "../signing/index.js";
 import { addThrottleFlags, withThrottle } from "../throttle-flags.js";
-import { checkBundleSignature, errorReport, keepGoingError, listener, reportOptions, seconds, writeReport } from "./bundle-common.js";
+import { checkBundleSignature, errorReport, keepGoingError, listener, reportOptions, seconds, writeReport, writeSummary } from "./bundle-common.js";
 import { describeReceipt } from "./inventory.js";
 
 /** Registers verify and import. */
@@ -119,7 +119,7 @@ that bundle.json agrees with index.json, applies the trust policy, then asks the
 it already has (HEADs of tags, manifests and blobs, as the import's skip logic) and prints the
 plan; nothing is written. It does not read the blobs' contents (that is every byte of the bundle):
 run airlock verify BUNDLE to check every digest, or give --verify-key, which verifies the whole
-bundle first. --json (a final import-summary event) and --report carry the same plan.
+bundle first. --json (a final summary event) and --report carry the same plan.
 
 Image signatures exported with the images travel in the bundle and are stored at the destination
 (dir: signature-N files, oci: signatures/<alg>/<hex>/, docker:// the lookaside-staging location of
@@ -141,17 +141,17 @@ Examples:
     const started = Date.now();
     const tally = new ImportTally();
     let result: ImportResult;
-    // The report (--report FILE) and, with --json, the same object as the last NDJSON event.
-    const summarize = async (report: Record<string, unknown>) => {
-      if (opts.json) cli.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), type: "import-summary", ...report })}\n`);
+    // The report (--report FILE) and, with --json, the same object as the last NDJSON event ("summary", as export's).
+    const summarize = async (report: Record<string, unknown>, line?: string) => {
+      writeSummary(cli, opts, line, report);
       await writeReport(opts, report);
     };
     try {
       result = await runImport(paths, opts, tally);
     } catch (err) {
       // How far it got, when it got anywhere; a run refused before it moved anything says only why.
-      if (tally.movedAnything()) cli.stderr.write(`${tally.failedSummary(Date.now() - started)}\n`);
-      await summarize({ ok: false, ...errorReport(err), path: paths.join(" "), ...(opts.dryRun ? { dryRun: true } : {}), ...tally.report(), durationMs: Date.now() - started });
+      const line = tally.movedAnything() ? tally.failedSummary(Date.now() - started) : undefined;
+      await summarize({ ok: false, ...errorReport(err), path: paths.join(" "), ...(opts.dryRun ? { dryRun: true } : {}), ...tally.report(), durationMs: Date.now() - started }, line);
       throw err;
     }
     for (const line of describeImport(result)) cli.stdout.write(`${line}\n`);
