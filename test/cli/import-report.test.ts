@@ -113,4 +113,12 @@ describe("import --report", () => {
     expect(r.stderr.trim().split("\n")).toEqual([expect.stringMatching(/^airlock: .*nope\.tar/)]);
     expect(JSON.parse(readFileSync(report, "utf8"))).toMatchObject({ ok: false, error: expect.stringContaining("nope.tar"), images: [], blobsPushed: 0 });
   });
+
+  it("an invalid --to prefix is named by itself (not through an image it does not hold)", async () => {
+    const upper = await runCli(["import", "-q", bundle, "--to", "127.0.0.1:9/Mirror"]);
+    expect(upper.code).toBe(1);
+    expect(upper.stderr).toBe('airlock: --to 127.0.0.1:9/Mirror: the repository prefix "Mirror" must be lowercase (use "127.0.0.1:9/mirror")\n');
+    const bad = await runCli(["import", "-q", bundle, "--to", "127.0.0.1:9/a/-x"]);
+    expect(bad.stderr).toBe('airlock: --to 127.0.0.1:9/a/-x: the repository prefix "a/-x" has the invalid part "-x": use lowercase letters and digits, separated by . _ or -\n');
+  });
 });
