@@ -136,10 +136,15 @@ images:
     }
   });
 
-  it("verifies offline", async () => {
-    const r = await runCli(["verify", bundle]);
+  it("verifies offline; --report writes the same report as --json prints", async () => {
+    const report = join(tmp, "verify-reports", "v.json");
+    const r = await runCli(["verify", bundle, "--report", report]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/bundle OK: 6 image\(s\)/);
+    const written = JSON.parse(readFileSync(report, "utf8"));
+    const printed = JSON.parse((await runCli(["verify", bundle, "--json"])).stdout);
+    expect({ ...written, durationMs: 0 }).toEqual({ ...printed, durationMs: 0 });
+    expect(written).toMatchObject({ ok: true, images: expect.arrayContaining([expect.objectContaining({ ok: true })]) });
   });
 
   it("import --dry-run pushes nothing", async () => {

@@ -43,6 +43,7 @@ export function registerOffline(program: Command, cli: CliContext): void {
     .description("Check a bundle offline: every volume, blob, manifest and the metadata")
     .argument("<bundle...>", "the bundle file, or its volumes (bundle.tar.000 …), or the base name of a split bundle")
     .option("--json", "print the report as JSON on stdout")
+    .option("--report <file>", "also write the report as JSON to this file (its directory is made as needed)")
     .option("--key <file...>", "require a valid signature by one of these OpenPGP public keys (BUNDLE.sig)")
     .option("--signature <file>", "the bundle's signature file (default: BUNDLE.sig)")
     .addHelpText("after", "\nExit status: 0 when the bundle is intact (and, with --key, signed by a trusted key), 1 when anything is wrong (each problem is listed).")
@@ -53,6 +54,7 @@ export function registerOffline(program: Command, cli: CliContext): void {
       }
       const report = await verifyBundle(paths.length === 1 ? (paths[0] as string) : paths, { signal: cli.signal });
       const alone = volumeAlone(paths, report);
+      await writeReport(opts, alone ? { ...report, volumeAlone: alone } : report);
       if (alone) {
         // One volume file given, and only it at hand (one USB stick): its own state, from its own description.
         if (opts.json) cli.stdout.write(`${JSON.stringify({ ...report, volumeAlone: alone }, null, 2)}\n`);
