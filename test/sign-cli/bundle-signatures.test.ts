@@ -135,6 +135,23 @@ describe("image signatures in bundles", () => {
     expect(wrong.stderr).toMatch(/Source image rejected/);
   });
 
+  it("export --format oci leaves out the signature of a manifest it converts, and says so", async () => {
+    const dir = fresh("signed-docker");
+    const c = await runCli(["--policy", insecure, "copy", "-q", "--sign-by-key", key("signer.sec.asc"), "--sign-identity", IDENTITY, `oci:${FIX}/oci:docker`, `dir:${dir}`]);
+    expect(c.code, c.stderr).toBe(0);
+    const yaml = fresh("images.yaml");
+    writeFileSync(yaml, `version: 1\nimages:\n  - source: dir:${dir}\n    as: demo/docker:1\n`);
+    const out = fresh("bundle.tar");
+    const r = await runCli(["export", "--format", "oci", "-f", yaml, "-o", out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^warning: 1 signature\(s\) of sha256:\w+ \(dir:.*\) are left out: --format oci converted that manifest, so they no longer sign what the bundle holds$/m);
+    expect((await metadataOf(out)).signatures).toBeUndefined();
+    // Without the conversion the signature travels.
+    const kept = fresh("bundle.tar");
+    expect((await runCli(["export", "-q", "-f", yaml, "-o", kept])).code).toBe(0);
+    expect((await metadataOf(kept)).signatures).toHaveLength(1);
+  });
+
   it("carries the signatures of a multi-arch index and of each image it lists; bundleImageSource offers them", async () => {
     const dir = fresh("multi");
     const c = await runCli(["--policy", insecure, "copy", "-q", "--all", "--sign-by-key", key("signer.sec.asc"), "--sign-identity", IDENTITY, `oci:${FIX}/oci:multi`, `dir:${dir}`]);

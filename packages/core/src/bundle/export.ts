@@ -269,7 +269,10 @@ async function exportUnlocked(images: ExportImage[], out: string, options: Expor
             const platforms = resolvedAsIs.sourceTop ? (r.platforms ?? []).map((p) => (p.platform ? formatPlatform(p.platform) : p.digest)) : [];
             onProgress?.({ type: "index-rewritten", image: img.name, sourceDigest: r.sourceTop.digest, digest: r.top.digest, platforms, ...(r.converted ? { converted: true as const } : {}) });
           }
-          return { r, src, signatures: await readSignatures(src, r, signal) };
+          const signatures = await readSignatures(src, r, resolvedAsIs, signal, (digest, n) =>
+            onProgress?.({ type: "warning", image: img.name, message: `${n} signature(s) of ${digest} (${img.source.toString()}) are left out: --format oci converted that manifest, so they no longer sign what the bundle holds` }),
+          );
+          return { r, src, signatures };
         }),
       ),
     );
@@ -590,14 +593,25 @@ function exportedImage(r: ResolvedImage): ExportedImage {
  * The signatures a source stores for the manifests of `r` that the bundle keeps as they are: the
  * top-level manifest (unless a platform list rewrote the index: the source's signatures name the
  * source's digest) and, for an index, each image it lists. By manifest digest; [] entries left out.
+ * `asIs` is the image before `--format oci` (manifest for manifest, in the same order): the
+ * signatures of a manifest it converted sign the original's digest, so they are left out and
+ * reported to `dropped`.
  */
-async function readSignatures(src: ImageSource, r: ResolvedImage, signal: AbortSignal | undefined): Promise<Map<Digest, Uint8Array[]>> {
+async function readSignatures(src: ImageSource, r: ResolvedImage, asIs: ResolvedImage, signal: AbortSignal | undefined, dropped: (digest: Digest, n: number) => void): Promise<Map<Digest, Uint8Array[]>> {
   const out = new Map<Digest, Uint8Array[]>();
   if (!isSignatureSource(src)) return out;
-  for (const m of r.manifests) {
-    if (m === r.top && r.sourceTop) continue;
+  const lookup = (m: Manifest, top: boolean) => (top ? src.getSignatures(signal ? { signal } : {}) : src.getSignatures(signal ? { instanceDigest: m.digest, signal } : { instanceDigest: m.digest }));
+  for (const [i, m] of r.manifests.entries()) {
     signal?.throwIfAborted();
-    const sigs = m === r.top ? await src.getSignatures(signal ? { signal } : {}) : await src.getSignatures(signal ? { instanceDigest: m.digest, signal } : { instanceDigest: m.digest });
+    const original = asIs.manifests[i] ?? m;
+    // An index a platform list rewrote: the source never signed it.
+    if (original === asIs.top && asIs.sourceTop) continue;
+    const sigs = await lookup(original, original === asIs.top);
+    // --format oci converted it: the source's signatures name the original digest, not this one.
+    if (original.digest !== m.digest) {
+      if (sigs.length > 0) dropped(original.digest, sigs.length);
+      continue;
+    }
     if (sigs.length > 0) out.set(m.digest, sigs);
   }
   return out;
