@@ -12,7 +12,7 @@
  */
 import { execFile, type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { promises as fs } from "node:fs";
+import { promises as fs, writeFileSync } from "node:fs";
 import { createServer, request } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -305,6 +305,18 @@ describe.skipIf(skipReason !== "")(`docker-daemon: against a real dockerd${skipR
     const noClient = await runCli(["inspect", "--daemon-host", tlsHost, "--tls-verify=false", "docker-daemon:airlock/tls:1"]);
     expect(noClient.code).toBe(1);
     expect(noClient.stderr).toMatch(/wants a client certificate: cert\.pem and key\.pem/);
+
+    // --tls-details applies to the daemon's TLS as to registries': a TLS 1.3 minimum works; only
+    // X448, which Go's crypto/tls (dockerd) lacks, fails the handshake, naming the file.
+    const min13 = join(certDir, "..", "min13.yaml");
+    writeFileSync(min13, 'minVersion: "1.3"\n');
+    const ok13 = await runCli(["--tls-details", min13, "inspect", "--raw", "--daemon-host", tlsHost, "--cert-dir", certDir, "docker-daemon:airlock/tls:1"]);
+    expect(ok13.code, ok13.stderr).toBe(0);
+    const x448 = join(certDir, "..", "x448.yaml");
+    writeFileSync(x448, "namedGroups: [x448]\n");
+    const refused = await runCli(["--tls-details", x448, "inspect", "--daemon-host", tlsHost, "--cert-dir", certDir, "docker-daemon:airlock/tls:1"]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(new RegExp(`TLS with the Docker daemon at .* failed: .*handshake failure.*allowed by ${x448.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} \\(--tls-details\\)`, "i"));
   });
 
   it("a load closed before commit, or refused by the daemon, leaves no image; a missing image exits 2", async () => {

@@ -363,7 +363,7 @@ export class RegistryConnection {
     }
     if (typeof e?.code === "string" && (e.code.startsWith("ERR_SSL") || e.code.startsWith("ERR_TLS") || e.code === "EPROTO")) {
       const base = this.tls?.base ? `; the TLS versions, cipher suites or groups allowed by ${this.tls.base.source} (--tls-details) may be ones ${this.host} does not offer` : "";
-      return new AirlockError("ERR_TLS", `${what}: TLS with ${this.host} failed: ${msg}${base}; check ${certDir}, or use ${tlsVerify}`, { cause: err });
+      return new AirlockError("ERR_TLS", `${what}: TLS with ${this.host} failed: ${msg.split("\n")[0]}${base}; check ${certDir}, or use ${tlsVerify}`, { cause: err });
     }
     const timeout = e?.code === "UND_ERR_CONNECT_TIMEOUT" || e?.code === "UND_ERR_HEADERS_TIMEOUT" || e?.code === "UND_ERR_BODY_TIMEOUT" || e?.code === "ETIMEDOUT";
     const retryable = isRetryableNetworkError(err);

@@ -104,12 +104,15 @@ export class DaemonClient {
   private readonly agent: Agent;
   /** Whether a TLS client certificate is presented. */
   private readonly clientCertificate: boolean;
+  /** The `--tls-details` file whose settings the TLS connection uses, if any (named in TLS errors). */
+  private readonly tlsDetails: string | undefined;
 
-  private constructor(endpoint: DaemonEndpoint, agent: Agent, what: string, clientCertificate: boolean) {
+  private constructor(endpoint: DaemonEndpoint, agent: Agent, what: string, clientCertificate: boolean, tlsDetails: string | undefined) {
     this.endpoint = endpoint;
     this.agent = agent;
     this.what = what;
     this.clientCertificate = clientCertificate;
+    this.tlsDetails = tlsDetails;
   }
 
   /** A client for the daemon `ctx` means; loads TLS files when the connection uses TLS. */
@@ -120,7 +123,7 @@ export class DaemonClient {
     if (endpoint.tls) Object.assign(connect, await tlsOptions(endpoint, ctx, env));
     // A load or a save may be silent for minutes (the daemon unpacks or exports layers): no timeouts; callers abort.
     const agent = new (undici().Agent)({ connect, headersTimeout: 0, bodyTimeout: 0 });
-    return new DaemonClient(endpoint, agent, what, connect.cert !== undefined);
+    return new DaemonClient(endpoint, agent, what, connect.cert !== undefined, endpoint.tls ? ctx.docker?.baseTls?.source : undefined);
   }
 
   /** Sends a request; a daemon that cannot be reached is one ERR_NETWORK naming it and how to choose another. */
@@ -154,6 +157,9 @@ export class DaemonClient {
       return new AirlockError("ERR_TLS", `${this.what}: the Docker daemon at ${this.endpoint.host} has a certificate airlock cannot verify (${e?.message ?? e?.code}); give its CA as ca.pem in --cert-dir DIR (with cert.pem and key.pem for a client certificate), or skip verification with --tls-verify=false`, { cause: err });
     }
     const chosen = this.endpoint.chosenBy === "default" ? "" : ` (from ${this.endpoint.chosenBy})`;
+    if (this.tlsDetails && typeof e?.code === "string" && (e.code.startsWith("ERR_SSL") || e.code.startsWith("ERR_TLS") || e.code === "EPROTO")) {
+      return new AirlockError("ERR_TLS", `${this.what}: TLS with the Docker daemon at ${this.endpoint.host}${chosen} failed: ${(e.message ?? e.code).split("\n")[0]}; the TLS versions, cipher suites or groups allowed by ${this.tlsDetails} (--tls-details) may be ones the daemon does not offer`, { cause: err });
+    }
     if (this.endpoint.tls && !this.clientCertificate && !known) {
       // A daemon started with --tlsverify drops a TLS client that has no certificate.
       return new AirlockError("ERR_TLS", `${this.what}: the Docker daemon at ${this.endpoint.host}${chosen} closed the connection: ${why}; if it was started with --tlsverify it wants a client certificate: cert.pem and key.pem (and its CA, ca.pem) in --cert-dir DIR`, { cause: err });
@@ -207,8 +213,10 @@ export async function readText(body: Readable, max: number): Promise<string> {
 async function tlsOptions(endpoint: DaemonEndpoint, ctx: SystemContext, env: Env): Promise<Record<string, unknown>> {
   const fromEnv = endpoint.chosenBy === "DOCKER_HOST";
   const dir = fromEnv ? env.DOCKER_CERT_PATH || join(homedir(), ".docker") : ctx.docker?.certDir;
-  const verify = fromEnv || ctx.docker?.tlsVerify !== false;
-  if (dir === undefined) return { rejectUnauthorized: verify };
+  // --tls-details (containers-tls-details.yaml): TLS versions, cipher suites and groups, as for registries.
+  const b = ctx.docker?.baseTls;
+  const verify = { rejectUnauthorized: fromEnv || ctx.docker?.tlsVerify !== false, ...(b?.minVersion ? { minVersion: b.minVersion } : {}), ...(b?.ciphers ? { ciphers: b.ciphers } : {}), ...(b?.ecdhCurve ? { ecdhCurve: b.ecdhCurve } : {}) };
+  if (dir === undefined) return verify;
   const read = async (name: string) => {
     try {
       return await fs.readFile(join(dir, name), "utf8");
@@ -225,5 +233,5 @@ async function tlsOptions(endpoint: DaemonEndpoint, ctx: SystemContext, env: Env
   if ((cert === undefined) !== (key === undefined)) {
     throw new AirlockError("ERR_INVALID_ARGUMENT", `${flag} ${dir} has ${cert ? "cert.pem without key.pem" : "key.pem without cert.pem"}; the client certificate needs both`);
   }
-  return { rejectUnauthorized: verify, ...(ca ? { ca } : {}), ...(cert && key ? { cert, key } : {}) };
+  return { ...verify, ...(ca ? { ca } : {}), ...(cert && key ? { cert, key } : {}) };
 }
