@@ -7,7 +7,7 @@
  * Run through the built binary: an unhandled 'error' event kills the process, which only a child
  * process shows. Sources: an OCI layout written here, and a real docker-registry that lost a blob.
  */
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, promises as fs, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -171,6 +171,34 @@ describe("export --keep-going when one image's blob is missing and another image
     const out = join(work, "two.tar");
     const report = join(work, "two-report.json");
     await expectGoodOnly(await runBin(["export", "-f", yaml, "-o", out, "--quiet", "--keep-going", "--report", report]), out, report);
+  });
+
+  it("no room for the others' bundle beside the first attempt: that attempt is put back, the error names both, and a rerun with room resumes it", async (ctx) => {
+    const mnt = join(work, "small");
+    await fs.mkdir(mnt, { recursive: true });
+    try {
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=2600k", "tmpfs", mnt], { stdio: "ignore" });
+    } catch {
+      return ctx.skip("cannot mount a tmpfs here (needs root)");
+    }
+    try {
+      const yaml = join(work, "images-two-small.yaml");
+      await fs.writeFile(yaml, `version: 1\nimages:\n  - source: oci:${layout}:app\n    as: team/app:1.0\n  - source: oci:${layout}:good\n    as: team/good:1.0\n`);
+      const out = join(mnt, "b.tar");
+      // 2.1 MiB planned: the first attempt fits; the 0.8 MiB of the good image's bundle does not fit beside it.
+      const r = await runBin(["export", "-q", "-f", yaml, "-o", out, "--keep-going"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`^airlock: 1 image\\(s\\) could not be exported \\(team/app:1\\.0: .*blob ${missing.digest}.*\\); then writing the bundle of the others failed: not enough space for bundle ${out}`, "m"));
+      expect((await fs.readdir(mnt)).sort()).toEqual(["b.tar.journal.json", "b.tar.partial"]);
+      execFileSync("mount", ["-o", "remount,size=4m", mnt]);
+      const again = await runBin(["export", "--json", "-f", yaml, "-o", out, "--keep-going"]);
+      expect(again.code, again.stderr).toBe(2);
+      expect(again.stderr).toContain('"resumed":true');
+      expect((await fs.readdir(mnt)).sort()).toEqual(["b.tar", "b.tar.sha256"]);
+      expect((await runBin(["verify", out])).code).toBe(0);
+    } finally {
+      execFileSync("umount", [mnt]);
+    }
   });
 
   it("from a registry: each blob is downloaded once, the bundle's lock lists only the image written", async () => {

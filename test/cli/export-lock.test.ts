@@ -36,7 +36,7 @@ describe("export to an output another export is writing", () => {
     const first = runCommand(process.execPath, [AIRLOCK_BIN, "export", "-q", "--rate-limit", "1M", "-f", images, "-o", out]);
     for (let i = 0; i < 200 && !existsSync(`${out}.lock`); i++) await new Promise((r) => setTimeout(r, 10));
     expect(existsSync(`${out}.lock`)).toBe(true);
-    const owner = (await fs.readFile(`${out}.lock`, "utf8")).trim();
+    const owner = (await fs.readFile(`${out}.lock`, "utf8")).split(" ")[0]; // "PID TOKEN"
     const second = await runBin(["export", "-q", "-f", images, "-o", out]);
     expect(second.code).toBe(1);
     const lines = second.stderr.trim().split("\n");
@@ -47,6 +47,16 @@ describe("export to an output another export is writing", () => {
     expect(existsSync(`${out}.lock`)).toBe(false);
     const v = await runBin(["verify", out]);
     expect(v.code, v.stdout + v.stderr).toBe(0);
+  });
+
+  it("takes over a lock that names its own process id (a container's PID 1 after a restart), and removes set-aside files a killed --keep-going run left", async () => {
+    const out = join(work, "own.tar");
+    await fs.writeFile(`${out}.partial.superseded`, "left by a killed export");
+    await fs.writeFile(`${out}.journal.json.superseded`, "{}");
+    // sh writes its pid, then exec keeps that pid for airlock.
+    const r = await runCommand("sh", ["-c", `echo $$ > '${out}.lock' && exec '${process.execPath}' '${AIRLOCK_BIN}' export -q -f '${images}' -o '${out}'`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await fs.readdir(work)).filter((f) => f.startsWith("own.tar")).sort()).toEqual(["own.tar", "own.tar.sha256"]);
   });
 
   it("takes over the lock of an export that was killed", async () => {

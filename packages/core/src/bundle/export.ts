@@ -227,7 +227,10 @@ interface BlobTask {
  */
 export async function exportBundle(images: ExportImage[], out: string, options: ExportOptions = {}): Promise<ExportResult> {
   if (options.dryRun) return exportUnlocked(images, out, options);
-  return withExportLock(out, () => exportUnlocked(images, out, options));
+  return withExportLock(out, async () => {
+    await removeSuperseded(out);
+    return exportUnlocked(images, out, options);
+  });
 }
 
 /** {@link exportBundle} without the lock on OUT (the caller holds it, or writes nothing). */
@@ -510,7 +513,8 @@ async function exportUnlocked(images: ExportImage[], out: string, options: Expor
     }
     if (failures.length > 0) {
       await journal.flush();
-      return await exportSurvivors(images, out, options, { failures, files, partials, journalPath, local, started });
+      const opened = new Map(resolved.map(({ r, src }) => [r.name, src]));
+      return await exportSurvivors(images, out, options, { failures, files, partials, journalPath, local, opened, started });
     }
     try {
       // 5. Finish: checksums of the volumes before bundle.json, bundle.json, end of archive, the rest.
@@ -794,27 +798,40 @@ async function downloadBlob(files: VolumeFiles, t: BlobTask, signal: AbortSignal
 }
 
 /**
- * Runs `fn` holding `OUT.lock` (created exclusively, holding this process's id), so that two exports
- * never write the same bundle at once: the second fails at once, naming the first. A lock left by
- * a process that no longer runs (killed) is taken over. Only processes on this machine are seen:
- * on a file system shared between machines, the one that is running cannot be told apart from one
- * that died elsewhere.
+ * Runs `fn` holding `OUT.lock` (created exclusively, holding this process's id and a random token),
+ * so that two exports never write the same bundle at once: the second fails at once, naming the
+ * first. A lock whose process no longer runs (a killed export), or that names this very process
+ * (a container's PID 1 after a restart), is taken over: renamed away first, which only one taker
+ * can win. Only the lock holding this run's token is removed at the end. Processes on other
+ * machines sharing the file system are not seen.
  */
 async function withExportLock<T>(out: string, fn: () => Promise<T>): Promise<T> {
   const lock = `${out}.lock`;
+  const token = randomUUID();
   await fs.mkdir(dirname(resolve(out)), { recursive: true });
   for (let attempt = 0; ; attempt++) {
     try {
-      await fs.writeFile(lock, `${process.pid}\n`, { flag: "wx" });
+      await fs.writeFile(lock, `${process.pid} ${token}\n`, { flag: "wx" });
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw new AirlockError("ERR_IO", `cannot create the lock ${lock}: ${(err as Error).message}`, { cause: err });
-      const owner = Number.parseInt(await fs.readFile(lock, "utf8").catch(() => ""), 10);
+      const text = await fs.readFile(lock, "utf8").catch(() => "");
+      const owner = Number.parseInt(text, 10);
       // No id in it: a process died between creating and writing it, unless that is happening now.
       const blank = !(owner > 0) && Date.now() - ((await fs.stat(lock).catch(() => undefined))?.mtimeMs ?? 0) > 10_000;
-      if (attempt < 3 && (blank || !isRunning(owner))) {
-        // Left by an export that was killed: take it over.
-        await fs.rm(lock, { force: true });
+      if (attempt < 3 && (blank || owner === process.pid || !isRunning(owner))) {
+        // Left by an export that was killed: take it over. Of several takers only one renames it.
+        const away = `${lock}.${token}.stale`;
+        const won = await fs.rename(lock, away).then(
+          () => true,
+          () => false,
+        );
+        if (won) {
+          const moved = await fs.readFile(away, "utf8").catch(() => "");
+          await fs.rm(away, { force: true });
+          // Someone else's fresh lock was renamed instead of the stale one: give it back.
+          if (moved !== text) await fs.writeFile(lock, moved, { flag: "wx" }).catch(() => {});
+        }
         continue;
       }
       const who = Number.isInteger(owner) && owner > 0 ? `process ${owner}` : "another process";
@@ -827,7 +844,8 @@ async function withExportLock<T>(out: string, fn: () => Promise<T>): Promise<T> 
   try {
     return await fn();
   } finally {
-    await fs.rm(lock, { force: true });
+    // Only our own lock: one taken over by another process (ours looked stale to it) stays.
+    if ((await fs.readFile(lock, "utf8").catch(() => "")).includes(token)) await fs.rm(lock, { force: true });
   }
 }
 
@@ -871,45 +889,76 @@ function imageFailures(images: ResolvedImage[], failed: Map<string, AirlockError
 
 /**
  * keepGoing, after some images failed: writes the bundle of the others under the same name. The
- * first attempt's partial files are set aside (still open) and every blob they hold complete is
- * read from them instead of its source; they are removed once the bundle is written, or fails.
+ * first attempt's partial files and journal are set aside (the files still open), every blob they
+ * hold complete is read from them instead of its source (never throttled: it is a local copy),
+ * and every source already open is used again. Once the bundle is written the set-aside files
+ * go; if writing it fails, they are put back, so that rerunning the same export resumes the first
+ * attempt, and the error names the images that had failed.
  */
 async function exportSurvivors(
   images: ExportImage[],
   out: string,
   options: ExportOptions,
-  first: { failures: ExportFailure[]; files: VolumeFiles; partials: string[]; journalPath: string; local: Map<string, PlannedEntry>; started: number },
+  first: { failures: ExportFailure[]; files: VolumeFiles; partials: string[]; journalPath: string; local: Map<string, PlannedEntry>; opened: Map<string, ImageSource>; started: number },
 ): Promise<ExportResult> {
   const failed = new Set(first.failures.map((f) => f.image));
-  const aside = first.partials.map((p) => `${p}.superseded`);
+  const aside = [...first.partials, first.journalPath].map((p) => [p, `${p}.superseded`] as const);
+  let result: ExportResult;
   try {
-    for (const [i, p] of first.partials.entries()) await fs.rename(p, aside[i] as string);
-    await fs.rm(first.journalPath, { force: true });
-    const survivors = images.filter((img) => !failed.has(img.name)).map((img) => ({ ...img, source: withLocalBlobs(img.source, first.files, first.local) }));
-    const onProgress = options.onProgress;
-    const result = await exportUnlocked(survivors, out, {
-      ...options,
+    for (const [p, away] of aside) await fs.rename(p, away);
+    const survivors = images.filter((img) => !failed.has(img.name)).map((img) => ({ ...img, source: withLocalBlobs(img.source, first.files, first.local, first.opened.get(img.name)) }));
+    const { throttle: _local, onProgress, ...rest } = options;
+    result = await exportUnlocked(survivors, out, {
+      ...rest,
       resume: false,
       lock: options.lockWithout ? options.lockWithout([...failed]) : options.lock,
       // The survivors' blobs were reported as they arrived; what follows is a local copy.
       ...(onProgress ? { onProgress: (e: BundleEvent) => (e.type === "volume-done" || e.type === "warning" ? onProgress(e) : undefined) } : {}),
     });
-    return { ...result, failures: [...first.failures, ...(result.failures ?? [])], durationMs: Date.now() - first.started };
-  } finally {
+  } catch (err) {
     await first.files.close();
-    await Promise.all(aside.map((p) => fs.rm(p, { force: true })));
+    // The first attempt comes back in place of whatever the second left.
+    for (const [p, away] of aside) {
+      if (await fs.stat(away).then(() => true, () => false)) {
+        await fs.rm(p, { force: true });
+        await fs.rename(away, p).catch(() => {});
+      }
+    }
+    const names = first.failures.map((f) => f.image).join(", ");
+    const why = (first.failures[0] as ExportFailure).error.message;
+    const code = isAirlockError(err) ? err.code : "ERR_IO";
+    throw new AirlockError(code, `${first.failures.length} image(s) could not be exported (${names}: ${why}); then writing the bundle of the others failed: ${(err as Error).message}`, { cause: err });
+  }
+  await first.files.close();
+  await Promise.all(aside.map(([, away]) => fs.rm(away, { force: true })));
+  return { ...result, failures: [...first.failures, ...(result.failures ?? [])], durationMs: Date.now() - first.started };
+}
+
+/** Removes the set-aside files (`*.partial.superseded`, the journal's) a killed keepGoing export left beside OUT. */
+async function removeSuperseded(out: string): Promise<void> {
+  const dir = dirname(resolve(out));
+  const base = basename(out);
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  for (const n of names) {
+    const rest = n.slice(base.length);
+    if (n.startsWith(base) && /^(\.\d{3,})?\.(partial|journal\.json)\.superseded$/.test(rest)) await fs.rm(join(dir, n), { force: true });
   }
 }
 
-/** `ref`, whose sources read the blobs of `local` from the set-aside partial files (any other blob from the source). */
-function withLocalBlobs(ref: ImageReference, files: VolumeFiles, local: Map<string, PlannedEntry>): ImageReference {
+/**
+ * `ref`, whose sources read the blobs of `local` from the set-aside partial files (any other blob
+ * from the source). With `opened`, that source is used again instead of a new one (and stays open:
+ * its first user closes it).
+ */
+function withLocalBlobs(ref: ImageReference, files: VolumeFiles, local: Map<string, PlannedEntry>, opened?: ImageSource): ImageReference {
   const bound = <T extends object>(target: T, prop: string | symbol) => {
     const v = Reflect.get(target, prop, target);
     return typeof v === "function" ? v.bind(target) : v;
   };
-  const wrapSource = (src: ImageSource): ImageSource =>
+  const wrapSource = (src: ImageSource, owned: boolean): ImageSource =>
     new Proxy(src, {
       get(target, prop) {
+        if (prop === "close" && !owned) return async () => {};
         if (prop !== "getBlob") return bound(target, prop);
         return async (desc: Descriptor, opts?: GetBlobOptions): Promise<BlobReader> => {
           const e = local.get(desc.digest);
@@ -921,7 +970,7 @@ function withLocalBlobs(ref: ImageReference, files: VolumeFiles, local: Map<stri
   return new Proxy(ref, {
     get(target, prop) {
       if (prop !== "newSource") return bound(target, prop);
-      return async (ctx?: SystemContext) => wrapSource(await target.newSource(ctx));
+      return async (ctx?: SystemContext) => (opened ? wrapSource(opened, false) : wrapSource(await target.newSource(ctx), true));
     },
   });
 }
