@@ -14,7 +14,7 @@
  */
 import { execFile, execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -176,6 +176,22 @@ describe("a plain OCI archive written by skopeo", () => {
     const again = await verifyBundle(plain);
     expect(again.problems.filter((p) => p.severity === "error").map((p) => [p.kind, p.path])).toEqual([["entry-duplicate", "oci-layout"]]);
     expect(again.problems[0]?.message).toMatch(/^duplicate entry oci-layout at offset \d+ \(the first is at offset \d+\): a tar reader would take the later one; the archive is ambiguous$/);
+  });
+});
+
+describe("an OCI layout archived by GNU tar with two long symlink targets (././@LongLink 'K' headers)", () => {
+  it("is no duplicate: verify reads it clean and import takes it", async () => {
+    const dir = join(tmp, "gnu-layout");
+    cpSync(join(FIX, "oci"), dir, { recursive: true });
+    mkdirSync(join(dir, "extra"));
+    symlinkSync("a".repeat(150), join(dir, "extra", "link1"));
+    symlinkSync("b".repeat(150), join(dir, "extra", "link2"));
+    const archive = join(tmp, "gnu.tar");
+    execFileSync("tar", ["--format=gnu", "-cf", archive, "-C", dir, "."]);
+    const report = await verifyBundle(archive);
+    expect(report.problems.filter((p) => p.severity === "error")).toEqual([]);
+    const i = await runCli(["import", "-q", archive, "--to", `oci:${join(tmp, "gnu-dest")}`]);
+    expect(i.code, i.stderr).toBe(0);
   });
 });
 

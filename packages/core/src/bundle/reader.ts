@@ -639,7 +639,8 @@ export class BundleReader {
         continue;
       }
       const size = paxSize ?? h.size;
-      if (h.typeflag === TypeFlag.PaxExtended || h.typeflag === TypeFlag.GnuLongName || h.typeflag === TypeFlag.PaxGlobal) {
+      // Headers about the next entry (PAX records, GNU long names and link targets): never entries themselves.
+      if (h.typeflag === TypeFlag.PaxExtended || h.typeflag === TypeFlag.GnuLongName || h.typeflag === TypeFlag.GnuLongLink || h.typeflag === TypeFlag.PaxGlobal) {
         const data = h.size <= MAX_DESCRIPTION_SIZE ? await this.readSpan(dataPos, h.size) : undefined;
         if (data === undefined) {
           this.problem({ kind: "header-damaged", volume: pos.v, message: `volume ${pos.v} (${vol.path}): extended header at offset ${pos.off} is unreadable` });

@@ -27,6 +27,8 @@ export const TypeFlag = {
   PaxExtended: "x",
   PaxGlobal: "g",
   GnuLongName: "L",
+  /** GNU tar's long link target of the next entry (`././@LongLink`, as "L" is its long name). */
+  GnuLongLink: "K",
 } as const;
 
 /** Rounds `size` up to a whole number of tar blocks. */
