@@ -481,6 +481,19 @@ describe("importBundle", () => {
   });
 });
 
+describe("OUT.lock", () => {
+  it("a second export to the same output in this process is refused while the first runs", async () => {
+    const store = new MemoryStore();
+    makeImage(store, { layers: [Buffer.alloc(300_000, 3)], name: "app" });
+    const out = scratch("locked-twice.tar");
+    const runs = await Promise.allSettled([0, 1].map(() => exportBundle([{ source: store.ref("app"), name: "app" }], out)));
+    expect(runs.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    const refused = runs.find((r) => r.status === "rejected") as PromiseRejectedResult;
+    expect(refused.reason).toMatchObject({ code: "ERR_IO", message: expect.stringContaining(`another airlock export (process ${process.pid}) is writing ${out}`) });
+    expect(existsSync(`${out}.lock`)).toBe(false);
+  });
+});
+
 describe("disk full", () => {
   const mnt = scratch("small-fs");
   // Needs root and permission to mount a tmpfs; skipped otherwise.

@@ -819,7 +819,11 @@ async function withExportLock<T>(out: string, fn: () => Promise<T>): Promise<T> 
       const owner = Number.parseInt(text, 10);
       // No id in it: a process died between creating and writing it, unless that is happening now.
       const blank = !(owner > 0) && Date.now() - ((await fs.stat(lock).catch(() => undefined))?.mtimeMs ?? 0) > 10_000;
-      if (attempt < 3 && (blank || owner === process.pid || !isRunning(owner))) {
+      // This process's id: a lock of an export running in this process (a library caller), or one
+      // left by an earlier process that had the same id (a container's PID 1).
+      const ownId = owner === process.pid;
+      const stale = blank || (ownId ? !heldLocks.has(text.split(" ")[1]?.trim() ?? "") : !isRunning(owner));
+      if (attempt < 3 && stale) {
         // Left by an export that was killed: take it over. Of several takers only one renames it.
         const away = `${lock}.${token}.stale`;
         const won = await fs.rename(lock, away).then(
@@ -841,13 +845,18 @@ async function withExportLock<T>(out: string, fn: () => Promise<T>): Promise<T> 
       );
     }
   }
+  heldLocks.add(token);
   try {
     return await fn();
   } finally {
+    heldLocks.delete(token);
     // Only our own lock: one taken over by another process (ours looked stale to it) stays.
     if ((await fs.readFile(lock, "utf8").catch(() => "")).includes(token)) await fs.rm(lock, { force: true });
   }
 }
+
+/** The tokens of the export locks this process holds now. */
+const heldLocks = new Set<string>();
 
 /** Whether process `pid` runs on this machine (an unreadable lock counts as held). */
 function isRunning(pid: number): boolean {
