@@ -15,6 +15,7 @@ import {
   type ImportedImage,
   type ImportResult,
   isAirlockError,
+  isValidRepositoryPath,
   type PolicyCheck,
   parseImageName,
   type SystemContext,
@@ -347,20 +348,16 @@ function bundlePolicyChecker(check: (c: PolicyCheck) => Promise<void>): (c: Poli
   };
 }
 
-/** A path component of a repository name (distribution's grammar). */
-const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-
 /** Checks the repository prefix of `--to REGISTRY[/PREFIX]` by itself, so that an error names it and nothing else. */
 function checkPrefix(to: string, target: string): void {
   const slash = target.indexOf("/");
   if (slash < 0) return;
   const prefix = target.slice(slash + 1).replace(/\/+$/, "");
-  for (const c of prefix.split("/")) {
-    if (PATH_COMPONENT.test(c)) continue;
-    const lower = prefix.toLowerCase();
-    const why = lower.split("/").every((x) => PATH_COMPONENT.test(x)) ? `must be lowercase (use ${JSON.stringify(`${target.slice(0, slash)}/${lower}`)})` : `has the invalid part ${JSON.stringify(c)}: use lowercase letters and digits, separated by . _ or -`;
-    throw new UsageError(`--to ${to}: the repository prefix ${JSON.stringify(prefix)} ${why}`);
-  }
+  if (isValidRepositoryPath(prefix)) return;
+  const lower = prefix.toLowerCase();
+  const bad = prefix.split("/").find((c) => !isValidRepositoryPath(c)) ?? prefix;
+  const why = isValidRepositoryPath(lower) ? `must be lowercase (use ${JSON.stringify(`${target.slice(0, slash)}/${lower}`)})` : `has the invalid part ${JSON.stringify(bad)}: use lowercase letters and digits, separated by . _ or -`;
+  throw new UsageError(`--to ${to}: the repository prefix ${JSON.stringify(prefix)} ${why}`);
 }
 
 /** Maps a bundle name to its destination reference for `--to`. */

@@ -338,11 +338,8 @@ export function formatLock(lock: Lock): string {
 export async function writeLock(path: string, lock: Lock): Promise<boolean> {
   // A lock that pins the same images is left as it is, so that relocking changes no file (and
   // shows no diff in version control) until something moved.
-  const previous = await readFile(path, "utf8").catch(() => undefined);
-  if (previous !== undefined) {
-    const old = await readLock(path).catch(() => undefined);
-    if (old !== undefined && formatLock({ ...old, generated: lock.generated, tool: lock.tool }) === formatLock(lock)) return false;
-  }
+  const old = await readLock(path).catch(() => undefined);
+  if (old !== undefined && formatLock({ ...old, generated: lock.generated, tool: lock.tool }) === formatLock(lock)) return false;
   await writeFileAtomic(path, formatLock(lock));
   return true;
 }

@@ -141,6 +141,11 @@ function splitDockerDomain(s: string): { domain: string; remainder: string; offi
   return { domain, remainder, official: domain === DOCKER_HUB_DOMAIN && !remainder.includes("/") };
 }
 
+/** Reports whether `path` is a valid repository path (lowercase components joined by "/", e.g. `library/busybox`). */
+export function isValidRepositoryPath(path: string): boolean {
+  return path.split("/").every((c) => PATH_COMPONENT_RE.test(c));
+}
+
 /** Explains why `path` is not a valid repository path, or returns undefined when it is valid. */
 function pathProblem(path: string): string | undefined {
   if (path === "") return "the repository name is empty; expected NAME[:TAG][@DIGEST], e.g. busybox:latest or quay.io/org/app:1.0";
