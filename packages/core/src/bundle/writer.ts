@@ -7,6 +7,7 @@
 import { promises as fs } from "node:fs";
 import type { Readable } from "node:stream";
 import { type Digest, Digester, digestAlgorithm } from "../digest.js";
+import { releaseBulkChunk } from "../registry/bulk.js";
 import { AirlockError } from "../errors.js";
 import type { PlannedEntry } from "./plan.js";
 import { paddedSize } from "./tar.js";
@@ -94,6 +95,9 @@ export async function writeBlobData(files: VolumeFiles, entry: PlannedEntry, dig
         }
       });
     }
+    write = write.then(() => {
+      for (const b of list) releaseBulkChunk(b);
+    });
     write.catch(() => {}); // awaited by the next flush; this only keeps it from being "unhandled"
     pending = write;
     pos += n;
@@ -117,6 +121,7 @@ export async function writeBlobData(files: VolumeFiles, entry: PlannedEntry, dig
         if (smallFill + chunk.length > small.length) packSmall();
         chunk.copy(small, smallFill);
         smallFill += chunk.length;
+        releaseBulkChunk(chunk);
       } else {
         packSmall();
         pieces.push(chunk);

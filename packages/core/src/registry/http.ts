@@ -13,6 +13,7 @@ import { AirlockError } from "../errors.js";
 import { isLoopbackHost } from "../reference/docker.js";
 import type { DockerContext } from "../transports/types.js";
 import { basicAuthorization, type Challenge, mergeScopes, parseTokenResponse, parseWWWAuthenticate, type RegistryCredentials, TokenCache } from "./auth.js";
+import { BulkPool, bulkSupported } from "./bulk.js";
 import { lookupConfiguredCredentials } from "./registries-conf.js";
 import { mapRegistryError, type RequestKind } from "./errors.js";
 import { abortError, DEFAULT_RETRIES, isRetryableNetworkError, isRetryableStatus, MAX_RETRY_WAIT_MS, parseRetryAfter, type RetryPolicy, retryDelay, sleep } from "./retry.js";
@@ -67,16 +68,24 @@ export interface RegistryRequest {
   followRedirects?: boolean;
   /** Whether to repeat on transient failures (default: true when the body can be repeated). */
   retry?: boolean;
+  /**
+   * A GET of a large body (a blob): sent through the bulk client (bulk.ts) where it runs, whose
+   * body chunks the consumer may give back with `releaseBulkChunk`.
+   */
+  bulk?: boolean;
 }
 
-/** A response body: a readable stream that can also be discarded (see {@link dumpBody}). */
-export type ResponseBody = Dispatcher.ResponseData["body"];
+/**
+ * A response body: a readable stream that can also be discarded (see {@link dumpBody}) — undici's,
+ * or the bulk client's for blob GETs.
+ */
+export type ResponseBody = Readable & { dump(options?: { limit?: number }): Promise<unknown> };
 
 /** A response whose status was one of the request's `ok` statuses; its body MUST be consumed or dumped. */
 export interface RegistryResponse {
   status: number;
   headers: Record<string, string | string[] | undefined>;
-  body: Dispatcher.ResponseData["body"];
+  body: ResponseBody;
   /** The URL that answered (after redirects). */
   url: string;
 }
@@ -137,7 +146,7 @@ export async function readBody(body: Readable, limit: number, strict = false, wh
 }
 
 /** Discards a response body so that the connection can be reused. */
-export async function dumpBody(body: Dispatcher.ResponseData["body"]): Promise<void> {
+export async function dumpBody(body: ResponseBody): Promise<void> {
   try {
     await body.dump({ limit: 256 * 1024 });
   } catch {
@@ -160,6 +169,7 @@ export class RegistryConnection {
   private readonly tokens = new TokenCache();
   private readonly credentials = new Map<string, Promise<RegistryCredentials | undefined>>();
   private agent: Agent | undefined;
+  private bulkPool: BulkPool | undefined;
   private tls: TlsSettings | undefined;
   private pinged: Promise<void> | undefined;
   private baseURL: URL | undefined;
@@ -187,6 +197,8 @@ export class RegistryConnection {
   async close(): Promise<void> {
     const a = this.agent;
     this.agent = undefined;
+    this.bulkPool?.close();
+    this.bulkPool = undefined;
     this.pinged = undefined;
     if (a) await a.close().catch(() => {});
   }
@@ -282,8 +294,25 @@ export class RegistryConnection {
     }
   }
 
+  /**
+   * The bulk client for blob GETs, on the agent's TLS settings and timeouts; undefined where it does
+   * not run (Bun, Deno, `AIRLOCK_HTTP_BULK=0`). Call after {@link getAgent}.
+   */
+  private getBulkPool(): BulkPool | undefined {
+    if (this.bulkPool || !bulkSupported()) return this.bulkPool;
+    const tls = this.tls as TlsSettings;
+    const t = this.options.timeouts ?? {};
+    this.bulkPool = new BulkPool({ secureContext: secureContextFor(tls), rejectUnauthorized: tls.verify, connectMs: t.connectMs ?? 30_000, headersMs: t.headersMs ?? 300_000, bodyMs: t.bodyMs ?? 120_000 });
+    return this.bulkPool;
+  }
+
+  /** The headers every request carries, then `headers`. */
+  private requestHeaders(headers: Record<string, string>): Record<string, string> {
+    return { "user-agent": this.ctx.userAgent ?? DEFAULT_USER_AGENT, "docker-distribution-api-version": "registry/2.0", ...headers };
+  }
+
   private async rawRequest(agent: Agent, method: HttpMethod, url: URL, headers: Record<string, string>, body: Uint8Array | Readable | undefined, signal: AbortSignal | undefined): Promise<Dispatcher.ResponseData> {
-    const h: Record<string, string> = { "user-agent": this.ctx.userAgent ?? DEFAULT_USER_AGENT, "docker-distribution-api-version": "registry/2.0", ...headers };
+    const h = this.requestHeaders(headers);
     // undici closes the connection after every HEAD unless told otherwise (undici#258: servers
     // that send a body anyway); registries answer HEADs properly, and a sync or import that checks
     // one manifest per image would otherwise open one connection per check.
@@ -476,9 +505,10 @@ export class RegistryConnection {
         credentialsSent = auth.withCredentials;
       }
       const body = typeof req.body === "function" ? req.body() : req.body;
-      let res: Dispatcher.ResponseData;
+      let res: { statusCode: number; headers: Record<string, string | string[] | undefined>; body: ResponseBody };
       try {
-        res = await this.rawRequest(agent, req.method, url, headers, body, req.signal);
+        const bulk = req.bulk && req.method === "GET" && body === undefined ? this.getBulkPool() : undefined;
+        res = bulk ? await bulk.request(url, this.requestHeaders(headers), req.signal) : await this.rawRequest(agent, req.method, url, headers, body, req.signal);
       } catch (err) {
         if (req.signal?.aborted) throw abortError(req.signal, req.what);
         const inner = findAirlockError(err);
