@@ -29,6 +29,9 @@ export interface BulkResponse {
   body: BulkBody;
 }
 
+/** The methods the bulk client sends: requests without a body. */
+export type BulkMethod = "GET" | "HEAD";
+
 /** Options of {@link BulkPool}. */
 export interface BulkPoolOptions {
   /** TLS: the secure context (CAs, client certificate), when not the system default. */
@@ -119,19 +122,19 @@ export class BulkPool {
   }
 
   /**
-   * Sends `GET url` with `headers` and resolves with the response once its head arrived; the
+   * Sends `METHOD url` (GET by default) with `headers` and resolves with the response once its head arrived; the
    * caller MUST read, dump or destroy the body. A kept connection that turns out to be closed by
    * the server before answering is replaced by a fresh one, once.
    */
-  async request(url: URL, headers: Record<string, string>, signal?: AbortSignal): Promise<BulkResponse> {
-    if (url.protocol !== "http:" && url.protocol !== "https:") throw new AirlockError("ERR_INVALID_ARGUMENT", `cannot GET ${url.protocol} URLs`);
-    const head = requestHead(url, headers);
+  async request(url: URL, headers: Record<string, string>, signal?: AbortSignal, method: BulkMethod = "GET"): Promise<BulkResponse> {
+    if (url.protocol !== "http:" && url.protocol !== "https:") throw new AirlockError("ERR_INVALID_ARGUMENT", `cannot ${method} ${url.protocol} URLs`);
+    const head = requestHead(method, url, headers);
     const key = url.origin;
     for (let reused = this.takeIdle(key); ; reused = undefined) {
       signal?.throwIfAborted();
       const sock = reused ?? (await this.connect(url, signal));
       try {
-        return await sock.exchange(head, signal, (s) => this.release(key, s));
+        return await sock.exchange(head, method === "HEAD", signal, (s) => this.release(key, s));
       } catch (err) {
         // A kept connection the server closed meanwhile fails before any byte of an answer: retry
         // on a fresh one. Anything else is the caller's to handle.
@@ -216,8 +219,8 @@ export class BulkPool {
 }
 
 /** The request line and headers of `GET url`. */
-function requestHead(url: URL, headers: Record<string, string>): Buffer {
-  let head = `GET ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
+function requestHead(method: BulkMethod, url: URL, headers: Record<string, string>): Buffer {
+  let head = `${method} ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
   for (const [name, value] of Object.entries(headers)) {
     if (/[\r\n]/.test(name) || /[\r\n]/.test(value)) throw new AirlockError("ERR_INVALID_ARGUMENT", `header ${JSON.stringify(name)} holds a line break`);
     if (name.toLowerCase() === "host") continue;
@@ -297,7 +300,7 @@ class BulkSocket {
   }
 
   /** Sends a request head and resolves with the response; `release` gets the connection back once the body is read. */
-  exchange(head: Buffer, signal: AbortSignal | undefined, release: (s: BulkSocket) => void): Promise<BulkResponse> {
+  exchange(head: Buffer, headOnly: boolean, signal: AbortSignal | undefined, release: (s: BulkSocket) => void): Promise<BulkResponse> {
     const socket = this.socket;
     return new Promise((resolve, reject) => {
       if (socket.destroyed) {
@@ -305,8 +308,8 @@ class BulkSocket {
         return;
       }
       let received = 0;
-      let pending: Buffer[] = [];
-      let pendingBytes = 0;
+      /** The start of a response head that has not ended yet (a copy). */
+      let pending: Buffer | undefined;
       let body: BulkBody | undefined;
       let framing: Framing | undefined;
       let reusable = true;
@@ -390,10 +393,11 @@ class BulkSocket {
         const te = String(h["transfer-encoding"] ?? "").toLowerCase();
         const conn = String(h.connection ?? "").toLowerCase();
         if (parsed.version !== "1.1" || /\bclose\b/.test(conn)) reusable = false;
-        const noBody = parsed.statusCode === 204 || parsed.statusCode === 304;
+        // A HEAD's answer describes a body it does not carry (RFC 9110 §9.3.2).
+        const noBody = headOnly || parsed.statusCode === 204 || parsed.statusCode === 304;
         if (noBody) framing = { kind: "length", left: 0 };
         else if (te) {
-          if (!/(^|,)\s*chunked\s*$/.test(te)) {
+          if (te.trim() !== "chunked") {
             fail(new AirlockError("ERR_REGISTRY", `the server answered with Transfer-Encoding ${JSON.stringify(te)}, which airlock cannot read`));
             return false;
           }
@@ -416,26 +420,33 @@ class BulkSocket {
         socket.setTimeout(this.options.bodyMs ?? 120_000);
         resolve({ statusCode: parsed.statusCode, headers: h, body });
         const rest = all.subarray(end + 4);
-        const more = rest.length ? bodyBytes(rest) : true;
-        if (framing.kind === "length" && framing.left === 0 && !finished) finish();
-        return more;
+        if (framing.kind === "length" && framing.left === 0) {
+          if (rest.length) reusable = false; // bytes where no body belongs: out of step
+          finish();
+          return true;
+        }
+        if (rest.length === 0) return true;
+        // The body bytes that came with the head are handed on at the body's first read: a fault in
+        // them (a malformed chunk) then fails a body its reader listens to, not one whose 'error'
+        // event would fire before the caller got the response. The socket waits meanwhile.
+        body.deferFirst(() => bodyBytes(rest));
+        return false;
       };
 
       this.sink = (chunk: Buffer): boolean => {
         received += chunk.length;
-        if (chunk.length) {
-          pending.push(chunk);
-          pendingBytes += chunk.length;
-        }
-        const all = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes);
-        pending = [all];
+        const all = pending ? Buffer.concat([pending, chunk]) : chunk;
         const end = all.indexOf("\r\n\r\n", 0, "latin1");
+        if ((end < 0 ? all.length : end) > MAX_HEAD) {
+          fail(new AirlockError("ERR_REGISTRY", `the server's response head is larger than ${MAX_HEAD} bytes`));
+          return false;
+        }
         if (end < 0) {
-          if (pendingBytes > MAX_HEAD) fail(new AirlockError("ERR_REGISTRY", `the server's response head is larger than ${MAX_HEAD} bytes`));
+          // Kept as a copy: the slab `chunk` lies in takes other reads once its body views come back.
+          pending = pending ? all : Buffer.from(all);
           return true;
         }
-        pending = [];
-        pendingBytes = 0;
+        pending = undefined;
         return onHead(all, end);
       };
       this.onEnd = (err?: Error) => {
@@ -548,6 +559,8 @@ export class BulkBody extends Readable {
   complete = false;
   private readonly socket: net.Socket;
   private readonly bodyMs: number;
+  /** Hands on the bytes that arrived with the head; returns false when the reader wants no more for now. */
+  private first: (() => boolean) | undefined;
 
   constructor(socket: net.Socket, bodyMs: number) {
     super({ highWaterMark: SLAB_SIZE });
@@ -555,7 +568,19 @@ export class BulkBody extends Readable {
     this.bodyMs = bodyMs;
   }
 
+  /** Pauses the socket until the body is first read, which then calls `first` before anything else arrives. */
+  deferFirst(first: () => boolean): void {
+    this.first = first;
+    this.socket.setTimeout(0);
+    this.socket.pause();
+  }
+
   override _read(): void {
+    const first = this.first;
+    if (first) {
+      this.first = undefined;
+      if (!first()) return;
+    }
     if (!this.complete && this.socket.isPaused()) {
       this.socket.setTimeout(this.bodyMs);
       this.socket.resume();

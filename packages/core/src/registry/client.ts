@@ -290,7 +290,7 @@ export class Repository {
     const what = `reading blob ${digest} of ${this.name}`;
     const headers: Record<string, string> = {};
     if (offset > 0) headers.range = `bytes=${offset}-`;
-    const res = await this.send({ method: "GET", url: `/v2/${this.path}/blobs/${digest}`, headers, ok: [200, 206], kind: "blob", what, signal, bulk: true });
+    const res = await this.send({ method: "GET", url: `/v2/${this.path}/blobs/${digest}`, headers, ok: [200, 206], kind: "blob", what, signal });
     let start = 0;
     let size: number | undefined;
     if (res.status === 206) {

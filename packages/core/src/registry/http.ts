@@ -68,11 +68,6 @@ export interface RegistryRequest {
   followRedirects?: boolean;
   /** Whether to repeat on transient failures (default: true when the body can be repeated). */
   retry?: boolean;
-  /**
-   * A GET of a large body (a blob): sent through the bulk client (bulk.ts) where it runs, whose
-   * body chunks the consumer may give back with `releaseBulkChunk`.
-   */
-  bulk?: boolean;
 }
 
 /**
@@ -80,6 +75,13 @@ export interface RegistryRequest {
  * or the bulk client's for blob GETs.
  */
 export type ResponseBody = Readable & { dump(options?: { limit?: number }): Promise<unknown> };
+
+/** A response as it came, before {@link RegistryConnection.send} looked at its status. */
+interface RawResponse {
+  statusCode: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: ResponseBody;
+}
 
 /** A response whose status was one of the request's `ok` statuses; its body MUST be consumed or dumped. */
 export interface RegistryResponse {
@@ -214,16 +216,24 @@ export class RegistryConnection {
     return this.pinged;
   }
 
-  private async getAgent(): Promise<Agent> {
-    if (this.agent) return this.agent;
+  /** The TLS settings of this host (cert dir, `--tls-verify`, `--tls-details`), loaded once. */
+  private async getTls(): Promise<TlsSettings> {
+    if (this.tls) return this.tls;
     if (this.ctx.tlsDetails !== undefined && this.ctx.baseTls === undefined) {
       throw new AirlockError("ERR_INVALID_ARGUMENT", `${this.ctx.tlsDetails}: the TLS details file was not parsed; callers setting DockerContext.tlsDetails must set baseTls too`);
     }
     this.tls ??= await loadTlsSettings(this.host, { certDir: this.ctx.certDir, tlsVerify: this.ctx.tlsVerify, base: this.ctx.baseTls });
+    return this.tls;
+  }
+
+  /** undici's pool, for requests with a body (and everything when the bulk client does not run here). */
+  private async getAgent(): Promise<Agent> {
+    if (this.agent) return this.agent;
+    const tls = await this.getTls();
     const t = this.options.timeouts ?? {};
-    const connect: Record<string, unknown> = { rejectUnauthorized: this.tls.verify };
+    const connect: Record<string, unknown> = { rejectUnauthorized: tls.verify };
     // One secure context for every connection: parsing the CAs per connection is slow.
-    const secureContext = secureContextFor(this.tls);
+    const secureContext = secureContextFor(tls);
     if (secureContext) connect.secureContext = secureContext;
     this.agent ??= new (undici().Agent)({
       connect,
@@ -236,22 +246,21 @@ export class RegistryConnection {
   }
 
   private async doPing(signal?: AbortSignal): Promise<void> {
-    const agent = await this.getAgent();
     const allowHttp = this.ctx.tlsVerify === false || isLoopbackHost(this.domain);
     const what = `pinging container registry ${this.domain}`;
     for (let attempt = 0; ; attempt++) {
-      let res: Dispatcher.ResponseData;
+      let res: RawResponse;
       let errorBody: string | undefined; // a body already read
       let base = new URL(`https://${this.host}`);
       try {
         try {
-          res = await this.rawRequest(agent, "GET", new URL("/v2/", base), {}, undefined, signal);
+          res = await this.request("GET", new URL("/v2/", base), {}, undefined, signal);
         } catch (httpsErr) {
           if (signal?.aborted || isCertificateError(httpsErr) || isTlsAlert(httpsErr) || !allowHttp) throw httpsErr;
           // An insecure (or loopback) registry may speak plain HTTP: try it right away.
           base = new URL(`http://${this.host}`);
           try {
-            res = await this.rawRequest(agent, "GET", new URL("/v2/", base), {}, undefined, signal);
+            res = await this.request("GET", new URL("/v2/", base), {}, undefined, signal);
           } catch {
             throw httpsErr;
           }
@@ -295,12 +304,13 @@ export class RegistryConnection {
   }
 
   /**
-   * The bulk client for blob GETs, on the agent's TLS settings and timeouts; undefined where it does
-   * not run (Bun, Deno, `AIRLOCK_HTTP_BULK=0`). Call after {@link getAgent}.
+   * The bulk client for requests without a body, on this host's TLS settings and timeouts;
+   * undefined where it does not run (Bun, Deno, `AIRLOCK_HTTP_BULK=0`).
    */
-  private getBulkPool(): BulkPool | undefined {
+  private async getBulkPool(): Promise<BulkPool | undefined> {
     if (this.bulkPool || !bulkSupported()) return this.bulkPool;
-    const tls = this.tls as TlsSettings;
+    const tls = await this.getTls();
+    if (this.bulkPool) return this.bulkPool;
     const t = this.options.timeouts ?? {};
     this.bulkPool = new BulkPool({ secureContext: secureContextFor(tls), rejectUnauthorized: tls.verify, connectMs: t.connectMs ?? 30_000, headersMs: t.headersMs ?? 300_000, bodyMs: t.bodyMs ?? 120_000 });
     return this.bulkPool;
@@ -309,6 +319,20 @@ export class RegistryConnection {
   /** The headers every request carries, then `headers`. */
   private requestHeaders(headers: Record<string, string>): Record<string, string> {
     return { "user-agent": this.ctx.userAgent ?? DEFAULT_USER_AGENT, "docker-distribution-api-version": "registry/2.0", ...headers };
+  }
+
+  /**
+   * Sends one request as it is (no authentication, retries or redirects): GETs and HEADs without a
+   * body through the bulk client where it runs — so a run that only reads never loads undici —
+   * everything else through undici.
+   */
+  private async request(method: HttpMethod, url: URL, headers: Record<string, string>, body: Uint8Array | Readable | undefined, signal: AbortSignal | undefined): Promise<RawResponse> {
+    if (signal) unlimitedListeners(signal);
+    if ((method === "GET" || method === "HEAD") && body === undefined) {
+      const bulk = await this.getBulkPool();
+      if (bulk) return bulk.request(url, this.requestHeaders(headers), signal, method);
+    }
+    return this.rawRequest(await this.getAgent(), method, url, headers, body, signal);
   }
 
   private async rawRequest(agent: Agent, method: HttpMethod, url: URL, headers: Record<string, string>, body: Uint8Array | Readable | undefined, signal: AbortSignal | undefined): Promise<Dispatcher.ResponseData> {
@@ -486,7 +510,6 @@ export class RegistryConnection {
   async send(req: RegistryRequest, internal: { authenticate?: boolean; credentialsSent?: boolean } = {}): Promise<RegistryResponse> {
     const authenticate = internal.authenticate ?? true;
     if (authenticate) await this.ping(req.signal);
-    const agent = await this.getAgent();
     const base = this.baseURL ?? new URL(`https://${this.host}`);
     let url = new URL(req.url, base);
     const replayable = !(typeof req.body === "function");
@@ -505,10 +528,9 @@ export class RegistryConnection {
         credentialsSent = auth.withCredentials;
       }
       const body = typeof req.body === "function" ? req.body() : req.body;
-      let res: { statusCode: number; headers: Record<string, string | string[] | undefined>; body: ResponseBody };
+      let res: RawResponse;
       try {
-        const bulk = req.bulk && req.method === "GET" && body === undefined ? this.getBulkPool() : undefined;
-        res = bulk ? await bulk.request(url, this.requestHeaders(headers), req.signal) : await this.rawRequest(agent, req.method, url, headers, body, req.signal);
+        res = await this.request(req.method, url, headers, body, req.signal);
       } catch (err) {
         if (req.signal?.aborted) throw abortError(req.signal, req.what);
         const inner = findAirlockError(err);
