@@ -71,8 +71,8 @@ export interface RegistryRequest {
 }
 
 /**
- * A response body: a readable stream that can also be discarded (see {@link dumpBody}) — undici's,
- * or the bulk client's for blob GETs.
+ * A response body: a readable stream that can also be discarded (see {@link dumpBody}) — the bulk
+ * client's (GETs and HEADs on Node) or undici's.
  */
 export type ResponseBody = Readable & { dump(options?: { limit?: number }): Promise<unknown> };
 
