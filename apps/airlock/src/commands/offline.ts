@@ -178,7 +178,6 @@ Examples:
   /** Checks the bundle and pushes it: everything of import up to its result. */
   async function runImport(paths: string[], opts: Record<string, unknown>, tally: ImportTally): Promise<ImportResult> {
     const bundle = paths.length === 1 ? (paths[0] as string) : paths;
-    const to = opts.to as string;
     if (opts.verifyKey) {
       const fpr = await checkBundleSignature(paths, opts.verifyKey as string[], opts.signature as string | undefined, "--verify-key", cli.signal);
       const report = await verifyBundle(bundle, { signal: cli.signal });
@@ -187,9 +186,18 @@ Examples:
       }
       cli.stderr.write(`Bundle signed by ${fpr} and verified; importing\n`);
     }
+    // Opened once: its metadata names the lock's naming, and the import reads the same index.
     const reader = await BundleReader.open(bundle, { signal: cli.signal });
+    try {
+      return await importOpened(reader, opts, tally);
+    } finally {
+      await reader.close();
+    }
+  }
+
+  async function importOpened(reader: BundleReader, opts: Record<string, unknown>, tally: ImportTally): Promise<ImportResult> {
+    const to = opts.to as string;
     const metadata = await reader.metadata();
-    await reader.close();
     const lockNaming = (metadata?.lock as { naming?: NamingMode } | undefined)?.naming;
     const naming = (opts.naming as NamingMode | undefined) ?? lockNaming ?? "keep-path";
     const destinationFor = destinationMapper(to, naming);
@@ -205,7 +213,7 @@ Examples:
     const progress = cli.progress({ json: opts.json as boolean, quiet: opts.quiet as boolean });
     const show = listener(progress.listener);
     try {
-      return await importBundle(bundle, {
+      return await importBundle(reader, {
         destinationFor,
         ctx,
         ctxFor,

@@ -450,15 +450,40 @@ class BulkSocket {
         if (rest.length === 0) return true;
         // The body bytes that came with the head are handed on at the body's first read: a fault in
         // them (a malformed chunk) then fails a body its reader listens to, not one whose 'error'
-        // event would fire before the caller got the response. The socket waits meanwhile, and the
-        // bytes are held: their slab must not take other reads before they are handed on.
-        const held = hold(rest);
+        // event would fire before the caller got the response. The socket is paused meanwhile, but
+        // over TLS the records of a read already taken keep coming (and the end with them): those
+        // queue behind, and an end waits for them. Every queued view is held: its slab must not
+        // take other reads before it is handed on.
+        const queue: { chunk: Buffer; held: SlabState | undefined }[] = [{ chunk: rest, held: hold(rest) }];
+        this.sink = (chunk: Buffer): boolean => {
+          queue.push({ chunk, held: hold(chunk) });
+          return false;
+        };
+        this.onEnd = (err?: Error) => {
+          endedMeanwhile = { err };
+        };
         body.deferFirst(() => {
-          try {
-            return bodyBytes(rest);
-          } finally {
-            unhold(held);
+          let more = true;
+          for (const { chunk, held } of queue.splice(0)) {
+            try {
+              if (finished) {
+                // Bytes after the end of the body: the connection is out of step.
+                if (reusable) socket.destroy();
+                reusable = false;
+              } else more = bodyBytes(chunk) && more;
+            } finally {
+              unhold(held);
+            }
           }
+          if (!finished) {
+            this.sink = bodyBytes;
+            this.onEnd = onEnd;
+            if (endedMeanwhile) {
+              onEnd(endedMeanwhile.err);
+              return false;
+            }
+          }
+          return more;
         });
         return false;
       };
@@ -479,7 +504,9 @@ class BulkSocket {
         pending = undefined;
         return onHead(all, end);
       };
-      this.onEnd = (err?: Error) => {
+      /** The connection ended while the first body bytes waited (see onHead). */
+      let endedMeanwhile: { err: Error | undefined } | undefined;
+      const onEnd = (err?: Error) => {
         if (finished) return;
         if (body && framing?.kind === "close" && !err) {
           finished = true;
@@ -493,6 +520,7 @@ class BulkSocket {
         if (!body && received === 0) (e as { staleConnection?: boolean }).staleConnection = true;
         fail(e);
       };
+      this.onEnd = onEnd;
 
       socket.write(head);
       socket.resume();
