@@ -210,14 +210,17 @@ function fatal<T>(err: T): T {
 const VERIFY_CODES = ["ERR_DIGEST_MISMATCH", "ERR_SIZE_MISMATCH"] as const;
 
 /**
- * Imports the bundle at `path` (a file, or the base name of its volumes): checks it, then pushes
- * each image to `destinationFor(name)`. Throws before opening any destination when the bundle is
- * damaged, and before writing any manifest when a blob fails verification.
+ * Imports the bundle at `path` (a file, or the base name of its volumes) — or one already open, which
+ * the caller keeps and closes — : checks it, then pushes each image to `destinationFor(name)`.
+ * Throws before opening any destination when the bundle is damaged, and before writing any
+ * manifest when a blob fails verification.
  */
-export async function importBundle(path: string | string[], options: ImportOptions): Promise<ImportResult> {
+export async function importBundle(bundle: string | string[] | BundleReader, options: ImportOptions): Promise<ImportResult> {
   const started = Date.now();
   const { signal, onProgress } = options;
-  const reader = await BundleReader.open(path, { signal });
+  const opened = bundle instanceof BundleReader ? undefined : await BundleReader.open(bundle, { signal });
+  const reader = opened ?? (bundle as BundleReader);
+  const path = opened ? (bundle as string | string[]) : reader.path;
   const work: ImageWork[] = [];
   // Registry clients shared by the presence checks and every destination of the same registry.
   const pool = new RegistryClientPool();
@@ -546,7 +549,7 @@ export async function importBundle(path: string | string[], options: ImportOptio
   } finally {
     await Promise.all(work.map((w) => w.dest?.close().catch(() => {})));
     await pool.close();
-    await reader.close();
+    await opened?.close();
   }
 }
 
