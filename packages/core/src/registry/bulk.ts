@@ -398,7 +398,6 @@ class BulkSocket {
       };
 
       const onHead = (all: Buffer, end: number): boolean => {
-        clearTimeout(headersTimer);
         let parsed: ParsedHead;
         try {
           parsed = parseHead(all.subarray(0, end).toString("latin1"));
@@ -407,10 +406,12 @@ class BulkSocket {
           return false;
         }
         if (parsed.statusCode >= 100 && parsed.statusCode < 200) {
-          // An interim answer (100 Continue): the real one follows.
+          // An interim answer (100 Continue, 103 Early Hints): the real one follows, within the
+          // same headers timeout.
           const rest = all.subarray(end + 4);
           return rest.length ? (this.sink as (chunk: Buffer) => boolean)(rest) : true;
         }
+        clearTimeout(headersTimer);
         const h = parsed.headers;
         const te = String(h["transfer-encoding"] ?? "").toLowerCase();
         const conn = String(h.connection ?? "").toLowerCase();
@@ -461,6 +462,8 @@ class BulkSocket {
         };
         this.onEnd = (err?: Error) => {
           endedMeanwhile = { err };
+          // The reader destroyed the body before reading it: nothing will read the queue.
+          if (body?.destroyed) onEnd(err);
         };
         body.deferFirst(() => {
           let more = true;

@@ -519,8 +519,12 @@ export class RegistryConnection {
     let authRetried = false;
     let attempt = 0;
     let redirects = 0;
+    const origin = url.origin;
     for (;;) {
       const headers: Record<string, string> = { ...req.headers };
+      // Credentials the caller put in the request (a token endpoint's Basic authorization) are for
+      // the origin asked, never for another that a redirect names (nor for plain HTTP after HTTPS).
+      if (url.origin !== origin) for (const name of Object.keys(headers)) if (name.toLowerCase() === "authorization") delete headers[name];
       let credentialsSent = internal.credentialsSent ?? false;
       if (authenticate && url.origin === base.origin) {
         const auth = await this.authorization(scopes, req.repository, req.signal);
