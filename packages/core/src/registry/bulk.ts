@@ -5,8 +5,8 @@
  * buffer, and undici then copies every read into its WebAssembly parser. On a fast link (a registry
  * on the same host or LAN) that, not the network, bounds a download: here undici took ~1.0 s for
  * two 200 MiB blobs that curl fetched in 0.33 s, and an export of the bench corpus 2.5 s against
- * 2.0 s with this client. A run that only reads (an import with everything present) also never
- * loads undici (~40 ms of start-up).
+ * 2.0 s with this client. A run that only reads from registries (an import with everything
+ * present) also never loads undici (~40 ms of start-up); lookaside signatures still go through it.
  *
  * This client reads the socket with Node's `onread` into large slabs (one read takes whatever the
  * kernel holds, up to the slab's free space; no allocation per read) and hands body bytes on as

@@ -323,7 +323,7 @@ export class RegistryConnection {
 
   /**
    * Sends one request as it is (no authentication, retries or redirects): GETs and HEADs without a
-   * body through the bulk client where it runs — so a run that only reads never loads undici —
+   * body through the bulk client where it runs — so a run that only reads from the registry API never loads undici —
    * everything else through undici.
    */
   private async request(method: HttpMethod, url: URL, headers: Record<string, string>, body: Uint8Array | Readable | undefined, signal: AbortSignal | undefined): Promise<RawResponse> {
