@@ -121,8 +121,7 @@ export function releaseBulkChunk(chunk: Uint8Array): void {
   const st = handedOut.get(chunk as Buffer);
   if (!st) return;
   handedOut.delete(chunk as Buffer);
-  st.refs--;
-  recycle(st);
+  unhold(st);
 }
 
 /** An error with a code the retry logic knows (`isRetryableNetworkError`, `connectionError`). */
@@ -144,9 +143,9 @@ export class BulkPool {
   }
 
   /**
-   * Sends `METHOD url` (GET by default) with `headers` and resolves with the response once its head arrived; the
-   * caller MUST read, dump or destroy the body. A kept connection that turns out to be closed by
-   * the server before answering is replaced by a fresh one, once.
+   * Sends `METHOD url` (GET by default) with `headers` and resolves with the response once its
+   * head arrived; the caller MUST read, dump or destroy the body. A kept connection that turns out
+   * to be closed by the server before answering is replaced by a fresh one, once.
    */
   async request(url: URL, headers: Record<string, string>, signal?: AbortSignal, method: BulkMethod = "GET"): Promise<BulkResponse> {
     if (url.protocol !== "http:" && url.protocol !== "https:") throw new AirlockError("ERR_INVALID_ARGUMENT", `cannot ${method} ${url.protocol} URLs`);
@@ -649,13 +648,10 @@ export class BulkBody extends Readable {
   }
 
   override push(chunk: Buffer | null): boolean {
-    if (chunk !== null) {
-      const st = slabOf.get(chunk.buffer);
+    if (chunk !== null && !handedOut.has(chunk)) {
       // Counted whatever the slab's state: a counted view only delays the slab's reuse.
-      if (st && !handedOut.has(chunk)) {
-        st.refs++;
-        handedOut.set(chunk, st);
-      }
+      const st = hold(chunk);
+      if (st) handedOut.set(chunk, st);
     }
     const more = super.push(chunk);
     if (chunk !== null && !more && !this.complete) {
