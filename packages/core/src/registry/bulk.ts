@@ -239,7 +239,7 @@ export class BulkPool {
   }
 }
 
-/** The request line and headers of `GET url`. */
+/** The request line and headers of `METHOD url`. */
 function requestHead(method: BulkMethod, url: URL, headers: Record<string, string>): Buffer {
   let head = `${method} ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
   for (const [name, value] of Object.entries(headers)) {
