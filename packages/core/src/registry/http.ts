@@ -248,29 +248,46 @@ export class RegistryConnection {
   private async doPing(signal?: AbortSignal): Promise<void> {
     const allowHttp = this.ctx.tlsVerify === false || isLoopbackHost(this.domain);
     const what = `pinging container registry ${this.domain}`;
+    const plainFirst = await this.plainHttpFirst();
     for (let attempt = 0; ; attempt++) {
-      let res: RawResponse;
+      let res: RawResponse | undefined;
       let errorBody: string | undefined; // a body already read
       let base = new URL(`https://${this.host}`);
-      try {
+      if (plainFirst && attempt === 0) {
+        // A registry on this machine with no TLS settings: most often plain HTTP, which answers
+        // at once, where an HTTPS attempt would first fail its handshake (and build Node's root
+        // store, ~25 ms). Anything but a registry's answer goes on to HTTPS as below.
         try {
-          res = await this.request("GET", new URL("/v2/", base), {}, undefined, signal);
-        } catch (httpsErr) {
-          if (signal?.aborted || isCertificateError(httpsErr) || isTlsAlert(httpsErr) || !allowHttp) throw httpsErr;
-          // An insecure (or loopback) registry may speak plain HTTP: try it right away.
-          base = new URL(`http://${this.host}`);
+          const plain = await this.request("GET", new URL(`http://${this.host}/v2/`), {}, undefined, signal);
+          if (plain.statusCode === 200 || plain.statusCode === 401) {
+            res = plain;
+            base = new URL(`http://${this.host}`);
+          } else await dumpBody(plain.body);
+        } catch {
+          if (signal?.aborted) throw abortError(signal, what);
+        }
+      }
+      try {
+        if (!res) {
           try {
             res = await this.request("GET", new URL("/v2/", base), {}, undefined, signal);
-          } catch {
-            throw httpsErr;
-          }
-          // The server says it speaks HTTPS (Go's and nginx's answers to plain HTTP on a TLS port):
-          // the TLS failure is the one to report. A server that wants a client certificate hangs
-          // up after a TLS 1.3 handshake, which a client sees only as a closed connection.
-          if (res.statusCode === 400) {
-            const body = (await readBody(res.body, ERROR_BODY_LIMIT)).toString("utf8");
-            if (/HTTP request to an HTTPS server|plain HTTP request was sent to HTTPS port/i.test(body)) throw new TlsRefusedError(httpsErr);
-            errorBody = body;
+          } catch (httpsErr) {
+            if (signal?.aborted || isCertificateError(httpsErr) || isTlsAlert(httpsErr) || !allowHttp) throw httpsErr;
+            // An insecure (or loopback) registry may speak plain HTTP: try it right away.
+            base = new URL(`http://${this.host}`);
+            try {
+              res = await this.request("GET", new URL("/v2/", base), {}, undefined, signal);
+            } catch {
+              throw httpsErr;
+            }
+            // The server says it speaks HTTPS (Go's and nginx's answers to plain HTTP on a TLS port):
+            // the TLS failure is the one to report. A server that wants a client certificate hangs
+            // up after a TLS 1.3 handshake, which a client sees only as a closed connection.
+            if (res.statusCode === 400) {
+              const body = (await readBody(res.body, ERROR_BODY_LIMIT)).toString("utf8");
+              if (/HTTP request to an HTTPS server|plain HTTP request was sent to HTTPS port/i.test(body)) throw new TlsRefusedError(httpsErr);
+              errorBody = body;
+            }
           }
         }
       } catch (err) {
@@ -301,6 +318,16 @@ export class RegistryConnection {
       if (!err.retryable && status !== 404) throw err;
       throw new AirlockError("ERR_REGISTRY", `${what}: ${base.origin}/v2/ answered HTTP ${status}, so ${this.domain} does not look like a container registry (${err.message})`, { cause: err, retryable: err.retryable });
     }
+  }
+
+  /**
+   * Whether the ping asks plain HTTP first: a loopback registry, with no `--tls-verify=true` and no
+   * cert dir, client certificate or `--tls-details` for it.
+   */
+  private async plainHttpFirst(): Promise<boolean> {
+    if (!isLoopbackHost(this.domain) || this.ctx.tlsVerify === true) return false;
+    const tls = await this.getTls();
+    return !tls.certDir && !tls.ca && !tls.cert && !tls.base;
   }
 
   /**
