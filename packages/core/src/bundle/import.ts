@@ -188,6 +188,11 @@ interface ImageWork {
   present?: boolean;
   /** The destination's tag already names `top`; undefined when not asked (see phase 2) or it cannot say. */
   tagged?: boolean | undefined;
+  /**
+   * The question behind `tagged`, asked as soon as the image's local checks passed (phase 1), so
+   * that the destination answers while the next images are checked; awaited in phase 2.
+   */
+  tagCheck?: Promise<boolean | undefined>;
   /** The image's manifests (digests) the destination holds. */
   have: Set<string>;
   /** What happened to this image's blobs. */
@@ -224,6 +229,8 @@ export async function importBundle(bundle: string | string[] | BundleReader, opt
   const work: ImageWork[] = [];
   // Registry clients shared by the presence checks and every destination of the same registry.
   const pool = new RegistryClientPool();
+  // The presence checks of phase 2, started during phase 1 (a few at a time).
+  const checks = limiter(16);
   try {
     // 1. Check everything that can be checked without pushing. An altered archive (a path stored
     //    twice, an entry appended after the export) is refused whole, even where no image reads it.
@@ -283,7 +290,12 @@ export async function importBundle(bundle: string | string[] | BundleReader, opt
         }
       }
       const all = [...blobs.values()];
-      work.push({ name, ref: options.destinationFor(name), top, manifests, blobs: all.filter((b) => !isBase(b)), base: all.filter(isBase), signatures, have: new Set(), counts: { pushed: 0, bytes: 0, shared: 0, present: 0 } });
+      const w: ImageWork = { name, ref: options.destinationFor(name), top, manifests, blobs: all.filter((b) => !isBase(b)), base: all.filter(isBase), signatures, have: new Set(), counts: { pushed: 0, bytes: 0, shared: 0, present: 0 } };
+      if (signatures.size === 0) {
+        w.tagCheck = checks(() => alreadyThere(w, options.ctxFor?.(w.name) ?? options.ctx, pool, signal));
+        w.tagCheck.catch(() => {}); // heard in phase 2; unheard only if a later image is refused first
+      }
+      work.push(w);
     }
     onProgress?.(importPlan(work, reader));
     const dryRun = options.dryRun ?? false;
@@ -315,8 +327,8 @@ export async function importBundle(bundle: string | string[] | BundleReader, opt
         open(() => guarded(w, async () => {
           signal?.throwIfAborted();
           const ctx = options.ctxFor?.(w.name) ?? options.ctx;
-          if (w.signatures.size === 0) {
-            w.tagged = await alreadyThere(w, ctx, pool, signal);
+          if (w.tagCheck) {
+            w.tagged = await w.tagCheck;
             if (w.tagged === true) {
               w.present = true;
               onProgress?.({ type: "image-start", image: w.name, digest: w.top.digest, blobs: w.blobs.length, bytes: sum(w.blobs) });
