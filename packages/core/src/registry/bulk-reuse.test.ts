@@ -7,11 +7,11 @@
  * loop. Every reader here keeps its chunks until a simulated (or the export writer's) write
  * completed and compares what it has then with copies taken on arrival.
  *
- * The second to fourth TLS tests fail as of 3061700: they show bugs of the body bytes that come
- * with the response head (handed on at the body's first read, see `BulkBody.deferFirst`) — not of
- * slab reuse, but of the same pause that TLS ignores: later records of the same TCP read are
- * handed on before those bytes, and the end of the connection (close_notify) read in the same
- * turn ends the body without them, or fails it.
+ * The second to fourth TLS tests are about the body bytes that come with the response head
+ * (handed on at the body's first read, see `BulkBody.deferFirst`) — not slab reuse, but the same
+ * pause that TLS ignores: later records of the same TCP read must queue behind those bytes, and
+ * the end of the connection (close_notify) read in the same turn must wait for them (both failed
+ * before 4591e34).
  */
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -299,8 +299,8 @@ describe("bulk client slab reuse over TLS", () => {
         error = err;
       });
       await sleep(30); // the caller reads the body a moment later
-      // Failing here: the body failed with "the connection closed in the middle of the response
-      // body" before it was read (with nobody listening yet, an unhandled 'error' event).
+      // Before 4591e34 the body failed here with "the connection closed in the middle of the
+      // response body" before it was read (with nobody listening yet, an unhandled 'error' event).
       expect(error?.message).toBeUndefined();
       expect((await copyOnArrival(res.body)).equals(body)).toBe(true);
     } finally {
@@ -317,7 +317,7 @@ describe("bulk client slab reuse over TLS", () => {
     try {
       const res = await pool.request(srv.url(), {});
       await sleep(30);
-      // Failing here: the body ends cleanly, empty.
+      // Before 4591e34 the body ended here cleanly, empty.
       const got = await copyOnArrival(res.body);
       expect(got.length).toBe(body.length);
       expect(got.equals(body)).toBe(true);
