@@ -215,10 +215,10 @@ function fatal<T>(err: T): T {
 const VERIFY_CODES = ["ERR_DIGEST_MISMATCH", "ERR_SIZE_MISMATCH"] as const;
 
 /**
- * Imports the bundle at `path` (a file, or the base name of its volumes) — or one already open, which
- * the caller keeps and closes — : checks it, then pushes each image to `destinationFor(name)`.
- * Throws before opening any destination when the bundle is damaged, and before writing any
- * manifest when a blob fails verification.
+ * Imports a bundle — the one at a path (a file, or the base name of its volumes), or one already
+ * open, which the caller keeps and closes: checks it, then pushes each image to
+ * `destinationFor(name)`. Throws before opening any destination when the bundle is damaged, and
+ * before writing any manifest when a blob fails verification.
  */
 export async function importBundle(bundle: string | string[] | BundleReader, options: ImportOptions): Promise<ImportResult> {
   const started = Date.now();
