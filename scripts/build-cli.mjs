@@ -8,15 +8,20 @@
 // commander's CommonJS files before doing anything (~200 ms of CPU, paid once per image by a
 // script that runs airlock per image). Bundled, a run reads a few minified files:
 //
-//   cli.js             the entry (the verb dispatcher, commander); `--version` needs nothing else
-//   <verb>-HASH.js     one chunk per verb module (cli.ts imports each verb's module on demand)
-//   chunk-HASH.js      code shared by several verbs (@airlock/core, yaml, …), loaded with them
-//   openpgp-HASH.js    OpenPGP, loaded only when something is signed or verified
+//   cli.cjs            the entry (the verb dispatcher, commander); `--version` needs nothing else
+//   <verb>-HASH.cjs    one chunk per verb module (cli.ts imports each verb's module on demand)
+//   chunk-HASH.cjs     code shared by several verbs (@airlock/core, yaml, …), loaded with them
+//   openpgp-HASH.cjs   OpenPGP, loaded only when something is signed or verified
 //   undici-HASH.cjs    the two pieces of undici the registry client uses (Agent, request; HTTP/1.1
 //                      only, see below), loaded by its first registry request (core's
 //                      registry/undici.ts require()s them)
 //   stamp.json         what the bundle was built from: the bin falls back to dist/cli.js when a
 //                      later `tsc -b` rebuilt a package (the bundle is then stale)
+//
+// The files are CommonJS: esbuild splits the code as ES modules, then each file is turned into
+// CommonJS (`import` → `require`, in strict mode as before). On Node the bin compiles them
+// through node:vm with a V8 code cache (apps/airlock/bin/load-bundle.js), which Node 20 offers for
+// scripts but not for ES modules: compiling the ~600 KiB an import needs took ~40 ms of every run.
 //
 // Every dependency is inlined; node: built-ins stay imports. Identifiers are kept (stack traces
 // with --debug stay readable, and commander names its errors after their classes).
@@ -28,6 +33,7 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Script } from "node:vm";
 import * as esbuild from "esbuild";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -112,21 +118,58 @@ const coreErrors = {
     build.onResolve({ filter: /^@airlock\/core$/ }, (a) => (a.importer === join(app, "dist", "errors.js") ? { path: join(root, "packages", "core", "dist", "errors.js") } : undefined));
   },
 };
+// commander require()s node:child_process when it loads, for the executable subcommands airlock
+// does not have (~1.5 ms of every run, with node:dgram): give it a stand-in that loads the module
+// on first use.
+const lazyChildProcess = {
+  name: "lazy-child-process",
+  setup(build) {
+    build.onResolve({ filter: /^(node:)?child_process$/ }, (a) => (a.importer.includes(join("node_modules", "commander")) ? { path: "child_process", namespace: "lazy-builtin" } : undefined));
+    build.onLoad({ filter: /.*/, namespace: "lazy-builtin" }, () => ({
+      contents: 'let m; module.exports = new Proxy({}, { get: (_, key) => (m ??= require("node:child_process"))[key] });',
+      loader: "js",
+    }));
+  },
+};
 const cli = await esbuild.build({
   ...common,
   format: "esm",
   splitting: true,
   entryPoints: { cli: entry },
   outdir: outDir,
+  outExtension: { ".js": ".cjs" },
   entryNames: "[name]",
   chunkNames: "[name]-[hash]",
-  // CommonJS code inside ES modules needs a require() (for node: built-ins and the undici file).
-  banner: { js: 'import{createRequire as __airlockRequire}from"node:module";const require=__airlockRequire(import.meta.url);' },
   metafile: true,
-  plugins: [undiciParts, coreErrors],
+  plugins: [undiciParts, coreErrors, lazyChildProcess],
 });
 
-// 3. Write: chunks first (content-addressed, so an unchanged one is left alone), then the entry
+// 3. Each ES module chunk as CommonJS. esbuild splits only ES modules; turned into CommonJS, its
+// chunks can be compiled with a code cache (see above). Static imports become require() calls,
+// dynamic ones `Promise.resolve().then(() => require(…))`, exports getters on module.exports,
+// so live bindings between chunks still hold. The chunks stay in strict mode, as ES modules are.
+// import.meta.url (core reads its package.json beside it) becomes the file's own URL.
+const META_URL = "__airlock_import_meta_url";
+async function toCommonJS(code) {
+  const r = await esbuild.transform(code, {
+    format: "cjs",
+    platform: "node",
+    target: "node20",
+    supported: { "dynamic-import": false },
+    define: { "import.meta.url": META_URL },
+    minifyWhitespace: true,
+    minifySyntax: true,
+    logLevel: "warning",
+  });
+  const meta = r.code.includes(META_URL) ? `var ${META_URL}=require("node:url").pathToFileURL(__filename).href;` : "";
+  const out = `"use strict";${meta}${r.code}`;
+  // Compile it as Node wraps a CommonJS file: a top-level `const require` or `let module` would
+  // only fail when a run loads the chunk; here it fails the build.
+  new Script(`(function (exports, require, module, __filename, __dirname) {${out}\n})`);
+  return out;
+}
+
+// 4. Write: chunks first (content-addressed, so an unchanged one is left alone), then the entry
 // and the stamp by rename; then remove what earlier builds left that is older than KEEP_OLD_MS.
 mkdirSync(outDir, { recursive: true });
 const written = new Set();
@@ -141,10 +184,10 @@ const put = (name, data) => {
   renameSync(tmp, path);
 };
 put(undiciFile, undiciCode);
-const outputs = cli.outputFiles.map((f) => ({ name: relative(outDir, f.path), data: f.contents }));
-for (const f of outputs) if (f.name !== "cli.js") put(f.name, f.data);
-for (const f of outputs) if (f.name === "cli.js") put(f.name, f.data);
-put("stamp.json", `${JSON.stringify({ entry: "cli.js", inputs }, null, 2)}\n`);
+const outputs = await Promise.all(cli.outputFiles.map(async (f) => ({ name: relative(outDir, f.path), data: await toCommonJS(f.text) })));
+for (const f of outputs) if (f.name !== "cli.cjs") put(f.name, f.data);
+for (const f of outputs) if (f.name === "cli.cjs") put(f.name, f.data);
+put("stamp.json", `${JSON.stringify({ entry: "cli.cjs", inputs }, null, 2)}\n`);
 if (metafile) put("meta.json", JSON.stringify(cli.metafile));
 const now = Date.now();
 for (const name of readdirSync(outDir)) {
@@ -154,15 +197,15 @@ for (const name of readdirSync(outDir)) {
 }
 
 if (!quiet) {
-  const total = outputs.reduce((n, f) => n + f.data.length, undiciCode.length);
+  const total = outputs.reduce((n, f) => n + Buffer.byteLength(f.data), undiciCode.length);
   const closure = (path, seen = new Set()) => {
     if (seen.has(path)) return seen;
     seen.add(path);
     for (const i of cli.metafile.outputs[path]?.imports ?? []) if (i.kind === "import-statement" && !i.external) closure(i.path, seen);
     return seen;
   };
-  const startup = [...closure(relative(root, join(outDir, "cli.js")))].reduce((n, p) => n + cli.metafile.outputs[p].bytes, 0);
-  console.log(`build-cli: ${relative(root, outDir)}: ${outputs.length + 1} files, ${(total / 1024).toFixed(0)} KiB; cli.js loads ${(startup / 1024).toFixed(0)} KiB before a verb`);
+  const startup = [...closure(relative(root, join(outDir, "cli.cjs")))].reduce((n, p) => n + cli.metafile.outputs[p].bytes, 0);
+  console.log(`build-cli: ${relative(root, outDir)}: ${outputs.length + 1} files, ${(total / 1024).toFixed(0)} KiB; cli.cjs loads ${(startup / 1024).toFixed(0)} KiB before a verb`);
 }
 
 function mtimeOf(path) {

@@ -1,5 +1,5 @@
 /**
- * apps/airlock/bin/airlock.js chooses what to run: the bundle (dist/bundle/cli.js) while its
+ * apps/airlock/bin/airlock.js chooses what to run: the bundle (dist/bundle/cli.cjs) while its
  * stamp.json matches the builds it was made from, else the unbundled dist/cli.js — when the stamp
  * is missing, when an input changed since (a later `tsc -b`), when one is gone, and with
  * AIRLOCK_NO_BUNDLE=1. Checked on Node, Bun and Deno (mtime precision differs between them) in a
@@ -22,14 +22,19 @@ const runtimes = [
 ];
 
 let app: string;
-const standIn = (what: string) => `export async function main(argv) { process.stdout.write("${what} " + argv.join(" ")); return 3; }\n`;
+/** A stand-in CLI that says which one ran: dist/cli.js is an ES module, the bundle CommonJS. */
+const standIn = (what: string, format: "esm" | "cjs") =>
+  `${format === "esm" ? "export async function main" : "exports.main = async function"}(argv) { process.stdout.write("${what} " + argv.join(" ")); return 3; }\n`;
 
 async function writeStamp(inputs: Record<string, number | null>): Promise<void> {
-  await fs.writeFile(join(app, "dist", "bundle", "stamp.json"), JSON.stringify({ entry: "cli.js", inputs }));
+  await fs.writeFile(join(app, "dist", "bundle", "stamp.json"), JSON.stringify({ entry: "cli.cjs", inputs }));
 }
 
 function runBin(argv: string[], env: NodeJS.ProcessEnv = {}): { which: string; code: number | null } {
-  const r = spawnSync(argv[0] as string, [...argv.slice(1), join(app, "bin", "airlock.js"), "a", "b"], { encoding: "utf8", env: { ...process.env, ...env } });
+  const r = spawnSync(argv[0] as string, [...argv.slice(1), join(app, "bin", "airlock.js"), "a", "b"], {
+    encoding: "utf8",
+    env: { ...process.env, AIRLOCK_COMPILE_CACHE: join(app, "compile-cache"), ...env },
+  });
   return { which: r.stdout.trim() || r.stderr, code: r.status };
 }
 
@@ -37,10 +42,10 @@ beforeAll(async () => {
   app = mkdtempSync(join(tmpdir(), "airlock-bin-"));
   await fs.mkdir(join(app, "bin"));
   await fs.mkdir(join(app, "dist", "bundle"), { recursive: true });
-  for (const f of ["airlock.js", "run.js"]) await fs.copyFile(join(root, "apps", "airlock", "bin", f), join(app, "bin", f));
+  for (const f of ["airlock.js", "run.js", "load-bundle.js"]) await fs.copyFile(join(root, "apps", "airlock", "bin", f), join(app, "bin", f));
   await fs.writeFile(join(app, "package.json"), '{"type":"module"}');
-  await fs.writeFile(join(app, "dist", "cli.js"), standIn("unbundled"));
-  await fs.writeFile(join(app, "dist", "bundle", "cli.js"), standIn("bundled"));
+  await fs.writeFile(join(app, "dist", "cli.js"), standIn("unbundled", "esm"));
+  await fs.writeFile(join(app, "dist", "bundle", "cli.cjs"), standIn("bundled", "cjs"));
   await fs.writeFile(join(app, "input.tsbuildinfo"), "{}");
 });
 

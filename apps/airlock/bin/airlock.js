@@ -5,7 +5,12 @@
 // missing, or a `tsc -b` has rebuilt a package since it was made (its stamp.json records the
 // builds it came from), the unbundled dist/cli.js runs instead: slower to start, same code.
 // AIRLOCK_NO_BUNDLE=1 also runs dist/cli.js (to compare, or to debug with the original files).
+// The bundle is CommonJS: Node compiles it with a code cache (load-bundle.js), Bun and Deno
+// require() it.
 import { readFileSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+import { compileCacheDir, loadBundle } from "./load-bundle.js";
 import { run } from "./run.js";
 
 const bundle = new URL("../dist/bundle/", import.meta.url);
@@ -34,5 +39,14 @@ function mtimeOf(url) {
   }
 }
 
-const { main } = await import(bundleIsCurrent() ? new URL("cli.js", bundle).href : "../dist/cli.js");
+/** Loads the bundle's entry; on Node with the code cache, whose entries are written at exit. */
+function loadCurrentBundle() {
+  const entry = fileURLToPath(new URL("cli.cjs", bundle));
+  if (process.versions.bun || process.versions.deno) return createRequire(import.meta.url)(entry);
+  const loaded = loadBundle(entry, compileCacheDir());
+  process.once("exit", loaded.save);
+  return loaded.exports;
+}
+
+const { main } = bundleIsCurrent() ? loadCurrentBundle() : await import("../dist/cli.js");
 run(main);
