@@ -29,7 +29,8 @@
  * not yet delivered rejects with an {@link AirlockError}; the caller then computes the sum another
  * way (e.g. by reading the data again).
  */
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
+import { workerThreads } from "./builtins.js";
 import { AirlockError } from "./errors.js";
 
 /** The hash algorithms a {@link HashWorker} computes. */
@@ -212,7 +213,7 @@ export class HashWorker {
     this.state = new Int32Array(state);
     this.pool = new Uint8Array(pool);
     const workerData = { state, pool, batchSize: this.batchSize, slots: this.slots, algorithms: WORKER_HASH_ALGORITHMS, files: [...(options.files ?? [])] };
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData, execArgv: [] });
+    this.worker = new (workerThreads().Worker)(WORKER_SOURCE, { eval: true, workerData, execArgv: [] });
     this.worker.unref();
     this.worker.on("message", (m: { id: number; hex?: string; error?: string }) => this.settle(m));
     this.worker.on("error", (err) => this.fail(`the hash worker thread failed: ${err instanceof Error ? err.message : String(err)}`, err));

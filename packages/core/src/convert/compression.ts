@@ -10,8 +10,8 @@
  * @see https://github.com/containers/image/blob/main/pkg/compression/compression.go
  */
 import { Readable, Transform, type TransformCallback } from "node:stream";
-import * as zlib from "node:zlib";
 import { Decompress as FzstdDecompress } from "fzstd";
+import { zlib } from "../builtins.js";
 import { AirlockError } from "../errors.js";
 
 /** A layer compression airlock can write: gzip or zstd. */
@@ -99,7 +99,7 @@ export interface ZstdSupport {
 
 /** Reports how this runtime (de)compresses zstd. */
 export function zstdSupport(): ZstdSupport {
-  const native = typeof (zlib as unknown as ZstdZlib).createZstdCompress === "function";
+  const native = typeof (zlib() as unknown as ZstdZlib).createZstdCompress === "function";
   return { compress: native, decompress: true, implementation: native ? "node:zlib" : "fzstd" };
 }
 
@@ -143,8 +143,8 @@ function corrupt(alg: string, cause: unknown): AirlockError {
  * error (an AirlockError for zstd via fzstd, zlib's own error otherwise).
  */
 export function decompressor(algorithm: CompressionAlgorithm): Transform {
-  if (algorithm === "gzip") return zlib.createGunzip({ chunkSize: 256 * 1024 });
-  const z = zlib as unknown as ZstdZlib;
+  if (algorithm === "gzip") return zlib().createGunzip({ chunkSize: 256 * 1024 });
+  const z = zlib() as unknown as ZstdZlib;
   if (typeof z.createZstdDecompress === "function") return z.createZstdDecompress();
   return new FzstdTransform();
 }
@@ -159,9 +159,9 @@ export function compressor(algorithm: CompressionAlgorithm, level?: number): Tra
     if (level !== undefined && (!Number.isInteger(level) || level < 1 || level > 9)) {
       throw new AirlockError("ERR_INVALID_ARGUMENT", `gzip compression level ${level} is out of range: use 1 (fastest) to 9 (smallest)`);
     }
-    return zlib.createGzip({ level: level ?? 6, chunkSize: 256 * 1024 });
+    return zlib().createGzip({ level: level ?? 6, chunkSize: 256 * 1024 });
   }
-  const z = zlib as unknown as ZstdZlib;
+  const z = zlib() as unknown as ZstdZlib;
   if (typeof z.createZstdCompress !== "function") {
     throw new AirlockError(
       "ERR_UNSUPPORTED",

@@ -13,10 +13,10 @@
  * @see https://github.com/containers/image/blob/main/docs/containers-auth.json.5.md
  * @see https://github.com/docker/docker-credential-helpers (the helper protocol)
  */
-import { spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
+import { childProcess } from "../builtins.js";
 import { AirlockError } from "../errors.js";
 import { withFileLock, writeFileAtomic } from "../fsutil.js";
 import { DOCKER_HUB_DOMAIN } from "../reference/docker.js";
@@ -222,7 +222,7 @@ export async function runCredentialHelper(helper: string, serverURL: string): Pr
   const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
     // Our own timer rather than spawn's `timeout`, which is not cleared when the program is missing
     // (ENOENT) and then keeps the process alive for HELPER_TIMEOUT_MS.
-    const child = spawn(program, ["get"], { stdio: ["pipe", "pipe", "pipe"] });
+    const child = childProcess().spawn(program, ["get"], { stdio: ["pipe", "pipe", "pipe"] });
     const timer = setTimeout(() => child.kill(), HELPER_TIMEOUT_MS);
     timer.unref?.();
     let out = "";

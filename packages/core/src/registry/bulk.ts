@@ -23,7 +23,8 @@
  */
 import * as net from "node:net";
 import { Readable } from "node:stream";
-import * as tls from "node:tls";
+import type * as Tls from "node:tls";
+import { tls } from "../builtins.js";
 import { AirlockError } from "../errors.js";
 
 /** A response of {@link BulkPool.request}: status, headers (lower-case names; repeated ones as arrays) and the body. */
@@ -39,7 +40,7 @@ export type BulkMethod = "GET" | "HEAD";
 /** Options of {@link BulkPool}. */
 export interface BulkPoolOptions {
   /** TLS: the secure context (CAs, client certificate), when not the system default. */
-  secureContext?: tls.SecureContext | undefined;
+  secureContext?: Tls.SecureContext | undefined;
   /** TLS: verify the server's certificate (default true). */
   rejectUnauthorized?: boolean;
   /** Establishing a connection, in ms (default 30 s). */
@@ -208,10 +209,10 @@ export class BulkPool {
       if (url.protocol === "https:") {
         const servername = net.isIP(host) ? undefined : host;
         // tls.connect takes `onread` as net.connect does (Node ≥ 12.19), though @types/node omits it.
-        const t: tls.ConnectionOptions & { onread: typeof onread } = { host, port, onread, ALPNProtocols: ["http/1.1"], rejectUnauthorized: o.rejectUnauthorized ?? true };
+        const t: Tls.ConnectionOptions & { onread: typeof onread } = { host, port, onread, ALPNProtocols: ["http/1.1"], rejectUnauthorized: o.rejectUnauthorized ?? true };
         if (servername) t.servername = servername;
         if (o.secureContext) t.secureContext = o.secureContext;
-        socket = tls.connect(t);
+        socket = tls().connect(t);
       } else {
         socket = net.connect({ host, port, onread });
       }

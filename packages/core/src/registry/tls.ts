@@ -8,7 +8,8 @@ import { promises as fs } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
-import { createSecureContext, rootCertificates, type SecureContext } from "node:tls";
+import type { SecureContext } from "node:tls";
+import { tls } from "../builtins.js";
 import { AirlockError } from "../errors.js";
 
 /** Connection settings derived from a cert dir. */
@@ -194,7 +195,7 @@ export async function loadTlsSettings(
       }
     }
   }
-  if (cas.length > 0) settings.ca = [...rootCertificates, ...cas];
+  if (cas.length > 0) settings.ca = [...tls().rootCertificates, ...cas];
   return settings;
 }
 
@@ -273,7 +274,7 @@ export function secureContextFor(settings: TlsSettings): SecureContext | undefin
     .update(
       JSON.stringify([
         settings.ca?.length ?? 0,
-        settings.ca?.slice(rootCertificates.length) ?? [],
+        settings.ca?.slice(tls().rootCertificates.length) ?? [],
         settings.cert ?? "",
         settings.key ?? "",
         base?.minVersion ?? "",
@@ -284,7 +285,7 @@ export function secureContextFor(settings: TlsSettings): SecureContext | undefin
     .digest("hex");
   let ctx = secureContexts.get(key);
   if (!ctx) {
-    ctx = createSecureContext({
+    ctx = tls().createSecureContext({
       ...(settings.ca ? { ca: settings.ca } : {}),
       ...(settings.cert ? { cert: settings.cert } : {}),
       ...(settings.key ? { key: settings.key } : {}),

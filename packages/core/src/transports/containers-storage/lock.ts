@@ -12,9 +12,9 @@
  * atomically) and writing is refused, saying why.
  * @see https://github.com/containers/storage/blob/main/pkg/lockfile/lockfile_unix.go
  */
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
+import { childProcess } from "../../builtins.js";
 import { AirlockError } from "../../errors.js";
 
 /** One lock file to take: shared (reading) or exclusive (writing). */
@@ -114,7 +114,7 @@ export async function takeLocks(requests: readonly LockRequest[], what: string, 
 async function takeLocksWith(helper: Helper, requests: readonly LockRequest[], what: string, signal?: AbortSignal): Promise<HeldLocks | undefined> {
   signal?.throwIfAborted();
   const args = [...helper.args, ...requests.map((r) => `${r.exclusive ? "w" : "r"}:${r.path}`)];
-  const child = spawn(helper.cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+  const child = childProcess().spawn(helper.cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
   let stderr = "";
   child.stderr.setEncoding("utf8");
   child.stderr.on("data", (s: string) => {
