@@ -150,7 +150,7 @@ const cli = await esbuild.build({
 // so live bindings between chunks still hold. The chunks stay in strict mode, as ES modules are.
 // import.meta.url (core reads its package.json beside it) becomes the file's own URL.
 const META_URL = "__airlock_import_meta_url";
-async function toCommonJS(code) {
+async function toCommonJS(name, code) {
   const r = await esbuild.transform(code, {
     format: "cjs",
     platform: "node",
@@ -159,13 +159,16 @@ async function toCommonJS(code) {
     define: { "import.meta.url": META_URL },
     minifyWhitespace: true,
     minifySyntax: true,
-    logLevel: "warning",
+    logLevel: "silent",
   });
+  // A warning here is code that would behave differently as CommonJS (import.meta other than
+  // .url becomes an empty object): fail rather than ship it.
+  if (r.warnings.length) throw new Error(`build-cli: ${name} as CommonJS: ${r.warnings.map((w) => w.text).join("; ")}`);
   const meta = r.code.includes(META_URL) ? `var ${META_URL}=require("node:url").pathToFileURL(__filename).href;` : "";
   const out = `"use strict";${meta}${r.code}`;
   // Compile it as Node wraps a CommonJS file: a top-level `const require` or `let module` would
   // only fail when a run loads the chunk; here it fails the build.
-  new Script(`(function (exports, require, module, __filename, __dirname) {${out}\n})`);
+  new Script(`(function (exports, require, module, __filename, __dirname) {${out}\n})`, { filename: name });
   return out;
 }
 
@@ -184,7 +187,7 @@ const put = (name, data) => {
   renameSync(tmp, path);
 };
 put(undiciFile, undiciCode);
-const outputs = await Promise.all(cli.outputFiles.map(async (f) => ({ name: relative(outDir, f.path), data: await toCommonJS(f.text) })));
+const outputs = await Promise.all(cli.outputFiles.map(async (f) => ({ name: relative(outDir, f.path), data: await toCommonJS(relative(outDir, f.path), f.text) })));
 for (const f of outputs) if (f.name !== "cli.cjs") put(f.name, f.data);
 for (const f of outputs) if (f.name === "cli.cjs") put(f.name, f.data);
 put("stamp.json", `${JSON.stringify({ entry: "cli.cjs", inputs }, null, 2)}\n`);

@@ -6,9 +6,16 @@
  * A failed bundle only makes the binary slower to start (it runs dist/cli.js instead).
  */
 import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-export default function setup(): void {
+export default function setup(): () => void {
+  // The binary's code cache (apps/airlock/bin/load-bundle.js) goes to a directory of this run's,
+  // not the user's ~/.cache: the test processes inherit the variable.
+  const compileCache = mkdtempSync(join(tmpdir(), "airlock-test-compile-cache-"));
+  process.env.AIRLOCK_COMPILE_CACHE ??= compileCache;
   const root = fileURLToPath(new URL("..", import.meta.url));
   const tsc = fileURLToPath(new URL("../node_modules/typescript/bin/tsc", import.meta.url));
   try {
@@ -21,4 +28,5 @@ export default function setup(): void {
   } catch (err) {
     process.stderr.write(`global setup: bundling the CLI failed; the binary runs unbundled:\n${(err as { stderr?: Buffer }).stderr ?? err}\n`);
   }
+  return () => rmSync(compileCache, { recursive: true, force: true });
 }

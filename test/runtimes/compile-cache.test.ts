@@ -1,10 +1,12 @@
 /**
  * The code cache of apps/airlock/bin/load-bundle.js, with which Node loads the CLI bundle: the
  * first run keeps V8's code of each file it loaded, later runs compile from it; a file whose text
- * changed (even to one of the same length, which V8 alone would not notice) or an entry V8 refuses
- * is compiled afresh and kept again; a directory others may write to is not used; an unwritable
- * one costs nothing but the cache; old entries go. Each run is a real Node process (a driver that
- * loads a small CommonJS bundle, or the airlock bin with the real bundle).
+ * changed (even to one of the same length, which V8 alone would not notice), a damaged entry or
+ * one V8 refuses is compiled afresh and kept again; code made after airlock changed V8's flags is
+ * not kept (the next run would refuse it); a directory or entry others own or may write to is not
+ * used; an unwritable directory costs nothing but the cache; old entries go, others' files stay.
+ * Each run is a real Node process: a driver that loads a small CommonJS bundle, or the airlock
+ * bin with the real bundle, built into a directory of the test's own.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, promises as fs, mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
@@ -15,7 +17,6 @@ import { afterAll, beforeEach, describe, expect, it } from "vitest";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const LOADER = pathToFileURL(join(root, "apps", "airlock", "bin", "load-bundle.js")).href;
-const BIN = join(root, "apps", "airlock", "bin", "airlock.js");
 const work = mkdtempSync(join(tmpdir(), "airlock-compile-cache-"));
 let n = 0;
 let bundle: string;
@@ -26,15 +27,25 @@ interface Loaded {
   out: string;
 }
 
-/** Loads `bundle`/cli.cjs in a fresh Node process with the cache in `dir`, runs it, saves the cache. */
-function load(dir: string | undefined = cache): Loaded {
+/**
+ * Loads `bundle`/cli.cjs in a fresh Node process with the cache in `dir`, runs it, saves the
+ * cache. `flags`: change V8's flags after loading — "announced" as airlock does (emitting
+ * BEFORE_V8_FLAGS first), "silently", or "announced, then a verb loads" (a chunk compiled after).
+ */
+function load(dir: string | undefined = cache, flags?: "announced" | "silently" | "announced, then a verb loads"): Loaded {
+  // The same driver text every time: Node's arguments are part of an entry's name.
   const driver = `
-    import { loadBundle } from ${JSON.stringify(LOADER)};
-    const l = loadBundle(${JSON.stringify(join(bundle, "cli.cjs"))}, ${JSON.stringify(dir)});
-    const out = await l.exports.main();
+    import { BEFORE_V8_FLAGS, loadBundle } from ${JSON.stringify(LOADER)};
+    import { setFlagsFromString } from "node:v8";
+    const { entry, dir, flags } = JSON.parse(process.env.DRIVER);
+    const l = loadBundle(entry, dir ?? undefined);
+    if (flags?.startsWith("announced")) process.emit(BEFORE_V8_FLAGS);
+    if (flags) setFlagsFromString("--liftoff-only");
+    const out = await l.exports.main(flags === "announced, then a verb loads");
     l.save();
     console.log(JSON.stringify({ stats: l.stats, out }));`;
-  const r = spawnSync(process.execPath, ["--input-type=module", "-e", driver], { encoding: "utf8" });
+  const env = { ...process.env, DRIVER: JSON.stringify({ entry: join(bundle, "cli.cjs"), dir: dir ?? null, flags: flags ?? null }) };
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", driver], { encoding: "utf8", env });
   expect(r.stderr).toBe("");
   return JSON.parse(r.stdout);
 }
@@ -53,16 +64,21 @@ beforeEach(async () => {
     `"use strict";
 var chunk = require("./chunk-A.cjs");
 var path = require("node:path");
-exports.main = async function () {
+exports.main = async function (late) {
   var verb = await Promise.resolve().then(() => require("./verb-B.cjs"));
   var strict = (function () { return this === undefined; })();
+  if (late) require("./verb-C.cjs");
   return [chunk.value, verb.run(), path.basename(__filename), strict].join(" ");
 };
 `,
   );
   await fs.writeFile(join(bundle, "chunk-A.cjs"), `"use strict";\nexports.value = "one";\n`);
   await fs.writeFile(join(bundle, "verb-B.cjs"), `"use strict";\nexports.run = function () { return "verb"; };\n`);
+  await fs.writeFile(join(bundle, "verb-C.cjs"), `"use strict";\nexports.late = true;\n`);
 });
+
+/** The name of `file`'s entry in the cache. */
+const entryOf = (file: string) => join(cache, entries().find((e) => e.startsWith(`${file}.`)) as string);
 
 afterAll(async () => {
   await fs.rm(work, { recursive: true, force: true });
@@ -98,16 +114,56 @@ describe("the bundle's code cache", () => {
     expect(load().stats).toEqual({ hits: 3, misses: 0, rejected: 0 });
   });
 
-  it("compiles afresh when V8 refuses an entry, and replaces the entry", async () => {
+  it("does not hand V8 a damaged entry: it compiles afresh and replaces the entry", async () => {
     load();
-    const entry = join(cache, entries().find((e) => e.startsWith("chunk-A.cjs.")) as string);
-    const size = statSync(entry).size;
-    await fs.writeFile(entry, Buffer.alloc(size, 0x5a));
+    // Release builds of V8 do not checksum cached data: a flipped byte can crash every later run.
+    const entry = entryOf("chunk-A.cjs");
+    const good = readFileSync(entry);
+    const bad = Buffer.from(good);
+    bad[bad.length - 40] = (bad[bad.length - 40] as number) ^ 0xff;
+    await fs.writeFile(entry, bad);
     const refused = load();
     expect(refused.out).toBe("one verb cli.cjs true");
     expect(refused.stats).toEqual({ hits: 2, misses: 0, rejected: 1 });
-    expect(readFileSync(entry).equals(Buffer.alloc(size, 0x5a))).toBe(false);
+    expect(readFileSync(entry).equals(bad)).toBe(false);
     expect(load().stats).toEqual({ hits: 3, misses: 0, rejected: 0 });
+    // Not ours to read: an entry others may write to is refused the same way.
+    await fs.chmod(entry, 0o666);
+    expect(load().stats).toEqual({ hits: 2, misses: 0, rejected: 1 });
+    expect(statSync(entry).mode & 0o777).toBe(0o600);
+  });
+
+  it("keeps the code taken before airlock changes V8's flags, and not what it compiles after", () => {
+    // Code made under changed flags would be refused by the next run, which starts without them.
+    load(cache, "silently");
+    expect(entries()).toEqual([]);
+    // The driver changes the flags before main() runs: the verbs main() loads come after.
+    load(cache, "announced, then a verb loads");
+    expect(entries().map((e) => e.split(".")[0])).toEqual(["chunk-A", "cli"]);
+    expect(load().stats).toEqual({ hits: 2, misses: 1, rejected: 0 });
+    const written = entries().map((e) => statSync(join(cache, e)).mtimeMs);
+    // After the change, V8 refuses verb-B's entry; the entry stays as it is, for the runs to come.
+    expect(load(cache, "announced").stats).toEqual({ hits: 2, misses: 0, rejected: 1 });
+    expect(entries().map((e) => statSync(join(cache, e)).mtimeMs)).toEqual(written);
+    expect(load().stats).toEqual({ hits: 3, misses: 0, rejected: 0 });
+  });
+
+  it("does not keep a file that failed to load as if it had, and reports the right column", async () => {
+    await fs.writeFile(join(bundle, "bad.cjs"), `"use strict";throw new Error("bad chunk");\n`);
+    await fs.writeFile(
+      join(bundle, "cli.cjs"),
+      `"use strict";
+exports.main = async function () {
+  var stacks = [];
+  for (var i = 0; i < 2; i++) try { require("./bad.cjs"); stacks.push("loaded"); } catch (err) { stacks.push(err.stack.split("\\n")[1]); }
+  return stacks.join(" | ");
+};
+`,
+    );
+    const r = load();
+    const [first, second] = r.out.split(" | ");
+    expect(first).toMatch(/bad\.cjs:1:20\)?$/);
+    expect(second).toBe(first);
   });
 
   it("is not used in a directory that other users may write to", async () => {
@@ -117,11 +173,20 @@ describe("the bundle's code cache", () => {
     expect(entries()).toEqual([]);
   });
 
-  it.skipIf(process.getuid?.() !== 0)("is not used in a directory that another user owns", async () => {
+  it.skipIf(process.getuid?.() !== 0)("is not used in a directory, nor an entry, that another user owns", async () => {
     await fs.mkdir(cache, { mode: 0o700 });
     load();
+    await fs.chown(entryOf("chunk-A.cjs"), 65534, 65534);
+    expect(load().stats).toEqual({ hits: 2, misses: 0, rejected: 1 });
+    expect(statSync(entryOf("chunk-A.cjs")).uid).toBe(0);
     await fs.chown(cache, 65534, 65534);
     expect(load().stats).toEqual({ hits: 0, misses: 3, rejected: 0 });
+    // Nor is one created where it would be another user's (root running with someone's HOME).
+    const theirs = join(work, `home-${n}`);
+    await fs.mkdir(theirs);
+    await fs.chown(theirs, 65534, 65534);
+    load(join(theirs, ".cache", "airlock"));
+    expect(existsSync(join(theirs, ".cache"))).toBe(false);
   });
 
   it("costs only itself where it cannot be written, or when there is none", async () => {
@@ -132,26 +197,31 @@ describe("the bundle's code cache", () => {
     expect(load(undefined)).toEqual({ out: "one verb cli.cjs true", stats: { hits: 0, misses: 3, rejected: 0 } });
   });
 
-  it("drops entries written more than 30 days ago and temporary files of writes that died, when it writes", async () => {
+  it("drops its entries written more than 30 days ago, the oldest beyond 64 MiB, temporary files of writes that died; not others' files", async () => {
     await fs.mkdir(cache, { mode: 0o700 });
-    const old = new Date(Date.now() - 31 * 24 * 3600 * 1000);
-    const hourAgo = new Date(Date.now() - 2 * 3600 * 1000);
-    for (const [name, time] of [
-      ["chunk-OLD.cjs.0123.v8", old],
-      ["chunk-NEW.cjs.4567.v8", new Date()],
-      ["cli.cjs.89ab.v8.123.tmp", hourAgo],
-      ["cli.cjs.cdef.v8.456.tmp", new Date()],
-      ["notes.txt", old],
-    ] as const) {
+    const day = 24 * 3600 * 1000;
+    const hash = (c: string) => c.repeat(24);
+    const files: [string, number, number][] = [
+      [`chunk-OLD.cjs.${hash("0")}.v8`, 31 * day, 1],
+      [`chunk-NEW.cjs.${hash("1")}.v8`, 0, 1],
+      [`chunk-BIG1.cjs.${hash("2")}.v8`, 3 * day, 40 * 1024 * 1024],
+      [`chunk-BIG2.cjs.${hash("3")}.v8`, 2 * day, 40 * 1024 * 1024],
+      [`cli.cjs.${hash("4")}.v8.${"a".repeat(16)}.tmp`, 2 * 3600 * 1000, 1],
+      [`cli.cjs.${hash("5")}.v8.${"b".repeat(16)}.tmp`, 0, 1],
+      ["report.tmp", 2 * day, 1],
+      ["disk.v8", 40 * day, 1],
+    ];
+    for (const [name, age, size] of files) {
       await fs.writeFile(join(cache, name), "x");
-      await fs.utimes(join(cache, name), time, time);
+      await fs.truncate(join(cache, name), size); // sparse: takes no space
+      const t = new Date(Date.now() - age);
+      await fs.utimes(join(cache, name), t, t);
     }
     load();
     const left = entries();
-    expect(left).not.toContain("chunk-OLD.cjs.0123.v8");
-    expect(left).not.toContain("cli.cjs.89ab.v8.123.tmp");
-    expect(left).toEqual(expect.arrayContaining(["chunk-NEW.cjs.4567.v8", "cli.cjs.cdef.v8.456.tmp", "notes.txt"]));
-    expect(left).toHaveLength(6);
+    for (const gone of [0, 2, 4]) expect(left).not.toContain(files[gone]?.[0]);
+    for (const kept of [1, 3, 5, 6, 7]) expect(left).toContain(files[kept]?.[0]);
+    expect(left).toHaveLength(5 + 3);
   });
 
   it("lives where AIRLOCK_COMPILE_CACHE or XDG_CACHE_HOME say, else in ~/.cache; AIRLOCK_COMPILE_CACHE=0 turns it off", () => {
@@ -170,19 +240,44 @@ describe("the bundle's code cache", () => {
     expect(where({ AIRLOCK_COMPILE_CACHE: "0", HOME: "/x/home" })).toBe(null);
   });
 
-  it("serves the real airlock bin: the bundle's entry is cached by the first run and the output stays the same", () => {
+  it("serves the real airlock bin: every file of the real bundle loads, and its runs fill and use the cache", async () => {
+    // A bundle of the current build in an app directory of the test's own (a concurrent build
+    // cannot make it stale), next to a copy of the bin.
+    const app = join(work, `app-${n}`);
+    await fs.mkdir(join(app, "bin"), { recursive: true });
+    for (const f of ["airlock.js", "run.js", "load-bundle.js"]) await fs.copyFile(join(root, "apps", "airlock", "bin", f), join(app, "bin", f));
+    await fs.writeFile(join(app, "package.json"), '{"type":"module"}');
+    const out = join(app, "dist", "bundle");
+    const built = spawnSync(process.execPath, [join(root, "scripts", "build-cli.mjs"), "--out-dir", out, "--quiet"], { encoding: "utf8" });
+    expect(built.status, built.stderr).toBe(0);
+
+    // Each file evaluates on its own, as CommonJS (the conversion from esbuild's ES modules).
+    const files = readdirSync(out).filter((f) => f.endsWith(".cjs"));
+    expect(files.length).toBeGreaterThan(10);
+    const each = spawnSync(
+      process.execPath,
+      ["--input-type=module", "-e", `import { loadBundle } from ${JSON.stringify(LOADER)}; for (const f of ${JSON.stringify(files)}) loadBundle(${JSON.stringify(out)} + "/" + f, undefined);`],
+      { encoding: "utf8" },
+    );
+    expect(each.status, each.stderr).toBe(0);
+
     const env = { ...process.env, AIRLOCK_COMPILE_CACHE: cache };
     delete env.AIRLOCK_NO_BUNDLE;
-    const first = spawnSync(process.execPath, [BIN, "--version"], { encoding: "utf8", env });
-    expect(first.status).toBe(0);
+    const bin = join(app, "bin", "airlock.js");
+    const first = spawnSync(process.execPath, [bin, "--version"], { encoding: "utf8", env });
+    expect(first.status, first.stderr).toBe(0);
     expect(first.stdout).toMatch(/^airlock version \d/);
-    expect(entries().some((e) => /^cli\.cjs\.[0-9a-f]+\.v8$/.test(e))).toBe(true);
-    const second = spawnSync(process.execPath, [BIN, "--version"], { encoding: "utf8", env });
+    expect(entries().some((e) => /^cli\.cjs\.[0-9a-f]{24}\.v8$/.test(e))).toBe(true);
+    const second = spawnSync(process.execPath, [bin, "--version"], { encoding: "utf8", env });
     expect(second.stdout).toBe(first.stdout);
     // A verb loads its chunks, and they are cached too.
-    const inspect = spawnSync(process.execPath, [BIN, "inspect", "--raw", `oci:${join(root, "fixtures", "oci")}:single`], { encoding: "utf8", env });
-    expect(inspect.status, inspect.stderr).toBe(0);
-    expect(JSON.parse(inspect.stdout).schemaVersion).toBe(2);
-    expect(entries().filter((e) => e.startsWith("chunk-")).length).toBeGreaterThan(0);
+    const inspect = () => spawnSync(process.execPath, [bin, "inspect", "--raw", `oci:${join(root, "fixtures", "oci")}:single`], { encoding: "utf8", env });
+    const raw = inspect();
+    expect(raw.status, raw.stderr).toBe(0);
+    expect(JSON.parse(raw.stdout).schemaVersion).toBe(2);
+    const chunks = entries().filter((e) => e.startsWith("chunk-"));
+    expect(chunks.length).toBeGreaterThan(0);
+    expect(inspect().stdout).toBe(raw.stdout);
+    expect(entries().filter((e) => e.startsWith("chunk-"))).toEqual(chunks);
   });
 });

@@ -52,10 +52,14 @@ export function undici(): UndiciParts {
  * import) that held the exit 0.2–1 s on a loaded 2-core machine, for a parser that is not the
  * bottleneck (a body of known length passes through it in one step). Node only: on Deno the flag
  * is not V8's to set at run time, and Bun does not run V8.
+ *
+ * Code that V8 compiles after the change no longer fits a cache made before it: the bin's code
+ * cache (apps/airlock/bin/load-bundle.js) takes its code when `airlock:before-v8-flags` is emitted.
  */
 function baselineWasmOnly(nodeRequire: NodeJS.Require): void {
   if (typeof process === "undefined" || process.versions?.deno !== undefined) return;
   try {
+    (process as NodeJS.EventEmitter).emit("airlock:before-v8-flags");
     (nodeRequire("node:v8") as typeof import("node:v8")).setFlagsFromString("--liftoff-only");
   } catch {
     // Not settable here: the default tiering is only slower to exit.
