@@ -90,8 +90,9 @@ export function loadBundle(entry, cacheDir) {
     const module = { id: file, filename: file, exports: {}, loaded: false };
     modules.set(file, module);
     try {
-      const source = `${WRAPPER[0]}${readFileSync(file, "utf8")}${WRAPPER[1]}`;
-      const key = state !== "refused" && join(cacheDir, entryName(file, source));
+      const text = readFileSync(file);
+      const source = `${WRAPPER[0]}${text.toString("utf8")}${WRAPPER[1]}`;
+      const key = state !== "refused" && join(cacheDir, entryName(file, text));
       const cached = state === "usable" ? readEntry(key) : undefined;
       const script = new Script(source, { filename: file, columnOffset: -WRAPPER[0].length, cachedData: cached || undefined });
       if (cached && !script.cachedDataRejected) stats.hits++;
@@ -135,13 +136,14 @@ export function loadBundle(entry, cacheDir) {
 }
 
 /**
- * The entry's file name: the bundle file's name and a hash of its wrapped text, of Node's version
- * and architecture, and of the options Node was started with (which set V8 flags).
+ * The entry's file name: the bundle file's name and a hash of its text (the bytes: hashing the
+ * decoded string would encode it again), of the wrapper, of Node's version and architecture, and
+ * of the options Node was started with (which set V8 flags).
  */
-function entryName(file, source) {
+function entryName(file, text) {
   const hash = createHash("sha256")
-    .update(`${MAGIC}${process.version} ${process.arch} ${process.execArgv.join(" ")} ${process.env.NODE_OPTIONS ?? ""}\n`)
-    .update(source)
+    .update(`${MAGIC}${WRAPPER.join("")}\n${process.version} ${process.arch} ${process.execArgv.join(" ")} ${process.env.NODE_OPTIONS ?? ""}\n`)
+    .update(text)
     .digest("hex")
     .slice(0, 24);
   return `${basename(file)}.${hash}.v8`;
@@ -198,9 +200,12 @@ function flagProbe() {
   return { changed: () => new Script(text(), { filename: "airlock-flag-probe", cachedData: data }).cachedDataRejected === true };
 }
 
+/** This user's id; undefined where there are no POSIX owners (Windows). */
+const UID = process.getuid?.();
+
 /** Whether a file's or directory's stat shows it as this user's own, and writable by no other. */
 function trusted(st) {
-  const uid = process.getuid?.();
+  const uid = UID;
   if (uid === undefined) return true; // no POSIX owners (Windows): the profile's ACLs decide
   return st.uid === uid && (st.mode & 0o022) === 0;
 }
@@ -224,7 +229,7 @@ function dirState(dir) {
  * elsewhere (root running with another user's HOME) would belong to the wrong user.
  */
 function ownsNearestParent(dir) {
-  const uid = process.getuid?.();
+  const uid = UID;
   for (let d = dirname(dir); ; d = dirname(d)) {
     try {
       return uid === undefined || statSync(d).uid === uid;
