@@ -9,7 +9,7 @@
  * bin with the real bundle, built into a directory of the test's own.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, promises as fs, mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, promises as fs, lstatSync, mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -45,7 +45,9 @@ function load(dir: string | undefined = cache, flags?: "announced" | "silently" 
     l.save();
     console.log(JSON.stringify({ stats: l.stats, out }));`;
   const env = { ...process.env, DRIVER: JSON.stringify({ entry: join(bundle, "cli.cjs"), dir: dir ?? null, flags: flags ?? null }) };
-  const r = spawnSync(process.execPath, ["--input-type=module", "-e", driver], { encoding: "utf8", env });
+  // A run that blocks (on a FIFO, say) fails the test instead of hanging it.
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", driver], { encoding: "utf8", env, timeout: 30_000 });
+  expect(r.signal).toBeNull();
   expect(r.stderr).toBe("");
   return JSON.parse(r.stdout);
 }
@@ -131,6 +133,23 @@ describe("the bundle's code cache", () => {
     await fs.chmod(entry, 0o666);
     expect(load().stats).toEqual({ hits: 2, misses: 0, rejected: 1 });
     expect(statSync(entry).mode & 0o777).toBe(0o600);
+  });
+
+  it("neither blocks on a FIFO nor follows a symbolic link where an entry should be", async () => {
+    load();
+    const fifo = entryOf("chunk-A.cjs");
+    const copy = join(work, `entry-${n}`);
+    await fs.rename(fifo, copy);
+    expect(spawnSync("mkfifo", [fifo]).status).toBe(0);
+    const link = entryOf("verb-B.cjs");
+    await fs.rm(link);
+    await fs.symlink(copy, link);
+    const r = load(); // with a FIFO opened for reading, this would wait for a writer forever
+    expect(r.out).toBe("one verb cli.cjs true");
+    expect(r.stats).toEqual({ hits: 1, misses: 0, rejected: 2 });
+    expect(statSync(fifo).isFile()).toBe(true);
+    expect(lstatSync(link).isFile()).toBe(true);
+    expect(load().stats).toEqual({ hits: 3, misses: 0, rejected: 0 });
   });
 
   it("keeps the code taken before airlock changes V8's flags, and not what it compiles after", () => {

@@ -24,7 +24,7 @@
 //   days after they were written, or sooner when the directory outgrows MAX_BYTES.
 // An unusable or unwritable directory only means no cache.
 import { createHash, randomBytes } from "node:crypto";
-import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { homedir } from "node:os";
 import { basename, dirname, isAbsolute, join } from "node:path";
@@ -156,12 +156,14 @@ function entryName(file, text) {
 function readEntry(path) {
   let fd;
   try {
-    fd = openSync(path, "r");
-  } catch {
-    return undefined;
+    // Without blocking on a FIFO, or following a symbolic link.
+    fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOFOLLOW ?? 0));
+  } catch (err) {
+    return err?.code === "ENOENT" ? undefined : null;
   }
   try {
-    if (!trusted(fstatSync(fd))) return null;
+    const st = fstatSync(fd);
+    if (!st.isFile() || !trusted(st)) return null;
     const entry = readFileSync(fd);
     const sum = MAGIC.length;
     const data = entry.subarray(sum + 32);
