@@ -90,6 +90,8 @@ const undiciBuild = await esbuild.build({
   outfile: join(outDir, "undici.cjs"),
 });
 const undiciCode = undiciBuild.outputFiles[0].contents;
+// The bin compiles this file through node:vm, which has no loader for import(): there must be none.
+if (/\bimport\(/.test(undiciBuild.outputFiles[0].text)) throw new Error("build-cli: undici's bundle has a dynamic import(), which the bin's loader cannot run");
 const undiciFile = `undici-${createHash("sha256").update(undiciCode).digest("hex").slice(0, 8).toUpperCase()}.cjs`;
 
 // 2. The CLI, split by dynamic import. core's registry/undici.ts require()s undici's files by

@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
+import { startRegistry } from "../harness/registry.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const LOADER = pathToFileURL(join(root, "apps", "airlock", "bin", "load-bundle.js")).href;
@@ -152,6 +153,33 @@ describe("the bundle's code cache", () => {
     expect(load().stats).toEqual({ hits: 3, misses: 0, rejected: 0 });
   });
 
+  it("keeps each install's own entries: the same file elsewhere is not a hit, and stack traces name the file that ran", async () => {
+    await fs.writeFile(join(bundle, "chunk-A.cjs"), `"use strict";\nexports.value = new Error("where").stack.split("\\n")[1];\n`);
+    const other = `${bundle}-copy`;
+    await fs.cp(bundle, other, { recursive: true });
+    const first = load();
+    expect(first.out).toContain(join(bundle, "chunk-A.cjs"));
+    const copy = bundle;
+    bundle = other;
+    const second = load();
+    expect(second.stats).toEqual({ hits: 0, misses: 3, rejected: 0 });
+    expect(second.out).toContain(join(other, "chunk-A.cjs"));
+    expect(load().out).toContain(join(other, "chunk-A.cjs"));
+    bundle = copy;
+    expect(load().stats).toEqual({ hits: 3, misses: 0, rejected: 0 });
+  });
+
+  it("writes the other entries when one cannot be written", async () => {
+    load();
+    const blocked = entryOf("cli.cjs");
+    const others = entries().filter((e) => !e.startsWith("cli.cjs."));
+    for (const e of others) await fs.rm(join(cache, e));
+    await fs.rm(blocked);
+    await fs.mkdir(blocked); // the rename onto it fails
+    expect(load().stats).toEqual({ hits: 0, misses: 2, rejected: 1 });
+    expect(entries().filter((e) => !e.startsWith("cli.cjs.")).sort()).toEqual(others.sort());
+  });
+
   it("keeps the code taken before airlock changes V8's flags, and not what it compiles after", () => {
     // Code made under changed flags would be refused by the next run, which starts without them.
     load(cache, "silently");
@@ -243,7 +271,7 @@ exports.main = async function () {
     expect(left).toHaveLength(5 + 3);
   });
 
-  it("lives where AIRLOCK_COMPILE_CACHE or XDG_CACHE_HOME say, else in ~/.cache; AIRLOCK_COMPILE_CACHE=0 turns it off", () => {
+  it("lives where AIRLOCK_COMPILE_CACHE (an absolute path) or XDG_CACHE_HOME say, else in ~/.cache; AIRLOCK_COMPILE_CACHE=0 turns it off", () => {
     const where = (env: Record<string, string>) => {
       const r = spawnSync(
         process.execPath,
@@ -257,6 +285,8 @@ exports.main = async function () {
     expect(where({ XDG_CACHE_HOME: "relative", HOME: "/x/home" })).toBe("/x/home/.cache/airlock/compile-cache");
     expect(where({ HOME: "/x/home" })).toBe("/x/home/.cache/airlock/compile-cache");
     expect(where({ AIRLOCK_COMPILE_CACHE: "0", HOME: "/x/home" })).toBe(null);
+    // Not a directory under the current one: "1" or "on" means the default.
+    expect(where({ AIRLOCK_COMPILE_CACHE: "1", HOME: "/x/home" })).toBe("/x/home/.cache/airlock/compile-cache");
   });
 
   it("serves the real airlock bin: every file of the real bundle loads, and its runs fill and use the cache", async () => {
@@ -298,5 +328,20 @@ exports.main = async function () {
     expect(chunks.length).toBeGreaterThan(0);
     expect(inspect().stdout).toBe(raw.stdout);
     expect(entries().filter((e) => e.startsWith("chunk-"))).toEqual(chunks);
+
+    // A push loads undici, then changes V8's flags: undici's code is kept too, and so is every
+    // other file's, since the run's code is taken before the change. A second push writes nothing.
+    const registry = await startRegistry({ mode: "plain" });
+    try {
+      const push = () => spawnSync(process.execPath, [bin, "copy", "-q", "--dest-tls-verify=false", `oci:${join(root, "fixtures", "oci")}:single`, `docker://${registry.host}/cc/single:1`], { encoding: "utf8", env });
+      const pushed = push();
+      expect(pushed.status, pushed.stderr).toBe(0);
+      const after = entries();
+      expect(after.some((e) => /^undici-[0-9A-Z]+\.cjs\./.test(e))).toBe(true);
+      expect(push().status).toBe(0);
+      expect(entries()).toEqual(after);
+    } finally {
+      await registry.stop();
+    }
   });
 });

@@ -8,13 +8,14 @@
 // loads a file keeps V8's code for it when it exits, including the functions the run compiled.
 //
 // The cache is a directory of one file per (bundle file, content, Node version and flags):
-//   AIRLOCK_COMPILE_CACHE=DIR   the directory (default $XDG_CACHE_HOME/airlock/compile-cache,
-//                               ~/.cache when XDG_CACHE_HOME is unset); 0 turns the cache off
+//   AIRLOCK_COMPILE_CACHE=DIR   the directory, an absolute path (default: airlock/compile-cache
+//                               in $XDG_CACHE_HOME, or ~/.cache); 0 turns the cache off
 // What makes it safe to run code from it:
-// - An entry is named after a hash of the file's text (and of the wrapper, Node's version, flags):
-//   V8 checks only a source's length, so a changed file must not find the old code.
-// - An entry holds a sha256 of V8's data, checked before V8 sees it: release builds of V8 do not
-//   checksum cached data, and a damaged entry can crash every later run.
+// - An entry is named after a hash of the file's path and text (and of the wrapper, Node's version
+//   and flags): V8 checks only a source's length, so a changed file must not find the old code
+//   (and V8 keeps the path it was made for, which stack traces would show).
+// - An entry holds a sha256 of its name and V8's data, checked before V8 sees it: release builds
+//   of V8 do not checksum cached data, and a damaged entry can crash every later run.
 // - A directory or entry that another user owns or may write to is not used (its code would run
 //   as airlock); the directory is created only under one of this user's own.
 // - V8 refuses data made under other V8 flags. airlock sets one during a run (undici's parser,
@@ -46,14 +47,15 @@ const MAX_BYTES = 64 * 1024 * 1024;
 const WRAPPER = ["(function (exports, require, module, __filename, __dirname) {", "\n})"];
 
 /**
- * compileCacheDir names the code cache's directory for `env`: AIRLOCK_COMPILE_CACHE, else
- * airlock/compile-cache under $XDG_CACHE_HOME or ~/.cache; undefined when the cache is off
- * (AIRLOCK_COMPILE_CACHE=0, or no home directory).
+ * compileCacheDir names the code cache's directory for `env`: AIRLOCK_COMPILE_CACHE when it is an
+ * absolute path, else airlock/compile-cache under $XDG_CACHE_HOME or ~/.cache; undefined when
+ * the cache is off (AIRLOCK_COMPILE_CACHE=0, or no home directory). Any other value (`1`, `on`)
+ * means the default, not a directory under the current one.
  */
 export function compileCacheDir(env = process.env) {
   const set = env.AIRLOCK_COMPILE_CACHE;
   if (set === "0") return undefined;
-  if (set) return set;
+  if (set && isAbsolute(set)) return set;
   // The XDG base directory spec: a relative XDG_CACHE_HOME is invalid and to be ignored.
   if (env.XDG_CACHE_HOME && isAbsolute(env.XDG_CACHE_HOME)) return join(env.XDG_CACHE_HOME, "airlock", "compile-cache");
   let home = "";
@@ -126,7 +128,13 @@ export function loadBundle(entry, cacheDir) {
       try {
         if (dirState(cacheDir) === "missing" && ownsNearestParent(cacheDir)) mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
         if (dirState(cacheDir) !== "usable") return;
-        for (const { key, data } of ready) writeEntry(key, data);
+        for (const { key, data } of ready) {
+          try {
+            writeEntry(key, data);
+          } catch {
+            // This one stays uncached (say, a directory where it goes); the others need not.
+          }
+        }
         prune(cacheDir);
       } catch {
         // No cache this time (a read-only home, a full disk): the run itself is done.
@@ -136,13 +144,13 @@ export function loadBundle(entry, cacheDir) {
 }
 
 /**
- * The entry's file name: the bundle file's name and a hash of its text (the bytes: hashing the
- * decoded string would encode it again), of the wrapper, of Node's version and architecture, and
- * of the options Node was started with (which set V8 flags).
+ * The entry's file name: the bundle file's name and a hash of its path and text (the bytes:
+ * hashing the decoded string would encode it again), of the wrapper, of Node's version and
+ * architecture, and of the options Node was started with (which set V8 flags).
  */
 function entryName(file, text) {
   const hash = createHash("sha256")
-    .update(`${MAGIC}${WRAPPER.join("")}\n${process.version} ${process.arch} ${process.execArgv.join(" ")} ${process.env.NODE_OPTIONS ?? ""}\n`)
+    .update(`${MAGIC}${WRAPPER.join("")}\n${file}\n${process.version} ${process.arch} ${process.execArgv.join(" ")} ${process.env.NODE_OPTIONS ?? ""}\n`)
     .update(text)
     .digest("hex")
     .slice(0, 24);
@@ -167,7 +175,7 @@ function readEntry(path) {
     const entry = readFileSync(fd);
     const sum = MAGIC.length;
     const data = entry.subarray(sum + 32);
-    const ok = entry.subarray(0, sum).equals(MAGIC) && createHash("sha256").update(data).digest().equals(entry.subarray(sum, sum + 32));
+    const ok = entry.subarray(0, sum).equals(MAGIC) && checksum(path, data).equals(entry.subarray(sum, sum + 32));
     return ok ? data : null;
   } catch {
     return null;
@@ -176,11 +184,16 @@ function readEntry(path) {
   }
 }
 
+/** The sha256 an entry holds: of its name (an entry renamed is not another's) and V8's data. */
+function checksum(path, data) {
+  return createHash("sha256").update(`${basename(path)}\n`).update(data).digest();
+}
+
 /** Writes V8's `data` as the entry at `path`: under a name of its own, then renamed. */
 function writeEntry(path, data) {
   const tmp = `${path}.${randomBytes(8).toString("hex")}.tmp`;
   try {
-    writeFileSync(tmp, Buffer.concat([MAGIC, createHash("sha256").update(data).digest(), data]), { mode: 0o600, flag: "wx" });
+    writeFileSync(tmp, Buffer.concat([MAGIC, checksum(path, data), data]), { mode: 0o600, flag: "wx" });
     renameSync(tmp, path);
   } catch (err) {
     rmSync(tmp, { force: true });
@@ -261,7 +274,9 @@ function prune(dir) {
   let total = kept.reduce((n, e) => n + e.size, 0);
   for (const e of kept.sort((a, b) => a.mtimeMs - b.mtimeMs)) {
     if (total <= MAX_BYTES) break;
-    rmSync(e.path, { force: true });
+    try {
+      rmSync(e.path, { force: true });
+    } catch {}
     total -= e.size;
   }
 }

@@ -29,7 +29,6 @@ export function undici(): UndiciParts {
   // except in the CLI's bundle (scripts/build-cli.mjs), which defines one and maps these paths.
   const bun = typeof require === "function";
   const nodeRequire = bun ? require : createRequire(import.meta.url);
-  if (process.versions?.bun === undefined) baselineWasmOnly(nodeRequire);
   try {
     const AgentClass = (bun ? require("undici/lib/dispatcher/agent.js") : nodeRequire("undici/lib/dispatcher/agent.js")) as typeof Agent;
     const apiRequest = (bun ? require("undici/lib/api/api-request.js") : nodeRequire("undici/lib/api/api-request.js")) as RequestFn;
@@ -42,6 +41,9 @@ export function undici(): UndiciParts {
     const full = (bun ? require("undici/index.js") : nodeRequire("undici/index.js")) as typeof import("undici");
     parts = { Agent: full.Agent, request: (dispatcher, url, options) => full.request(url, { ...options, dispatcher }) };
   }
+  // After loading undici, whose code the bin's code cache can then keep (see below), and before
+  // its parser is compiled, which undici does on its first connection.
+  if (process.versions?.bun === undefined) baselineWasmOnly(nodeRequire);
   return parts;
 }
 
