@@ -23,7 +23,7 @@
 // through node:vm with a V8 code cache (apps/airlock/bin/load-bundle.js), which Node 20 offers for
 // scripts but not for ES modules: compiling the ~600 KiB an import needs took ~40 ms of every run.
 //
-// Every dependency is inlined; node: built-ins stay imports. Identifiers are kept (stack traces
+// Every dependency is inlined; node: built-ins stay require()s. Identifiers are kept (stack traces
 // with --debug stay readable, and commander names its errors after their classes).
 // Writing is safe while airlock runs: chunks are content-addressed and written before the entry
 // and stamp, which are replaced by rename; chunks of earlier builds are removed after an hour.
@@ -35,6 +35,7 @@ import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Script } from "node:vm";
 import * as esbuild from "esbuild";
+import { wrapCommonJS } from "../apps/airlock/bin/load-bundle.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const app = join(root, "apps", "airlock");
@@ -170,7 +171,7 @@ async function toCommonJS(name, code) {
   const out = `"use strict";${meta}${r.code}`;
   // Compile it as Node wraps a CommonJS file: a top-level `const require` or `let module` would
   // only fail when a run loads the chunk; here it fails the build.
-  new Script(`(function (exports, require, module, __filename, __dirname) {${out}\n})`, { filename: name });
+  new Script(wrapCommonJS(out), { filename: name });
   return out;
 }
 

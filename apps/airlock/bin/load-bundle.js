@@ -46,6 +46,11 @@ const MAX_BYTES = 64 * 1024 * 1024;
 /** The CommonJS wrapper, as Node's. It starts on the file's first line, so line numbers hold. */
 const WRAPPER = ["(function (exports, require, module, __filename, __dirname) {", "\n})"];
 
+/** wrapCommonJS returns a CommonJS file's `text` in the function Node wraps a module in. */
+export function wrapCommonJS(text) {
+  return `${WRAPPER[0]}${text}${WRAPPER[1]}`;
+}
+
 /**
  * compileCacheDir names the code cache's directory for `env`: AIRLOCK_COMPILE_CACHE when it is an
  * absolute path, else airlock/compile-cache under $XDG_CACHE_HOME or ~/.cache; undefined when
@@ -93,7 +98,7 @@ export function loadBundle(entry, cacheDir) {
     modules.set(file, module);
     try {
       const text = readFileSync(file);
-      const source = `${WRAPPER[0]}${text.toString("utf8")}${WRAPPER[1]}`;
+      const source = wrapCommonJS(text.toString("utf8"));
       const key = state !== "refused" && join(cacheDir, entryName(file, text));
       const cached = state === "usable" ? readEntry(key) : undefined;
       const script = new Script(source, { filename: file, columnOffset: -WRAPPER[0].length, cachedData: cached || undefined });
